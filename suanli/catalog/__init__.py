@@ -1,0 +1,1 @@
+"""Catalog data files (YAML). Loaded through `suanli.spec.catalog.CATALOG`."""
