@@ -7,7 +7,6 @@ from typer.core import TyperGroup
 
 from suanli.spec.errors import SpecError
 
-
 USER_ERROR_EXIT = 2
 
 

@@ -6,7 +6,7 @@ from suanli.spec.cluster import Cluster, Fabric, Pool
 from suanli.spec.errors import SpecError
 from suanli.spec.io import dump_yaml, load, read_yaml, validate
 from suanli.spec.job import AcceleratorRequest, JobSpec, Parallelism, Resources, Sharing, Training
-from suanli.spec.model import MoE, ModelSpec
+from suanli.spec.model import ModelSpec, MoE
 from suanli.spec.node import IntraNodeTopology, NicGroup, NodeType
 from suanli.spec.plan import Layout, Plan, StepEstimate
 

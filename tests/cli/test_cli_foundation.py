@@ -30,7 +30,9 @@ def test_show_cluster_totals(examples):
     summary = json.loads(result.stdout)
     assert summary["total_accelerators"] == 1024
     # 384 H100 x 989.4 + 256 A100 x 312 + 256 910B x 320 + 128 S4000 x 100 TFLOPS, in PFLOPS
-    assert abs(summary["peak_pflops"]["bf16"] - (384 * 989.4 + 256 * 312 + 256 * 320 + 128 * 100) / 1000) < 1e-6
+    assert (
+        abs(summary["peak_pflops"]["bf16"] - (384 * 989.4 + 256 * 312 + 256 * 320 + 128 * 100) / 1000) < 1e-6
+    )
 
 
 def test_validate_ok_and_bad(tmp_path, examples):

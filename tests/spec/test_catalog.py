@@ -8,14 +8,19 @@ from suanli.spec import CATALOG, SpecError
 from tests.conftest import SHARED_DATA
 
 
+def _reference_rows() -> list[dict[str, str]]:
+    with open(SHARED_DATA / "accelerators.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_every_accelerator_of_the_reference_file_is_in_the_catalog():
-    names = {row["name"] for row in csv.DictReader(open(SHARED_DATA / "accelerators.csv"))}
+    names = {row["name"] for row in _reference_rows()}
     assert {a.name for a in CATALOG.accelerators} == names
     assert len(CATALOG.accelerators) == 30
 
 
 def test_catalog_figures_equal_the_reference_file_and_unknowns_stay_unknown():
-    rows = {row["name"]: row for row in csv.DictReader(open(SHARED_DATA / "accelerators.csv"))}
+    rows = {row["name"]: row for row in _reference_rows()}
     for accel in CATALOG.accelerators:
         row = rows[accel.name]
         for precision in ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8"):

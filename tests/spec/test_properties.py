@@ -9,7 +9,11 @@ from suanli.spec import CATALOG, Cluster, JobSpec, SpecError, validate
 
 node_slugs = st.sampled_from([n.slug for n in CATALOG.node_types])
 pool = st.fixed_dictionaries(
-    {"name": st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True), "node_type": node_slugs, "nodes": st.integers(1, 4096)}
+    {
+        "name": st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
+        "node_type": node_slugs,
+        "nodes": st.integers(1, 4096),
+    }
 )
 clusters = st.fixed_dictionaries(
     {
@@ -33,7 +37,11 @@ jobs = st.fixed_dictionaries(
         ),
         "num_nodes": st.one_of(st.just("auto"), st.integers(1, 512)),
         "training": st.fixed_dictionaries(
-            {"seq_len": st.integers(1, 131072), "global_batch_size": st.integers(1, 8192), "total_tokens": st.sampled_from(["1T", "300B", 10**9])}
+            {
+                "seq_len": st.integers(1, 131072),
+                "global_batch_size": st.integers(1, 8192),
+                "total_tokens": st.sampled_from(["1T", "300B", 10**9]),
+            }
         ),
         "priority": st.integers(-1000, 1000),
     }

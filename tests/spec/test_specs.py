@@ -10,14 +10,14 @@ from suanli.spec.units import parse_count, parse_duration_s
 
 def test_example_specs_load(examples):
     for path in sorted(examples.glob("*/*.yaml")):
-        kind, spec = load_any(path)
+        kind, _ = load_any(path)
         assert kind in {"cluster", "job", "model"}, path
 
 
 @pytest.mark.parametrize("model_type", [Cluster, JobSpec, ModelSpec])
 def test_yaml_round_trip(examples, model_type):
     for path in sorted(examples.glob("*/*.yaml")):
-        kind, spec = load_any(path)
+        _, spec = load_any(path)
         if not isinstance(spec, model_type):
             continue
         again = validate(model_type, yaml.safe_load(dump_yaml(spec)))
@@ -26,7 +26,11 @@ def test_yaml_round_trip(examples, model_type):
 
 def test_the_issue_example_error(tmp_path):
     path = tmp_path / "cluster.yaml"
-    path.write_text("name: c\npools:\n- {name: a, node_type: hgx-h100, nodes: 2}\n- {name: b, node_type: hgx-a100, nodes: -4}\n")
+    path.write_text(
+        "name: c\npools:\n"
+        "- {name: a, node_type: hgx-h100, nodes: 2}\n"
+        "- {name: b, node_type: hgx-a100, nodes: -4}\n"
+    )
     with pytest.raises(SpecError) as err:
         load(Cluster, path)
     assert str(err.value) == "cluster.yaml: pools[1].nodes: must be > 0, got -4"
@@ -35,7 +39,9 @@ def test_the_issue_example_error(tmp_path):
 def test_unknown_node_type_names_the_pool_and_suggests(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: c\npools:\n- {name: a, node_type: hgx-h10, nodes: 2}\n")
-    with pytest.raises(SpecError, match=r"^c.yaml: pools\[0\].node_type: unknown node type 'hgx-h10'; did you mean"):
+    with pytest.raises(
+        SpecError, match=r"^c.yaml: pools\[0\].node_type: unknown node type 'hgx-h10'; did you mean"
+    ):
         load(Cluster, path)
 
 
@@ -47,7 +53,7 @@ def test_malformed_yaml_names_the_line(tmp_path):
 
 
 def test_missing_file():
-    with pytest.raises(SpecError, match="nope.yaml: file not found"):
+    with pytest.raises(SpecError, match=r"nope\.yaml: file not found"):
         load(JobSpec, "nope.yaml")
 
 
@@ -99,7 +105,8 @@ def test_a_job_needs_something_to_run():
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [(90, 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("01:30:00", 5400), ("10:00", 600)]
+    ("value", "seconds"),
+    [(90, 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("01:30:00", 5400), ("10:00", 600)],
 )
 def test_durations(value, seconds):
     assert parse_duration_s(value) == seconds
