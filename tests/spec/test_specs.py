@@ -8,15 +8,22 @@ from suanli.spec.detect import load_any
 from suanli.spec.units import parse_count, parse_duration_s
 
 
+SPEC_EXAMPLE_DIRS = ("clusters", "jobs", "models")
+
+
+def _spec_examples(examples):
+    return sorted(path for folder in SPEC_EXAMPLE_DIRS for path in (examples / folder).glob("*.yaml"))
+
+
 def test_example_specs_load(examples):
-    for path in sorted(examples.glob("*/*.yaml")):
+    for path in _spec_examples(examples):
         kind, _ = load_any(path)
         assert kind in {"cluster", "job", "model"}, path
 
 
 @pytest.mark.parametrize("model_type", [Cluster, JobSpec, ModelSpec])
 def test_yaml_round_trip(examples, model_type):
-    for path in sorted(examples.glob("*/*.yaml")):
+    for path in _spec_examples(examples):
         _, spec = load_any(path)
         if not isinstance(spec, model_type):
             continue

@@ -1,0 +1,1 @@
+"""Collective communication: topology graph, cost models, algorithm selection, torch.distributed runtime."""

@@ -1,0 +1,152 @@
+"""Pick the fastest algorithm for one collective call, and compare with NCCL's own pick.
+
+Both choices are timed with the same cost models (`comm.cost`), so a gain comes only from choosing a
+different algorithm or protocol, never from a different view of the hardware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from suanli.comm import cost
+from suanli.comm.nccl_model import nccl_choice, nccl_supports
+from suanli.comm.topology import GroupLinks
+from suanli.spec.errors import SpecError
+
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
+
+CostFn = Callable[[float, GroupLinks, cost.Proto], float]
+
+# collective -> algorithm -> (latency family, cost function)
+ALGORITHMS: dict[str, dict[str, tuple[str, CostFn]]] = {
+    "all_reduce": {
+        "ring": ("ring", cost.ring_all_reduce_s),
+        "tree": ("tree", cost.double_binary_tree_all_reduce_s),
+        "nvls": ("nvls", cost.nvls_all_reduce_s),
+        "nvls_tree": ("nvls_tree", cost.nvls_tree_all_reduce_s),
+        "collnet": ("collnet", cost.in_network_all_reduce_s),
+        "rabenseifner": ("ring", cost.rabenseifner_all_reduce_s),
+        "hierarchical": ("ring", cost.hierarchical_all_reduce_s),
+    },
+    "all_gather": {
+        "ring": ("ring", cost.ring_all_gather_s),
+        "nvls": ("nvls", cost.nvls_all_gather_s),
+        "recursive_doubling": ("ring", cost.recursive_doubling_all_gather_s),
+        "bruck": ("ring", cost.bruck_all_gather_s),
+        "hierarchical": ("ring", cost.hierarchical_all_gather_s),
+    },
+    "reduce_scatter": {
+        "ring": ("ring", cost.ring_reduce_scatter_s),
+        "nvls": ("nvls", cost.nvls_reduce_scatter_s),
+        "recursive_halving": ("ring", cost.recursive_halving_reduce_scatter_s),
+        "hierarchical": ("ring", cost.hierarchical_reduce_scatter_s),
+    },
+    "broadcast": {
+        "ring": ("ring", cost.ring_broadcast_s),
+        "binomial": ("ring", cost.binomial_broadcast_s),
+        "scatter_all_gather": ("ring", cost.scatter_all_gather_broadcast_s),
+    },
+    "all_to_all": {
+        "direct": ("ring", cost.direct_all_to_all_s),
+        "hierarchical": ("ring", cost.hierarchical_all_to_all_s),
+    },
+}
+
+_HARDWARE_ALGORITHMS = {"nvls", "nvls_tree", "collnet"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One algorithm for one call, with nccl-tests' algbw and busbw (GB/s)."""
+
+    collective: str
+    algorithm: str
+    protocol: str
+    message_bytes: float
+    time_s: float
+    algbw_gb_s: float
+    busbw_gb_s: float
+
+
+def busbw_factor(collective: str, n_ranks: int) -> float:
+    """nccl-tests PERFORMANCE.md: busbw = algbw x this factor."""
+    if collective == "all_reduce":
+        return 2 * (n_ranks - 1) / n_ranks
+    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n_ranks - 1) / n_ranks
+    return 1.0
+
+
+def check_request(collective: str, message_bytes: float) -> None:
+    if collective not in COLLECTIVES:
+        raise SpecError(f"collective: unknown {collective!r}, expected one of {', '.join(COLLECTIVES)}")
+    if not message_bytes > 0:
+        raise SpecError(f"message size: must be > 0 bytes, got {message_bytes!r}")
+
+
+def applicable(collective: str, algorithm: str, protocol: str, g: GroupLinks) -> bool:
+    """Hardware algorithms need their hardware; NVLS/CollNet run only the Simple protocol; LL128
+    only on NVIDIA NVLink nodes (as NCCL enables it)."""
+    if algorithm in _HARDWARE_ALGORITHMS:
+        multi_node_nvls = collective != "all_reduce" and g.nodes > 1
+        return nccl_supports(algorithm, protocol, g) and not multi_node_nvls
+    return not (protocol == "ll128" and not g.nvidia_nvlink)
+
+
+def _choice(collective: str, algorithm: str, protocol: str, message_bytes: float, g: GroupLinks) -> Choice:
+    family, fn = ALGORITHMS[collective][algorithm]
+    time_s = fn(message_bytes, g, cost.protocol(family, protocol, g))
+    algbw = message_bytes / time_s / 1e9
+    return Choice(
+        collective,
+        algorithm,
+        protocol,
+        message_bytes,
+        time_s,
+        algbw,
+        algbw * busbw_factor(collective, g.n_ranks),
+    )
+
+
+def evaluate(collective: str, algorithm: str, protocol: str, message_bytes: float, g: GroupLinks) -> Choice:
+    """Time one (algorithm, protocol) for this call with our cost models."""
+    check_request(collective, message_bytes)
+    if algorithm not in ALGORITHMS[collective]:
+        known = ", ".join(ALGORITHMS[collective])
+        raise SpecError(f"algorithm: {algorithm!r} is not an algorithm for {collective} (known: {known})")
+    return _choice(collective, algorithm, protocol, message_bytes, g)
+
+
+@lru_cache(maxsize=4096)
+def _options(collective: str, g: GroupLinks) -> tuple[tuple[str, str, CostFn, cost.Proto], ...]:
+    return tuple(
+        (algorithm, protocol, fn, cost.protocol(family, protocol, g))
+        for algorithm, (family, fn) in ALGORITHMS[collective].items()
+        for protocol in cost.PROTOCOLS
+        if applicable(collective, algorithm, protocol, g)
+    )
+
+
+@lru_cache(maxsize=65536)
+def select(collective: str, message_bytes: float, g: GroupLinks) -> Choice:
+    """The fastest (algorithm, protocol) by our cost models."""
+    check_request(collective, message_bytes)
+    best = min(_options(collective, g), key=lambda option: option[2](message_bytes, g, option[3]))
+    return _choice(collective, best[0], best[1], message_bytes, g)
+
+
+@lru_cache(maxsize=65536)
+def nccl_baseline(collective: str, message_bytes: float, g: GroupLinks) -> Choice:
+    """NCCL's own pick (its tuning model), timed with our cost models."""
+    check_request(collective, message_bytes)
+    algorithm, protocol = nccl_choice(collective, message_bytes, g)
+    return _choice(collective, algorithm, protocol, message_bytes, g)
+
+
+def gain(collective: str, message_bytes: float, g: GroupLinks) -> float:
+    """Speed-up of our pick over NCCL's: time(NCCL pick) / time(ours) - 1 (0.10 = 10 % faster)."""
+    return (
+        nccl_baseline(collective, message_bytes, g).time_s / select(collective, message_bytes, g).time_s - 1
+    )

@@ -1,0 +1,457 @@
+"""The cluster as a graph, and what a group of ranks sees of it.
+
+Two views of the same wiring, built from a `Cluster`:
+- `build_graph`: a networkx graph of accelerators, intra-node switches or links, NICs (rails), leaf,
+  spine and core switches, each edge with its bandwidth (GB/s per direction) and latency.
+- `group_links`: the closed-form summary the cost models use for a group of ranks placed
+  `ranks_per_node` per node on consecutive nodes of one pool: the bottleneck bandwidth per level,
+  the switch hops between the farthest members, the share of traffic that crosses the spine.
+  It does no graph work, so the planner can call it in its inner loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import weakref
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+
+import networkx as nx
+import yaml
+
+from suanli.spec.cluster import Cluster, Fabric
+from suanli.spec.errors import SpecError
+from suanli.spec.node import NodeType
+
+
+@cache
+def calibration() -> dict:
+    """The constants of the cost model with their sources (`calibration.yaml`)."""
+    return yaml.safe_load((Path(__file__).with_name("calibration.yaml")).read_text(encoding="utf-8"))
+
+
+def _efficiency(name: str) -> float:
+    return calibration()["link_efficiency"][name]["value"]
+
+
+def intra_link_class(node: NodeType) -> str:
+    """`nvlink` (switch or mesh of accelerator links), `pci` (PCIe tree) or `net` (no intra fabric)."""
+    kind = node.topology.kind
+    if kind == "pcie-tree":
+        return "pci"
+    if kind == "none":
+        return "net"
+    return "nvlink"
+
+
+def intra_efficiency(node: NodeType, accelerator_slug: str | None) -> float:
+    kind = node.topology.kind
+    if kind == "pcie-tree":
+        return _efficiency("pcie")
+    if kind == "nvswitch":
+        hopper = (accelerator_slug or "").startswith(("h100", "h200", "h800", "h20"))
+        return _efficiency("nvlink_hopper" if hopper else "nvlink")
+    return _efficiency("mesh")
+
+
+def nic_efficiency(gbit_s: float) -> float:
+    return _efficiency("nic_400g" if gbit_s >= 400 else "nic")
+
+
+def _mesh_edges(node: NodeType) -> set[tuple[int, int]]:
+    topo, n = node.topology, node.accelerators_per_node
+    edges: set[tuple[int, int]] = set()
+    groups = [list(range(n))] if topo.links is None and topo.groups is None else topo.groups or []
+    for group in groups:
+        edges |= {(a, b) for a in group for b in group if a < b}
+    edges |= {(min(a, b), max(a, b)) for a, b in topo.links or []}
+    return edges
+
+
+def intra_bw_gb_s(node: NodeType, accelerator_slug: str | None, ranks: int) -> float:
+    """Achievable bandwidth per rank and direction among the first `ranks` accelerators of a node.
+
+    NVSwitch: every rank keeps its full link. Point-to-point meshes: `link_bw_gb_s` is the
+    accelerator's aggregate over its links, so a group uses the share of links that stay inside
+    it (multiple rings over edge-disjoint cycles). PCIe tree: the accelerator's link, or the
+    switch uplink when the group spans switches.
+    """
+    topo = node.topology
+    if topo.kind == "none":
+        return node.nic_bw_gb_s * nic_efficiency(max((n.gbit_s for n in node.nics), default=100))
+    eff = intra_efficiency(node, accelerator_slug)
+    if topo.kind == "nvswitch":
+        return topo.link_bw_gb_s * eff
+    members = set(range(ranks))
+    if topo.kind == "pcie-tree":
+        groups = topo.groups or [list(range(node.accelerators_per_node))]
+        spanned = sum(1 for group in groups if members & set(group))
+        bw = (
+            topo.link_bw_gb_s
+            if spanned <= 1
+            else min(topo.link_bw_gb_s, topo.uplink_bw_gb_s or topo.link_bw_gb_s)
+        )
+        return bw * eff
+    edges = _mesh_edges(node)
+    degree = [sum(1 for a, b in edges if i in (a, b)) for i in range(node.accelerators_per_node)]
+    inside = min(sum(1 for a, b in edges if i in (a, b) and a in members and b in members) for i in members)
+    return topo.link_bw_gb_s * eff * inside / max(1, max(degree))
+
+
+def group_nic_bw_gb_s(node: NodeType, ranks: int) -> float:
+    """Achievable NIC bandwidth (GB/s per direction) a node offers the first `ranks` accelerators."""
+    total = 0.0
+    per_node = max(1, node.accelerators_per_node)
+    for nic in node.nics:
+        bw = nic.gbit_s / 8 * nic_efficiency(nic.gbit_s)
+        if nic.serves is None:
+            total += nic.count * bw * (min(ranks, per_node) / per_node if node.accelerators_per_node else 1)
+        else:
+            total += bw * sum(1 for served in nic.serves if any(i < ranks for i in served))
+    return total
+
+
+@dataclass(frozen=True)
+class FabricShape:
+    """Leaf / pod sizes of the inter-node fabric, in nodes."""
+
+    nodes_per_leaf: int
+    leaves_per_pod: int
+    oversubscription: float
+    hop_latency_us: float
+    in_network_reduction: bool
+
+
+def fabric_shape(cluster: Cluster, node: NodeType) -> FabricShape:
+    fabric = cluster.fabric
+    down_ports = max(1, int(fabric.switch_radix * fabric.oversubscription / (1 + fabric.oversubscription)))
+    nics = max(1, sum(n.count for n in node.nics))
+    # A rail-optimized leaf takes one NIC of each node; a plain fat-tree leaf takes all of them.
+    per_leaf = down_ports if fabric.kind == "rail-optimized" else max(1, down_ports // nics)
+    return FabricShape(
+        nodes_per_leaf=per_leaf,
+        leaves_per_pod=fabric.switch_radix,
+        oversubscription=fabric.oversubscription,
+        hop_latency_us=fabric.hop_latency_us,
+        in_network_reduction=fabric.in_network_reduction,
+    )
+
+
+def switch_hops(nodes: int, shape: FabricShape) -> int:
+    """Switches between the farthest two of `nodes` consecutive nodes: 1 leaf, 3 via a spine,
+    5 via the core of a three-tier tree."""
+    if nodes <= 1:
+        return 0
+    if nodes <= shape.nodes_per_leaf:
+        return 1
+    if nodes <= shape.nodes_per_leaf * shape.leaves_per_pod:
+        return 3
+    return 5
+
+
+def spine_share(nodes: int, shape: FabricShape) -> float:
+    """Share of a node's uniform (all-to-all) inter-node traffic whose peer is under another leaf."""
+    if nodes <= shape.nodes_per_leaf:
+        return 0.0
+    return (nodes - shape.nodes_per_leaf) / (nodes - 1)
+
+
+@dataclass(frozen=True)
+class PoolModel:
+    """Everything about one pool that the cost models need, derived once per (cluster, pool)."""
+
+    pool: str
+    accelerators_per_node: int
+    nodes: int
+    accelerator: str | None
+    intra_class: str
+    intra_latency_us: float
+    in_switch_reduction: bool
+    nvidia_nvlink: bool
+    shape: FabricShape
+    intra_bw_by_ranks: tuple[float, ...]  # index r-1: per-rank intra bandwidth for r ranks per node
+    nic_bw_by_ranks: tuple[float, ...]  # index r-1: node NIC bandwidth for r ranks per node
+    nic_port_bw_by_ranks: tuple[float, ...]  # the same at line rate (what NCCL's tuning sees)
+
+    @property
+    def capacity(self) -> int:
+        return self.nodes * self.accelerators_per_node
+
+
+_POOL_CACHE: dict[tuple[int, str], tuple[weakref.ref, PoolModel]] = {}
+
+
+def pool_model(cluster: Cluster, pool: str) -> PoolModel:
+    """Derived link parameters of a pool, cached per (cluster object, pool)."""
+    key = (id(cluster), pool)
+    hit = _POOL_CACHE.get(key)
+    if hit is not None and hit[0]() is cluster:
+        return hit[1]
+    try:
+        node = cluster.node_type_of(pool)
+        nodes = cluster.pool(pool).nodes
+    except KeyError:
+        known = ", ".join(p.name for p in cluster.pools)
+        raise SpecError(f"pool: {pool!r} is not in cluster {cluster.name!r} (pools: {known})") from None
+    per_node = node.accelerators_per_node or 1
+    accel = node.accelerator
+    model = PoolModel(
+        pool=pool,
+        accelerators_per_node=per_node,
+        nodes=nodes,
+        accelerator=accel,
+        intra_class=intra_link_class(node),
+        intra_latency_us=node.topology.link_latency_us,
+        in_switch_reduction=node.topology.kind == "nvswitch" and node.topology.in_switch_reduction,
+        nvidia_nvlink=node.topology.kind == "nvswitch"
+        and (cluster.accelerator_of(pool) is not None and cluster.accelerator_of(pool).vendor == "NVIDIA"),
+        shape=fabric_shape(cluster, node),
+        intra_bw_by_ranks=tuple(intra_bw_gb_s(node, accel, r) for r in range(1, per_node + 1)),
+        nic_bw_by_ranks=tuple(group_nic_bw_gb_s(node, r) for r in range(1, per_node + 1)),
+        nic_port_bw_by_ranks=tuple(
+            group_nic_bw_gb_s(node, r) / max(1e-9, _mean_nic_efficiency(node)) for r in range(1, per_node + 1)
+        ),
+    )
+    if len(_POOL_CACHE) > 4096:
+        _POOL_CACHE.clear()
+    _POOL_CACHE[key] = (weakref.ref(cluster), model)
+    return model
+
+
+def _mean_nic_efficiency(node: NodeType) -> float:
+    if not node.nics:
+        return 1.0
+    weights = [(n.count * n.gbit_s, nic_efficiency(n.gbit_s)) for n in node.nics]
+    return sum(w * e for w, e in weights) / sum(w for w, _ in weights)
+
+
+@dataclass(frozen=True)
+class GroupLinks:
+    """What a group of `n_ranks` ranks, `ranks_per_node` per node on consecutive nodes, crosses."""
+
+    n_ranks: int
+    ranks_per_node: int
+    nodes: int
+    intra_bw_gb_s: float  # per rank, direction, achievable
+    intra_latency_us: float
+    intra_class: str  # nvlink | pci | net
+    node_net_bw_gb_s: float  # the group's NIC bandwidth per node, achievable
+    node_net_port_bw_gb_s: float  # the same at line rate
+    switch_hops: int
+    spine_share: float  # uniform traffic leaving the leaf
+    oversubscription: float
+    hop_latency_us: float
+    nodes_per_leaf: int
+    in_switch_reduction: bool  # NVLS-style, inside the node
+    in_network_reduction: bool  # SHARP-style, in the fabric
+    nvidia_nvlink: bool
+
+    @property
+    def net_bw_per_rank_gb_s(self) -> float:
+        return self.node_net_bw_gb_s / self.ranks_per_node
+
+    @property
+    def fabric_latency_us(self) -> float:
+        return self.switch_hops * self.hop_latency_us
+
+
+@lru_cache(maxsize=65536)
+def group_links(model: PoolModel, n_ranks: int, ranks_per_node: int) -> GroupLinks:
+    if n_ranks < 1 or ranks_per_node < 1:
+        raise SpecError(f"ranks: n_ranks and ranks_per_node must be >= 1, got {n_ranks} and {ranks_per_node}")
+    if ranks_per_node > model.accelerators_per_node:
+        raise SpecError(
+            f"ranks_per_node: {ranks_per_node} exceeds the {model.accelerators_per_node} accelerators "
+            f"of a node in pool {model.pool!r}"
+        )
+    local = min(ranks_per_node, n_ranks)
+    nodes = math.ceil(n_ranks / local)
+    if n_ranks > model.capacity or nodes > model.nodes:
+        raise SpecError(
+            f"ranks: a group of {n_ranks} ranks ({local} per node, {nodes} nodes) does not fit pool "
+            f"{model.pool!r} ({model.nodes} nodes x {model.accelerators_per_node})"
+        )
+    return GroupLinks(
+        n_ranks=n_ranks,
+        ranks_per_node=local,
+        nodes=nodes,
+        intra_bw_gb_s=model.intra_bw_by_ranks[local - 1],
+        intra_latency_us=model.intra_latency_us,
+        intra_class=model.intra_class,
+        node_net_bw_gb_s=model.nic_bw_by_ranks[local - 1],
+        node_net_port_bw_gb_s=model.nic_port_bw_by_ranks[local - 1],
+        switch_hops=switch_hops(nodes, model.shape),
+        spine_share=spine_share(nodes, model.shape),
+        oversubscription=model.shape.oversubscription,
+        hop_latency_us=model.shape.hop_latency_us,
+        nodes_per_leaf=model.shape.nodes_per_leaf,
+        in_switch_reduction=model.in_switch_reduction,
+        in_network_reduction=model.shape.in_network_reduction,
+        nvidia_nvlink=model.nvidia_nvlink,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The graph
+
+
+def _pool_offsets(cluster: Cluster) -> dict[str, int]:
+    offsets, start = {}, 0
+    for pool in cluster.pools:
+        offsets[pool.name] = start
+        start += pool.nodes
+    return offsets
+
+
+def accelerator_id(pool: str, node: int, index: int) -> tuple:
+    return ("acc", pool, node, index)
+
+
+def build_graph(cluster: Cluster, pools: list[str] | None = None) -> nx.Graph:
+    """The cluster wiring as a graph. Edge attributes: `bw_gb_s` (per direction, line rate),
+    `latency_us`, `level` (intra | nic | leaf | spine | core). Node attribute `kind`."""
+    graph = nx.Graph()
+    offsets = _pool_offsets(cluster)
+    fabric = cluster.fabric
+    for pool in cluster.pools:
+        if pools is not None and pool.name not in pools:
+            continue
+        node_type = cluster.node_type_of(pool.name)
+        shape = fabric_shape(cluster, node_type)
+        for local_node in range(pool.nodes):
+            global_node = offsets[pool.name] + local_node
+            accs = [accelerator_id(pool.name, local_node, i) for i in range(node_type.accelerators_per_node)]
+            for acc in accs:
+                graph.add_node(acc, kind="accelerator")
+            host = ("host", pool.name, local_node)
+            graph.add_node(host, kind="host")
+            _wire_intra(graph, node_type, accs, host, pool.name, local_node)
+            _wire_nics(graph, cluster, node_type, shape, accs, host, pool.name, local_node, global_node)
+    _wire_spines(graph, fabric)
+    return graph
+
+
+def _wire_intra(graph: nx.Graph, node: NodeType, accs: list, host: tuple, pool: str, local_node: int) -> None:
+    topo = node.topology
+    if topo.kind == "nvswitch":
+        switch = ("nvswitch", pool, local_node)
+        graph.add_node(switch, kind="nvswitch")
+        for acc in accs:
+            graph.add_edge(
+                acc, switch, bw_gb_s=topo.link_bw_gb_s, latency_us=topo.link_latency_us, level="intra"
+            )
+    elif topo.kind == "pcie-tree":
+        groups = topo.groups or [list(range(len(accs)))]
+        for g, group in enumerate(groups):
+            switch = ("pcie", pool, local_node, g)
+            graph.add_node(switch, kind="pcie-switch")
+            uplink = topo.uplink_bw_gb_s or topo.link_bw_gb_s
+            graph.add_edge(switch, host, bw_gb_s=uplink, latency_us=topo.link_latency_us, level="intra")
+            for i in group:
+                graph.add_edge(
+                    accs[i], switch, bw_gb_s=topo.link_bw_gb_s, latency_us=topo.link_latency_us, level="intra"
+                )
+    elif topo.kind != "none":
+        edges = _mesh_edges(node)
+        degree = max(1, max(sum(1 for e in edges if i in e) for i in range(len(accs))))
+        for a, b in edges:
+            graph.add_edge(
+                accs[a],
+                accs[b],
+                bw_gb_s=topo.link_bw_gb_s / degree,
+                latency_us=topo.link_latency_us,
+                level="intra",
+            )
+    if topo.kind != "pcie-tree":
+        for acc in accs:
+            graph.add_edge(acc, host, bw_gb_s=64.0, latency_us=2.0, level="pcie")
+
+
+def _wire_nics(
+    graph: nx.Graph,
+    cluster: Cluster,
+    node: NodeType,
+    shape: FabricShape,
+    accs: list,
+    host: tuple,
+    pool: str,
+    local_node: int,
+    global_node: int,
+) -> None:
+    rail = 0
+    leaf_group = global_node // shape.nodes_per_leaf
+    for nic_group in node.nics:
+        for k in range(nic_group.count):
+            nic = ("nic", pool, local_node, rail)
+            graph.add_node(nic, kind="nic")
+            served = (
+                nic_group.serves[k]
+                if nic_group.serves is not None
+                else [i for i in range(len(accs)) if i % nic_group.count == k]
+            )
+            for i in served:
+                graph.add_edge(accs[i], nic, bw_gb_s=64.0, latency_us=0.5, level="pcie")
+            if not accs:
+                graph.add_edge(host, nic, bw_gb_s=64.0, latency_us=0.5, level="pcie")
+            leaf_rail = rail if cluster.fabric.kind == "rail-optimized" else 0
+            leaf = ("leaf", leaf_group, leaf_rail)
+            graph.add_node(leaf, kind="leaf")
+            graph.add_edge(
+                nic, leaf, bw_gb_s=nic_group.gbit_s / 8, latency_us=cluster.fabric.hop_latency_us, level="nic"
+            )
+            graph.nodes[leaf].setdefault("down_gb_s", 0.0)
+            graph.nodes[leaf]["down_gb_s"] += nic_group.gbit_s / 8
+            rail += 1
+
+
+def _wire_spines(graph: nx.Graph, fabric: Fabric) -> None:
+    leaves = sorted(n for n, kind in graph.nodes(data="kind") if kind == "leaf")
+    if len(leaves) <= 1:
+        return
+    for index, leaf in enumerate(leaves):
+        pod = index // fabric.switch_radix
+        spine = ("spine", pod)
+        graph.add_node(spine, kind="spine")
+        uplink = graph.nodes[leaf]["down_gb_s"] / fabric.oversubscription
+        graph.add_edge(leaf, spine, bw_gb_s=uplink, latency_us=fabric.hop_latency_us, level="spine")
+    spines = sorted(n for n, kind in graph.nodes(data="kind") if kind == "spine")
+    if len(spines) > 1:
+        graph.add_node(("core",), kind="core")
+        for spine in spines:
+            capacity = sum(d["bw_gb_s"] for _, _, d in graph.edges(spine, data=True))
+            graph.add_edge(spine, ("core",), bw_gb_s=capacity, latency_us=fabric.hop_latency_us, level="core")
+
+
+@dataclass(frozen=True)
+class GroupRoute:
+    """Links a ring over the group crosses (consecutive members, wrapping around)."""
+
+    levels: dict[str, int]  # level -> number of link traversals
+    bottleneck_gb_s: dict[str, float]  # level -> narrowest link of that level on the route
+    max_switch_hops: int  # switches between the first member and the farthest one
+
+
+def group_route(graph: nx.Graph, ranks: list[tuple]) -> GroupRoute:
+    """Route a ring through `ranks` (accelerator ids) on shortest paths: which link levels it
+    crosses, the narrowest link per level, and the switch hops to the farthest member."""
+    missing = [r for r in ranks if r not in graph]
+    if missing:
+        raise SpecError(f"ranks: {missing[0]!r} is not an accelerator of this cluster")
+    levels: dict[str, int] = {}
+    bottleneck: dict[str, float] = {}
+    for a, b in zip(ranks, ranks[1:] + ranks[:1], strict=True):
+        if a == b:
+            continue
+        path = nx.shortest_path(graph, a, b, weight="latency_us")
+        for u, v in itertools.pairwise(path):
+            data = graph.edges[u, v]
+            levels[data["level"]] = levels.get(data["level"], 0) + 1
+            bottleneck[data["level"]] = min(bottleneck.get(data["level"], math.inf), data["bw_gb_s"])
+    _, lengths = nx.single_source_dijkstra(graph, ranks[0], weight="latency_us")
+    switch_kinds = {"leaf", "spine", "core"}
+    hops = max(
+        (sum(1 for hop in lengths[r] if graph.nodes[hop]["kind"] in switch_kinds) for r in ranks), default=0
+    )
+    return GroupRoute(levels=levels, bottleneck_gb_s=bottleneck, max_switch_hops=hops)

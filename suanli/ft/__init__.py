@@ -1,0 +1,1 @@
+"""Fault tolerance: checkpoints with memory and peer tiers, recovery, intervals, failure prediction."""
