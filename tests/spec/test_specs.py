@@ -7,7 +7,6 @@ from suanli.spec import Cluster, JobSpec, ModelSpec, SpecError, dump_yaml, load,
 from suanli.spec.detect import load_any
 from suanli.spec.units import parse_count, parse_duration_s
 
-
 SPEC_EXAMPLE_DIRS = ("clusters", "jobs", "models")
 
 
