@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff format --check suanli tests benchmarks
 
 test: $(STAMP) lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
