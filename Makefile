@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/suanli show cluster examples/clusters/mixed-center.yaml
+	$(VENV)/bin/suanli plan examples/jobs/llama3.1-70b-pretrain.yaml --cluster examples/clusters/mixed-center.yaml --top 8
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

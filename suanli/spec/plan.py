@@ -70,9 +70,19 @@ class StepEstimate(Spec):
 
 
 class StageAssignment(Spec):
+    """One part of a heterogeneous plan: a pipeline stage (a span of layers) on one pool, or a
+    whole data-parallel group (all layers, its own layout and share of the batch) on one pool."""
+
     pool: str
     gpus: int = Field(gt=0)
     layers: int = Field(ge=0)
+    kind: Literal["pipeline-stage", "data-parallel-group"] = "pipeline-stage"
+    accelerator: str | None = None
+    layout: Layout | None = Field(default=None, description="a data-parallel group's own layout")
+    global_batch: int | None = Field(
+        default=None, gt=0, description="a data-parallel group's sequences per step"
+    )
+    step_time_s: float | None = Field(default=None, ge=0)
 
 
 class Plan(Spec):

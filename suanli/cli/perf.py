@@ -1,0 +1,60 @@
+"""`suanli perf predict RUNS.csv`: predict published training runs with the performance model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from suanli.cli import app
+from suanli.cli.output import console, print_json, table
+from suanli.perf.runs import parse_row, predict_case, read_runs
+
+perf_app = typer.Typer(help="The performance model: predict training runs.", no_args_is_help=True)
+app.add_typer(perf_app, name="perf")
+
+
+@perf_app.command("predict")
+def predict(
+    runs: Path = typer.Argument(..., help="a CSV with the columns of shared/data/training_runs.csv"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON (one object per row)"),
+) -> None:
+    """Predict every row whose model shape and layout are complete; list the others with the
+    fields they lack. Each prediction follows its row's definition (see `basis`).
+
+    Example: suanli perf predict /work/shared/data/training_runs.csv --json
+    """
+    predicted, skipped = [], []
+    for row in read_runs(runs):
+        case = parse_row(row)
+        if isinstance(case, list):
+            skipped.append({"id": row.get("id") or "?", "missing": case})
+            continue
+        result = predict_case(case).as_dict()
+        result["assumptions"] = case.assumptions
+        predicted.append(result)
+    if as_json:
+        print_json({"predictions": predicted, "not_predicted": skipped})
+        return
+    rows = [
+        [
+            p["id"],
+            f"{p['mfu'] * 100:.1f}",
+            f"{p['step_time_s']:.3f}",
+            f"{p['tokens_per_s_per_gpu']:,.0f}",
+            f"{p['tflops_per_gpu']:.0f}",
+            f"{p['memory_gb_per_gpu']:.1f}",
+            "yes" if p["fits"] else "NO",
+            f"{p['metric']}: {p['predicted']:.4g} vs {p['measured']:.4g}" if p["measured"] else p["metric"],
+        ]
+        for p in predicted
+    ]
+    console.print(
+        table(
+            f"Predictions for {runs.name}",
+            ["id", "MFU %", "Step s", "tok/s/GPU", "TFLOP/s", "GB/GPU", "fits", "predicted vs measured"],
+            rows,
+        )
+    )
+    for item in skipped:
+        console.print(f"not predicted: {item['id']}: missing {', '.join(item['missing'])}")

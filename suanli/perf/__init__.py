@@ -1,0 +1,1 @@
+"""Performance model: FLOPs, memory, compute, communication, pipeline and the step estimate."""

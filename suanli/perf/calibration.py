@@ -1,0 +1,49 @@
+"""The fitted efficiency factors: one per (accelerator, software stack), read from
+catalog/calibration.yaml. Fitting them is `suanli.perf.fit` (run by benchmarks/planner_accuracy.py).
+
+Lookup falls back, in order, to the median factor of the same stack on other accelerators and to
+the median of all factors; the estimate says which one it used.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from statistics import median
+from typing import Any
+
+import yaml
+
+CALIBRATION_FILE = "calibration.yaml"
+
+
+@cache
+def calibration_data() -> dict[str, Any]:
+    text = resources.files("suanli.catalog").joinpath(CALIBRATION_FILE).read_text(encoding="utf-8")
+    return yaml.safe_load(text) or {}
+
+
+@cache
+def factor_table() -> dict[tuple[str, str], float]:
+    """(accelerator slug, stack) → efficiency."""
+    return {
+        (f["accelerator"], f["stack"]): float(f["efficiency"]) for f in calibration_data().get("factors", [])
+    }
+
+
+def lookup(table: dict[tuple[str, str], float], accelerator: str, stack: str) -> tuple[float, str]:
+    """The factor for (accelerator, stack) and where it came from."""
+    if (accelerator, stack) in table:
+        return table[(accelerator, stack)], f"fitted for {accelerator}/{stack}"
+    same_stack = [v for (_, s), v in table.items() if s == stack]
+    if same_stack:
+        return median(same_stack), f"median of {stack} on other accelerators (no {accelerator} rows)"
+    if table:
+        return median(table.values()), "median of all fitted factors (no rows for this stack)"
+    return 1.0, "uncalibrated"
+
+
+@cache
+def efficiency_factor(accelerator: str, stack: str) -> float:
+    """The calibrated efficiency for `accelerator` (slug) running `stack`."""
+    return lookup(factor_table(), accelerator, stack)[0]

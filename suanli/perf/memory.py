@@ -1,0 +1,172 @@
+"""Memory per accelerator of one training layout: model states, activations, and a reserve.
+
+Model states (bytes per parameter, mixed precision with Adam) follow the table of Megatron-LM's
+distributed-optimizer docs (docs/source/api-guide/dist_optimizer.md): 16-bit weights (2),
+fp32 main gradients (4), fp32 master weights + Adam moments (12); ZeRO stage 1/2/3 (Rajbhandari
+et al. 2020) shard the last group, then the gradients, then the weights over the data-parallel
+ranks — stage 1 is Megatron's distributed optimizer, stage 3 is FSDP FULL_SHARD.
+
+Activations per layer follow Korthikanti et al. 2022, "Reducing Activation Recomputation in
+Large Transformer Models", sec. 4: 34·s·b·h + 5·a·s²·b bytes for a GPT layer, divided by t with
+tensor and sequence parallelism. We count the same stored tensors for any shape (GQA, gated MLP,
+MoE), drop the s² terms under FlashAttention (no score matrix is stored) and the dropout masks when
+dropout is off, as in today's LLM pre-training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suanli.perf.flops import span_kinds
+from suanli.spec.model import ModelSpec
+from suanli.spec.plan import Layout
+
+GB = 1e9
+WEIGHT_BYTES = 2  # bf16/fp16 working copy
+GRAD_BYTES = 4  # fp32 main gradients (Megatron default, FSDP with fp32 reduce)
+OPTIMIZER_BYTES = 12  # fp32 master weights + Adam m and v
+FP8_WEIGHT_BYTES = 1  # TransformerEngine keeps an fp8 copy of each linear weight
+RESERVE_FIXED_GB = 2.0  # CUDA context, cuBLAS/NCCL workspaces (PyTorch + NCCL defaults)
+RESERVE_FRACTION = 0.05  # caching-allocator fragmentation
+
+
+@dataclass(frozen=True)
+class StageParams:
+    """Parameters one accelerator of a pipeline stage holds (after TP/EP sharding, before ZeRO)."""
+
+    dense: float  # attention, dense MLPs, norms, embeddings: sharded by TP
+    expert: float  # routed experts: sharded by EP
+    largest_layer: float  # for FSDP's gathered-weights buffer
+
+    @property
+    def total(self) -> float:
+        return self.dense + self.expert
+
+
+def stage_params(
+    model: ModelSpec, layers: list[int], first: bool, last: bool, tp: int, ep: int
+) -> StageParams:
+    """Parameters on one accelerator of the stage that runs `layers` (indices)."""
+    dense = expert = largest = 0.0
+    for index, count in span_kinds(model, layers):
+        moe_layer = model.is_moe_layer(index)
+        total = model.layer_params(index)
+        routed = 0.0
+        if moe_layer:
+            assert model.moe is not None
+            routed = model.moe.experts * model.mlp_params(model.moe.expert_ffn_hidden)
+        dense += count * (total - routed) / tp
+        expert += count * routed / ep
+        largest = max(largest, (total - routed) / tp + routed / ep)
+    table = model.vocab * model.hidden / tp
+    if first:
+        dense += table
+    if last:
+        dense += table if not model.tied_embeddings or not first else 0.0
+        dense += model.hidden
+    return StageParams(dense, expert, largest)
+
+
+def model_state_bytes(params: StageParams, layout: Layout, fp8: bool) -> dict[str, float]:
+    """Weights, gradients and optimizer state per accelerator for the layout's ZeRO stage.
+
+    Dense parameters are replicated over dp·cp ranks and experts over tp·dp·cp/ep, so each shards
+    its states over that many ranks."""
+    dense_ranks = layout.dp * layout.cp
+    expert_ranks = max(1, layout.tp * dense_ranks // layout.ep)
+    zero = layout.zero_stage
+
+    def per_group(count: float, ranks: int) -> tuple[float, float, float]:
+        weights = count * (WEIGHT_BYTES + (FP8_WEIGHT_BYTES if fp8 else 0))
+        grads = count * GRAD_BYTES
+        optim = count * OPTIMIZER_BYTES
+        if zero >= 1:
+            optim /= ranks
+        if zero >= 2:
+            grads /= ranks
+        if zero >= 3:
+            weights /= ranks
+        return weights, grads, optim
+
+    dw, dg, do = per_group(params.dense, dense_ranks)
+    ew, eg, eo = per_group(params.expert, expert_ranks)
+    states = {"weights": dw + ew, "gradients": dg + eg, "optimizer": do + eo}
+    if zero >= 3:
+        # FSDP gathers a layer's full weights for compute and prefetches the next one.
+        states["weights"] += 2 * params.largest_layer * WEIGHT_BYTES
+    return states
+
+
+def layer_activation_bytes(
+    model: ModelSpec,
+    index: int,
+    seq_len: int,
+    micro_batch: int,
+    tp: int,
+    cp: int,
+    sequence_parallel: bool,
+    recompute: str,
+    flash_attention: bool = True,
+    dropout: bool = False,
+) -> float:
+    """Activation bytes one layer keeps for the backward pass, per accelerator, one micro-batch.
+
+    Korthikanti et al. 2022, eq. 2 generalised: with a GPT shape, MHA, dropout and no
+    FlashAttention it is s·b·h·(34 + 5·a·s/h) for t = 1."""
+    s = seq_len / cp
+    sb = s * micro_batch
+    h = model.hidden
+    if recompute == "full":
+        return 2 * sb * h / (tp if sequence_parallel else 1)  # only the layer input
+    q = model.n_heads * model.dim_per_head
+    kv = model.kv_heads * model.dim_per_head
+    drop = 1 if dropout else 0
+    # Replicated across TP ranks unless sequence parallel: norm inputs (2·2h), block inputs (2·2h)
+    # and the two dropout masks (2·h).
+    replicated = 4 * h + 4 * h + 2 * drop * h
+    # Split across TP ranks: Q, K, V and the attention output (input of the output projection).
+    split = 2 * q + 4 * kv + 2 * q
+    if not flash_attention and recompute != "selective":
+        split += (5 if drop else 2) * model.n_heads * s  # softmax output (+ dropout mask and output)
+    if model.is_moe_layer(index):
+        moe = model.moe
+        assert moe is not None
+        visits = moe.top_k + moe.shared_experts
+        per_expert = (6 if model.gated_mlp else 4) * moe.expert_ffn_hidden
+        split += visits * (2 * h + per_expert) + 4 * moe.experts  # dispatched inputs, expert MLPs, router
+    else:
+        split += (6 if model.gated_mlp else 4) * model.ffn_hidden
+    replicated_div = tp if sequence_parallel else 1
+    return sb * (replicated / replicated_div + split / tp)
+
+
+def korthikanti_layer_activation_bytes(
+    seq_len: int, micro_batch: int, hidden: int, heads: int, tp: int
+) -> float:
+    """The published closed form (Korthikanti et al. 2022, Table 2, TP + SP, no recompute):
+    s·b·h·(34/t + 5·a·s/(h·t))."""
+    s, b, h, a = seq_len, micro_batch, hidden, heads
+    return s * b * h * (34 / tp + 5 * a * s / (h * tp))
+
+
+def logits_bytes(model: ModelSpec, seq_len: int, micro_batch: int, tp: int, cp: int) -> float:
+    """The last stage's vocabulary logits: 16-bit output plus the fp32 copy the loss keeps."""
+    return seq_len / cp * micro_batch * model.vocab / tp * (2 + 4)
+
+
+def in_flight_micro_batches(layout: Layout, n_micro: int) -> float:
+    """Micro-batches whose activations the first pipeline stage holds at its peak.
+
+    1F1B keeps up to pp in flight (Narayanan et al. 2021, sec. 2.2.1); the interleaved schedule
+    adds a factor (1 + (pp−1)/(pp·vpp)) (Korthikanti et al. 2022, sec. 4.2.3)."""
+    if layout.pp == 1:
+        return 1.0
+    held = float(min(n_micro, layout.pp))
+    if layout.vpp > 1:
+        held *= 1 + (layout.pp - 1) / (layout.pp * layout.vpp)
+    return held
+
+
+def reserve_bytes(capacity_gb: float) -> float:
+    """Memory not available to the model: workspaces, context and fragmentation."""
+    return (RESERVE_FIXED_GB + RESERVE_FRACTION * capacity_gb) * GB

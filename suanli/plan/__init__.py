@@ -1,0 +1,1 @@
+"""Planner: the search over hardware and parallel layouts, heterogeneous plans, export."""

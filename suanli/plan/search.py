@@ -1,0 +1,234 @@
+"""The planner: every feasible layout on every pool the job may use, pruned by memory first,
+scored by the performance model, ranked by the objective (filter → score → rank, like the
+Kubernetes scheduling framework).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from suanli.perf.step import Workload, estimate_step
+from suanli.plan.space import (
+    Target,
+    cheapest_fitting,
+    model_state_floor_gb,
+    structural_layouts,
+    targets,
+)
+from suanli.spec.cluster import Cluster
+from suanli.spec.errors import SpecError
+from suanli.spec.job import JobSpec, Training
+from suanli.spec.model import ModelSpec
+from suanli.spec.plan import Layout, Plan, StepEstimate
+
+OBJECTIVES = ("time", "cost", "mfu")
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """What the planner needs of a job."""
+
+    model: ModelSpec
+    work: Workload
+    total_tokens: int | None
+
+
+def job_shape(job: JobSpec) -> JobShape:
+    model = job.resolved_model()
+    if model is None:
+        raise SpecError(
+            f"job {job.name!r}: the planner needs a `model` to train (this job only has a command)"
+        )
+    if job.kind != "training":
+        raise SpecError(f"job {job.name!r}: kind is {job.kind!r}; the planner plans training jobs")
+    training = job.training or Training()
+    if training.seq_len > model.max_seq_len:
+        raise SpecError(
+            f"training.seq_len: {training.seq_len} exceeds the model's max_seq_len {model.max_seq_len}"
+        )
+    return JobShape(
+        model,
+        Workload(training.seq_len, training.global_batch_size, training.precision),
+        training.total_tokens,
+    )
+
+
+def finish_plan(
+    plan: Plan, shape: JobShape, cluster: Cluster, prices: dict[str, float] | None = None
+) -> Plan:
+    """Fill in time to train, GPU-hours and cost from the plan's estimate."""
+    assert plan.estimate is not None
+    if shape.total_tokens:
+        plan.time_to_train_s = shape.total_tokens / plan.estimate.tokens_per_s
+        plan.gpu_hours = plan.gpus * plan.time_to_train_s / 3600
+        price_table = prices if prices is not None else cluster.price_per_gpu_hour
+        pools = [s.pool for s in plan.stages] or [plan.pool]
+        gpu_share = [s.gpus for s in plan.stages] or [plan.gpus]
+        if all(p in price_table for p in pools):
+            hours = plan.time_to_train_s / 3600
+            plan.cost = sum(price_table[p] * g * hours for p, g in zip(pools, gpu_share, strict=True))
+    return plan
+
+
+def rank_key(objective: str):  # type: ignore[no-untyped-def]
+    """Sort key: best first."""
+    if objective not in OBJECTIVES:
+        raise SpecError(f"--objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+
+    def key(plan: Plan) -> float:
+        assert plan.estimate is not None
+        if objective == "mfu":
+            return -plan.estimate.mfu
+        if objective == "cost":
+            if plan.cost is not None:
+                return plan.cost
+            return plan.gpus / plan.estimate.tokens_per_s  # GPU-seconds per token
+        return 1.0 / plan.estimate.tokens_per_s
+
+    return key
+
+
+def _score(
+    shape: JobShape, job: JobSpec, cluster: Cluster, target: Target, layout: Layout, stack: str
+) -> Plan | None:
+    """The layout with its cheapest fitting memory saver, scored; None if nothing fits."""
+    fitting = cheapest_fitting(shape.model, shape.work, layout, target.accelerator, job.parallelism)
+    if fitting is None:
+        return None
+    estimate = estimate_step(shape.model, shape.work, fitting, cluster, target.pool, stack=stack)
+    if not estimate.fits:
+        return None
+    return Plan(
+        pool=target.pool,
+        accelerator=target.accelerator.slug,
+        gpus=target.gpus,
+        layout=fitting,
+        estimate=estimate,
+    )
+
+
+def plan_pool(
+    shape: JobShape, job: JobSpec, cluster: Cluster, target: Target, stack: str
+) -> tuple[list[Plan], str | None]:
+    """All feasible plans on one pool, and (when there are none) why."""
+    model, work = shape.model, shape.work
+    floor_gb = model_state_floor_gb(model)
+    assert target.accelerator.memory_gb is not None
+    held_gb = target.gpus * target.accelerator.memory_gb
+    if floor_gb > held_gb:
+        return [], (
+            f"{model.slug} needs ≥ {floor_gb / 1000:.2f} TB of weights+gradients+optimizer state; "
+            f"{target.gpus} × {target.accelerator.slug} in pool {target.pool} hold {held_gb / 1000:.2f} TB"
+        )
+    plans: list[Plan] = []
+    tried = 0
+    groups: dict[tuple[int, ...], list[Layout]] = {}
+    for layout in structural_layouts(model, work, target, job.parallelism):
+        groups.setdefault((layout.tp, layout.cp, layout.pp, layout.dp, layout.ep), []).append(layout)
+    # Within one (tp, cp, pp, dp, ep) the step time is unimodal in the micro-batch size (GEMM
+    # efficiency against bubble and memory) and in the interleaving degree (bubble against
+    # memory): raising either stops as soon as it gets slower or no longer fits.
+    for group in groups.values():
+        best_so_far = math.inf
+        for micro in sorted({layout.micro_batch for layout in group}):
+            best_here = math.inf
+            for layout in sorted((g for g in group if g.micro_batch == micro), key=lambda g: g.vpp):
+                tried += 1
+                plan = _score(shape, job, cluster, target, layout, stack)
+                if plan is None or plan.estimate is None:
+                    break
+                plans.append(plan)
+                if plan.estimate.step_time_s > best_here:
+                    break
+                best_here = plan.estimate.step_time_s
+            if best_here > best_so_far:
+                break
+            best_so_far = min(best_so_far, best_here)
+    if plans:
+        return plans, None
+    if not tried:
+        return [], (
+            f"pool {target.pool}: no layout divides {target.gpus} GPUs evenly for global batch "
+            f"{work.global_batch} and the fixed parallelism degrees"
+        )
+    return (
+        [],
+        f"pool {target.pool}: none of {tried} layouts fits in {target.accelerator.memory_gb:g} GB per GPU",
+    )
+
+
+def search(
+    job: JobSpec,
+    cluster: Cluster,
+    objective: str = "time",
+    top: int = 5,
+    *,
+    stack: str = "megatron",
+    heterogeneous: bool = True,
+) -> list[Plan]:
+    """The `top` best plans for `job` on `cluster` by `objective` (time, cost or mfu).
+
+    Single-pool plans on every pool the job may use; with `heterogeneous`, also pipelines across
+    pools and data-parallel groups of different types (`suanli.plan.hetero`). Raises SpecError
+    naming the reasons when no plan is feasible."""
+    key = rank_key(objective)
+    shape = job_shape(job)
+    found, reasons = targets(job, cluster)
+    if not found and not reasons:
+        raise SpecError(f"no pool of cluster {cluster.name!r} has the accelerators job {job.name!r} asks for")
+    plans: list[Plan] = []
+    best_by_pool: dict[str, Plan] = {}
+    for target in found:
+        pool_plans, reason = plan_pool(shape, job, cluster, target, stack)
+        if reason:
+            reasons.append(reason)
+        for plan in pool_plans:
+            finish_plan(plan, shape, cluster)
+        pool_plans.sort(key=key)
+        if pool_plans:
+            best_by_pool[target.pool] = pool_plans[0]
+        plans += pool_plans
+    if heterogeneous and len(found) > 1:
+        from suanli.plan.hetero import heterogeneous_plans
+
+        plans += heterogeneous_plans(shape, job, cluster, found, best_by_pool, stack, objective)
+    if not plans:
+        raise SpecError("no feasible plan: " + "; ".join(reasons))
+    plans.sort(key=key)
+    return plans[:top]
+
+
+def summary(estimate: StepEstimate) -> str:
+    """One line of what binds a plan."""
+    comm = ", ".join(
+        f"{k} {v:.2f}s" for k, v in sorted(estimate.exposed_comm_s.items(), key=lambda kv: -kv[1])
+    )
+    return (
+        f"compute {estimate.compute_s:.2f}s, bubble {estimate.bubble_s:.2f}s, exposed comm ({comm}), "
+        f"binds: {estimate.binding}"
+    )
+
+
+def best_plan_on_pool(
+    job: JobSpec,
+    cluster: Cluster,
+    pool: str,
+    gpus: int | None = None,
+    objective: str = "time",
+    *,
+    stack: str = "megatron",
+) -> Plan | None:
+    """The best single-pool plan for `job` on `gpus` accelerators of `pool` (default: all of
+    them), or None when no layout fits — e.g. for a scheduler that needs a job's throughput on
+    each accelerator type (`plan.estimate.tokens_per_s`)."""
+    shape = job_shape(job)
+    accelerator = cluster.accelerator_of(pool)
+    if accelerator is None:
+        raise SpecError(f"pool {pool!r} has no accelerators")
+    count = gpus or cluster.accelerator_count(pool)
+    target = Target(pool, accelerator, count, cluster.node_type_of(pool).accelerators_per_node)
+    plans, _ = plan_pool(shape, job, cluster, target, stack)
+    for plan in plans:
+        finish_plan(plan, shape, cluster)
+    return min(plans, key=rank_key(objective), default=None)

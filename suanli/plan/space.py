@@ -1,0 +1,209 @@
+"""The search space: which pools and GPU counts a job may use, and every parallel layout on them.
+
+A layout must divide evenly (Megatron-LM's constraints): tp divides the node and the KV heads,
+tp·pp·cp divides the GPUs, dp divides the global batch, ep divides the experts and tp·dp·cp,
+interleaving needs layers divisible by pp·vpp and micro-batches divisible by pp. Of the memory
+savers — recomputation and ZeRO-3 — each structural layout keeps the cheapest setting that fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from suanli.perf import memory as mem
+from suanli.perf.pipeline import split_layers
+from suanli.perf.step import Workload, stage_memory_bytes
+from suanli.spec.accelerator import Accelerator
+from suanli.spec.catalog import CATALOG
+from suanli.spec.cluster import Cluster
+from suanli.spec.errors import SpecError
+from suanli.spec.job import AcceleratorRequest, JobSpec, Parallelism
+from suanli.spec.model import ModelSpec
+from suanli.spec.plan import Layout
+
+MICRO_BATCHES = (1, 2, 4, 8)
+MAX_VPP = 8
+LONG_SEQUENCE = 8192  # context parallelism is considered from this sequence length on
+# Memory savers in order of cost: recomputation adds compute, ZeRO-3 adds communication.
+MEMORY_SAVERS: tuple[tuple[str, int], ...] = (
+    ("none", 1),
+    ("selective", 1),
+    ("none", 3),
+    ("selective", 3),
+    ("full", 1),
+    ("full", 3),
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pool and how many of its accelerators the job may use."""
+
+    pool: str
+    accelerator: Accelerator
+    gpus: int
+    per_node: int
+
+
+def _matches(request: AcceleratorRequest, accelerator: Accelerator) -> bool:
+    if request.name is not None:
+        try:
+            return CATALOG.accelerator(request.name).slug == accelerator.slug
+        except SpecError:
+            return request.name.lower() == accelerator.slug
+    memory = accelerator.memory_gb or 0
+    if request.min_memory_gb is not None and memory < request.min_memory_gb:
+        return False
+    return request.max_memory_gb is None or memory <= request.max_memory_gb
+
+
+def targets(job: JobSpec, cluster: Cluster) -> tuple[list[Target], list[str]]:
+    """Pools the job may run on with the GPU count it asks for, and why the others are out."""
+    found, reasons = [], []
+    for pool in cluster.pools:
+        accelerator = cluster.accelerator_of(pool.name)
+        if accelerator is None:
+            continue
+        if job.resources.pool and job.resources.pool != pool.name:
+            continue
+        available = cluster.accelerator_count(pool.name)
+        per_node = cluster.node_type_of(pool.name).accelerators_per_node
+        requests = job.resources.accelerators
+        matching = [r for r in requests if _matches(r, accelerator)] if requests else None
+        if matching == []:
+            continue
+        unknown = [f for f in ("bf16/fp16 peak", "memory") if _unknown(accelerator, f)]
+        if unknown:
+            what = " and ".join(unknown)
+            reasons.append(f"pool {pool.name}: the catalog does not know the {what} of {accelerator.slug}")
+            continue
+        counts = sorted({r.count for r in matching}) if matching else [available]
+        for count in counts:
+            if count > available:
+                reasons.append(
+                    f"pool {pool.name} has {available} {accelerator.slug}, the job asks for {count}"
+                )
+                continue
+            found.append(Target(pool.name, accelerator, count, per_node))
+    if job.resources.pool and not any(p.name == job.resources.pool for p in cluster.pools):
+        raise SpecError(f"resources.pool: no pool {job.resources.pool!r} in cluster {cluster.name!r}")
+    return found, reasons
+
+
+def _unknown(accelerator: Accelerator, figure: str) -> bool:
+    if figure == "memory":
+        return accelerator.memory_gb is None
+    return accelerator.peak("bf16") is None and accelerator.peak("fp16") is None
+
+
+def _divisors(n: int, limit: int | None = None) -> list[int]:
+    return [d for d in range(1, (limit or n) + 1) if n % d == 0]
+
+
+def _fixed(value: object, options: list[int]) -> list[int]:
+    return [value] if isinstance(value, int) else options
+
+
+def structural_layouts(
+    model: ModelSpec, work: Workload, target: Target, fixed: Parallelism
+) -> Iterator[Layout]:
+    """Every evenly dividing (tp, pp, vpp, cp, dp, ep, micro-batch) on `target`, with no memory
+    savers (those are chosen by `cheapest_fitting`)."""
+    gpus, per_node = target.gpus, target.per_node
+    tps = [t for t in _divisors(per_node) if model.kv_heads % t == 0 or t % model.kv_heads == 0]
+    tps = [t for t in tps if model.n_heads % t == 0]
+    cps = [1] + (
+        [c for c in (2, 4, 8) if work.seq_len % (2 * c) == 0] if work.seq_len >= LONG_SEQUENCE else []
+    )
+    for tp in _fixed(fixed.tensor_parallel_degree, tps):
+        for cp in _fixed(fixed.context_parallel_degree, cps):
+            if gpus % (tp * cp):
+                continue
+            for pp in _fixed(fixed.pipeline_parallel_degree, _divisors(gpus // (tp * cp), model.n_layers)):
+                if gpus % (tp * cp * pp):
+                    continue
+                dp = gpus // (tp * cp * pp)
+                if work.global_batch % dp:
+                    continue
+                yield from _inner(model, work, fixed, tp, cp, pp, dp)
+
+
+def _inner(
+    model: ModelSpec, work: Workload, fixed: Parallelism, tp: int, cp: int, pp: int, dp: int
+) -> Iterator[Layout]:
+    per_rank = work.global_batch // dp
+    eps = [1]
+    if model.moe:
+        group = tp * dp * cp
+        eps = [e for e in _divisors(model.moe.experts) if group % e == 0 and (dp % e == 0 or e % dp == 0)]
+    schedules = [1]
+    if pp > 1 and model.n_layers % pp == 0:
+        per_stage = model.n_layers // pp
+        schedules += [v for v in range(2, MAX_VPP + 1) if per_stage % v == 0]
+    if fixed.pipeline_parallel_schedule == "1F1B":
+        schedules = [1]
+    elif fixed.pipeline_parallel_schedule == "Interleaved1F1B":
+        schedules = [v for v in schedules if v > 1]
+    for ep in _fixed(fixed.expert_parallel_degree, eps):
+        for micro in _fixed(fixed.microbatch_size, [m for m in MICRO_BATCHES if per_rank % m == 0]):
+            n_micro = per_rank // micro
+            for vpp in schedules:
+                if vpp > 1 and n_micro % pp:
+                    continue
+                yield Layout(
+                    tp=tp,
+                    pp=pp,
+                    vpp=vpp,
+                    dp=dp,
+                    ep=ep,
+                    cp=cp,
+                    zero_stage=1,
+                    micro_batch=micro,
+                    recompute="none",
+                    sequence_parallel=tp > 1,
+                    schedule="Interleaved1F1B" if vpp > 1 else "1F1B",
+                )
+
+
+def even_split(model: ModelSpec, pp: int) -> list[int]:
+    """Layers per stage for the memory check: as even as possible, the remainder on the first
+    stages (the last one carries the LM head)."""
+    return split_layers(model.n_layers, [1.0] * pp, [0.0] * (pp - 1) + [1.0]) if pp > 1 else [model.n_layers]
+
+
+def peak_memory_gb(model: ModelSpec, work: Workload, layout: Layout, accelerator: Accelerator) -> float:
+    """Memory of the fullest accelerator: the first stage (most micro-batches in flight) or the
+    last (the logits)."""
+    counts = even_split(model, layout.pp)
+    starts = [sum(counts[:i]) for i in range(layout.pp)]
+    fp8 = work.precision == "fp8" and accelerator.peak("fp8") is not None
+    worst = 0.0
+    for stage in {0, layout.pp - 1}:
+        layers = list(range(starts[stage], starts[stage] + counts[stage]))
+        used = stage_memory_bytes(model, layers, stage, work, layout, accelerator, fp8)
+        worst = max(worst, sum(used.values()) / mem.GB)
+    return worst
+
+
+def cheapest_fitting(
+    model: ModelSpec, work: Workload, layout: Layout, accelerator: Accelerator, fixed: Parallelism
+) -> Layout | None:
+    """The layout with the cheapest memory saver that fits, or None."""
+    assert accelerator.memory_gb is not None
+    savers = MEMORY_SAVERS
+    if fixed.activation_checkpoint != "auto":
+        savers = tuple(s for s in savers if s[0] == fixed.activation_checkpoint)
+    if isinstance(fixed.data_parallel_shard_degree, int) and fixed.data_parallel_shard_degree > 1:
+        savers = tuple(s for s in savers if s[1] == 3)
+    for recompute, zero in savers:
+        candidate = layout.model_copy(update={"recompute": recompute, "zero_stage": zero})
+        if peak_memory_gb(model, work, candidate, accelerator) <= accelerator.memory_gb:
+            return candidate
+    return None
+
+
+def model_state_floor_gb(model: ModelSpec) -> float:
+    """Weights + fp32 gradients + Adam state of the whole model, the least any layout must hold."""
+    per_param = mem.WEIGHT_BYTES + mem.GRAD_BYTES + mem.OPTIMIZER_BYTES
+    return model.param_count() * per_param / mem.GB

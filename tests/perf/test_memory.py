@@ -1,0 +1,107 @@
+"""Memory per GPU against Korthikanti et al. 2022 and Megatron-LM's distributed-optimizer table."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from suanli.perf.memory import (
+    StageParams,
+    in_flight_micro_batches,
+    korthikanti_layer_activation_bytes,
+    layer_activation_bytes,
+    model_state_bytes,
+)
+from suanli.perf.step import Workload, estimate_step
+from suanli.spec import CATALOG, Cluster, Layout, ModelSpec
+
+GPT3 = ModelSpec(
+    slug="gpt3",
+    name="GPT-3 175B",
+    n_layers=96,
+    hidden=12288,
+    n_heads=96,
+    ffn_hidden=4 * 12288,
+    gated_mlp=False,
+    vocab=51200,
+    max_seq_len=2048,
+)
+
+
+@pytest.mark.parametrize("tp", [1, 2, 8])
+def test_gpt_layer_activations_match_korthikanti(tp):
+    """Korthikanti et al. 2022, Table 2 (TP + SP): s·b·h·(34/t + 5·a·s/(h·t)) bytes per layer."""
+    ours = layer_activation_bytes(GPT3, 0, 2048, 1, tp, 1, True, "none", flash_attention=False, dropout=True)
+    assert ours == pytest.approx(korthikanti_layer_activation_bytes(2048, 1, 12288, 96, tp), rel=1e-9)
+
+
+def test_gpt3_attention_term_dominates_as_published():
+    """Korthikanti et al. 2022, sec. 4.1: for GPT-3 175B, 5as/h = 80 against 34 for the rest."""
+    assert 5 * 96 * 2048 / 12288 == 80
+    full = korthikanti_layer_activation_bytes(2048, 1, 12288, 96, 1)
+    assert full == pytest.approx(2048 * 12288 * (34 + 80))
+
+
+def test_full_recompute_keeps_only_the_layer_input():
+    """Korthikanti et al. 2022, sec. 4.3: full recomputation stores 2·s·b·h per layer (/t with SP)."""
+    assert layer_activation_bytes(GPT3, 0, 2048, 1, 8, 1, True, "full") == 2 * 2048 * 12288 / 8
+
+
+@pytest.mark.parametrize("dp", [1, 8, 64])
+def test_distributed_optimizer_bytes_per_parameter(dp):
+    """Megatron-LM docs (distributed optimizer): bf16 params + fp32 grads = 6 + 12/d bytes per
+    parameter; without it (ZeRO 0) 18."""
+    params = StageParams(dense=1e9, expert=0.0, largest_layer=1e8)
+    zero1 = model_state_bytes(params, Layout(dp=dp, zero_stage=1), fp8=False)
+    zero0 = model_state_bytes(params, Layout(dp=dp, zero_stage=0), fp8=False)
+    assert sum(zero1.values()) / 1e9 == pytest.approx(6 + 12 / dp)
+    assert sum(zero0.values()) / 1e9 == pytest.approx(18)
+
+
+def test_interleaving_holds_more_micro_batches():
+    """Korthikanti et al. 2022, sec. 4.2.3: the first stage holds pp micro-batches, ×(1 + (p−1)/(p·v))
+    with interleaving."""
+    assert in_flight_micro_batches(Layout(pp=8, dp=1), 64) == 8
+    assert in_flight_micro_batches(Layout(pp=8, vpp=4, dp=1), 64) == pytest.approx(8 * (1 + 7 / 32))
+
+
+def _cluster(nodes: int = 8) -> Cluster:
+    return Cluster.model_validate(
+        {"name": "t", "pools": [{"name": "h100", "node_type": "hgx-h100", "nodes": nodes}]}
+    )
+
+
+def test_405b_on_one_node_is_rejected_with_memory_as_the_reason():
+    estimate = estimate_step(
+        CATALOG.model("llama3.1-405b"), Workload(8192, 8), Layout(tp=8, dp=1), _cluster(1), "h100"
+    )
+    assert not estimate.fits
+    assert estimate.binding == "memory"
+    assert estimate.memory_gb_per_gpu > 80
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    tp=st.sampled_from([1, 2, 4, 8]),
+    pp=st.sampled_from([1, 2, 4]),
+    recompute=st.sampled_from(["none", "selective", "full"]),
+    extra_gb=st.floats(min_value=1, max_value=200),
+)
+def test_a_plan_that_fits_still_fits_with_more_memory(tp, pp, recompute, extra_gb):
+    model = CATALOG.model("llama3.1-8b")
+    layout = Layout(tp=tp, pp=pp, dp=64 // (tp * pp), recompute=recompute)
+    base = _cluster()
+    accel = CATALOG.accelerator("h100").model_copy(update={"slug": "h100-big", "memory_gb": 80 + extra_gb})
+    node = base.node_type_of("h100").model_copy(update={"slug": "hgx-big", "accelerator": "h100-big"})
+    bigger = Cluster.model_validate(
+        {
+            "name": "t",
+            "pools": [{"name": "h100", "node_type": "hgx-big", "nodes": 8}],
+            "node_types": [node.model_dump()],
+            "accelerators": [accel.model_dump()],
+        }
+    )
+    work = Workload(8192, 512)
+    small = estimate_step(model, work, layout, base, "h100", efficiency=0.8)
+    large = estimate_step(model, work, layout, bigger, "h100", efficiency=0.8)
+    if small.fits:
+        assert large.fits
