@@ -9,8 +9,14 @@ import typer
 
 from suanli.cli import app
 from suanli.cli.output import console, print_json, table
-from suanli.comm.bench import BENCH_COLLECTIVES, bench, sizes_bytes
-from suanli.comm.select import COLLECTIVES, check_request, nccl_baseline, select
+from suanli.comm.select import (
+    BENCH_COLLECTIVES,
+    COLLECTIVES,
+    check_request,
+    nccl_baseline,
+    select,
+    sizes_bytes,
+)
 from suanli.comm.topology import group_links, pool_model
 from suanli.spec import Cluster, SpecError, load
 
@@ -140,6 +146,8 @@ def comm_bench(
     Example: suanli comm bench --procs 8 --ranks-per-node 4 --max-bytes 4M
     """
     sizes = sizes_bytes(parse_bytes(min_bytes, "--min-bytes"), parse_bytes(max_bytes, "--max-bytes"))
+    from suanli.comm.bench import bench  # torch: imported only when benchmarking
+
     rows = bench(procs, ranks_per_node, collective, sizes, iters=iters, warmup=warmup)
     if as_json:
         print_json({"procs": procs, "ranks_per_node": ranks_per_node, "backend": "gloo", "rows": rows})

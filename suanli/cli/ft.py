@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -20,8 +21,9 @@ from suanli.ft.interval import (
     optimal_interval_s,
     young_interval_s,
 )
-from suanli.ft.predictor import AlarmQuality, evaluate_bgl, evaluate_telemetry, evaluate_titan
-from suanli.ft.telemetry import load_failures, load_samples
+
+if TYPE_CHECKING:  # the predictor pulls in lifelines and pandas: imported only when used
+    from suanli.ft.predictor import AlarmQuality
 
 ft_app = typer.Typer(
     help="Fault tolerance: checkpoint interval planning and failure prediction.", no_args_is_help=True
@@ -132,6 +134,8 @@ def predict_titan(
 
     Example: suanli ft predict titan --json
     """
+    from suanli.ft.predictor import evaluate_titan
+
     report = evaluate_titan(train_landmark, test_landmark, horizon_days)
     if as_json:
         print_json(asdict(report) | {"alarms_top5pct_30d": _alarm_json(report.alarms_top5pct_30d)})
@@ -161,6 +165,8 @@ def predict_bgl(
 
     Example: suanli ft predict bgl
     """
+    from suanli.ft.predictor import evaluate_bgl
+
     report = evaluate_bgl(threshold=threshold)
     if as_json:
         print_json(
@@ -198,6 +204,9 @@ def predict_telemetry(
 
     Example: suanli ft predict telemetry --samples dcgm.csv --failures failures.csv --horizon-h 12
     """
+    from suanli.ft.predictor import evaluate_telemetry
+    from suanli.ft.telemetry import load_failures, load_samples
+
     _, report = evaluate_telemetry(
         load_samples(samples), load_failures(failures), horizon_h * HOUR_S, threshold=threshold
     )

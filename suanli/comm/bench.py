@@ -25,10 +25,9 @@ from suanli.comm.collectives import (
     hierarchical_reduce_scatter,
     node_layout,
 )
-from suanli.comm.select import busbw_factor
+from suanli.comm.select import BENCH_COLLECTIVES, busbw_factor
 from suanli.spec.errors import SpecError
 
-BENCH_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 ELEMENT_BYTES = 4  # float32, as nccl-tests' default
 
 
@@ -71,17 +70,6 @@ def _time_us(call: Callable, tensors: tuple[torch.Tensor, torch.Tensor], iters: 
     elapsed = torch.tensor([(time.perf_counter() - start) / iters * 1e6])
     dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
     return float(elapsed)
-
-
-def sizes_bytes(min_bytes: int, max_bytes: int) -> list[int]:
-    """Powers of two from min to max (nccl-tests -f 2)."""
-    if min_bytes <= 0 or max_bytes < min_bytes:
-        raise SpecError(f"sizes: need 0 < min_bytes <= max_bytes, got {min_bytes} and {max_bytes}")
-    sizes, size = [], min_bytes
-    while size <= max_bytes:
-        sizes.append(size)
-        size *= 2
-    return sizes
 
 
 def run_bench(

@@ -150,3 +150,18 @@ def gain(collective: str, message_bytes: float, g: GroupLinks) -> float:
     return (
         nccl_baseline(collective, message_bytes, g).time_s / select(collective, message_bytes, g).time_s - 1
     )
+
+
+BENCH_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
+"""The collectives `suanli comm bench` executes (ours next to the built-ins)."""
+
+
+def sizes_bytes(min_bytes: int, max_bytes: int) -> list[int]:
+    """Powers of two from min to max (nccl-tests -f 2)."""
+    if min_bytes <= 0 or max_bytes < min_bytes:
+        raise SpecError(f"sizes: need 0 < min_bytes <= max_bytes, got {min_bytes} and {max_bytes}")
+    sizes, size = [], min_bytes
+    while size <= max_bytes:
+        sizes.append(size)
+        size *= 2
+    return sizes
