@@ -1,0 +1,91 @@
+"""Where a gang goes: topology-aware packing (fewest nodes, one leaf switch) and fractional packing."""
+
+from __future__ import annotations
+
+from suanli.sched.cluster_state import ClusterState, Slot
+from suanli.sched.fractional import FULL_MILLI, mig_place, mig_profile, share_milli
+from suanli.sched.job import SchedJob
+
+
+def find_slots(state: ClusterState, job: SchedJob, accel_type: str) -> tuple[Slot, ...] | None:
+    """A placement of the whole gang on `accel_type`, or None: never a partial gang."""
+    node_ids = state.by_type.get(accel_type)
+    if not node_ids:
+        return None
+    if job.is_fractional:
+        return _fractional(state, job, accel_type, node_ids)
+    need = job.width
+    if state.free_whole_by_type.get(accel_type, 0) < need:
+        return None
+    return _pack_whole(state, need, node_ids)
+
+
+def _pack_whole(state: ClusterState, need: int, node_ids: list[int]) -> tuple[Slot, ...] | None:
+    nodes = state.nodes
+    # Fits in one node: best fit (the node with the fewest free GPUs that still holds the gang).
+    best, best_free = None, None
+    for i in node_ids:
+        free = nodes[i].whole_free
+        if free >= need and (best_free is None or free < best_free):
+            best, best_free = i, free
+            if free == need:
+                break
+    if best is not None:
+        return _take(state, [best], need)
+    # Spans nodes: the leaf with the least spare room that holds it, emptiest nodes first.
+    leaves: dict[int, list[int]] = {}
+    for i in node_ids:
+        if nodes[i].whole_free:
+            leaves.setdefault(nodes[i].leaf, []).append(i)
+    fitting = [(sum(nodes[i].whole_free for i in ix), leaf) for leaf, ix in leaves.items()]
+    fitting = [(free, leaf) for free, leaf in fitting if free >= need]
+    candidates = leaves[min(fitting)[1]] if fitting else [i for ix in leaves.values() for i in ix]
+    candidates = sorted(candidates, key=lambda i: -nodes[i].whole_free)
+    return _take(state, candidates, need)
+
+
+def _take(state: ClusterState, node_ids: list[int], need: int) -> tuple[Slot, ...] | None:
+    slots: list[Slot] = []
+    for i in node_ids:
+        for gpu, milli in enumerate(state.nodes[i].free_milli):
+            if milli == FULL_MILLI:
+                slots.append(Slot(i, gpu))
+                if len(slots) == need:
+                    return tuple(slots)
+    return None
+
+
+def _fractional(
+    state: ClusterState, job: SchedJob, accel_type: str, node_ids: list[int]
+) -> tuple[Slot, ...] | None:
+    """Each of the job's `gpus` shares goes on the fullest GPU that still has room (best fit), so that
+    whole GPUs stay free for gangs; MIG shares also need a free, aligned slice range."""
+    milli = share_milli(job.sharing, accel_type)
+    profile = mig_profile(accel_type, job.sharing.mig_profile or "") if job.sharing.mode == "mig" else None
+    taken: set[tuple[int, int]] = set()
+    slots: list[Slot] = []
+    for _ in range(job.gpus):
+        best: tuple[int, int, int, int | None] | None = None
+        for i in node_ids:
+            node = state.nodes[i]
+            for gpu, free in enumerate(node.free_milli):
+                if free < milli or (i, gpu) in taken:
+                    continue
+                start = None
+                if profile is not None:
+                    start = mig_place(node.mig[gpu], profile)
+                    if start is None:
+                        continue
+                if best is None or free < best[0]:
+                    best = (free, i, gpu, start)
+        if best is None:
+            return None
+        _, i, gpu, start = best
+        taken.add((i, gpu))
+        slots.append(Slot(i, gpu, milli, start, profile.size if profile else 0))
+    return tuple(slots)
+
+
+def nodes_and_leaves(state: ClusterState, slots: tuple[Slot, ...]) -> tuple[int, int]:
+    nodes = {s.node for s in slots}
+    return len(nodes), len({state.nodes[i].leaf for i in nodes})

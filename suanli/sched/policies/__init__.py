@@ -1,0 +1,26 @@
+"""Scheduling policies, one small class per file, all behind `Policy` (see base.py)."""
+
+from __future__ import annotations
+
+from suanli.sched.policies.backfill import Backfill
+from suanli.sched.policies.base import Policy, View
+from suanli.sched.policies.fifo import Fifo
+from suanli.sched.policies.ftf import FinishTimeFairness
+from suanli.sched.policies.gavel import Gavel
+from suanli.sched.policies.suanli import SuanliPolicy
+from suanli.sched.policies.tiresias import Tiresias
+from suanli.spec.errors import SpecError
+
+POLICIES: dict[str, type[Policy]] = {
+    cls.name: cls for cls in (Fifo, Backfill, Tiresias, Gavel, FinishTimeFairness, SuanliPolicy)
+}
+
+
+def make_policy(name: str) -> Policy:
+    """A fresh policy object by name (policies keep per-run state, so never share one)."""
+    if name not in POLICIES:
+        raise SpecError(f"--policy: unknown policy {name!r}; one of {', '.join(POLICIES)}")
+    return POLICIES[name]()
+
+
+__all__ = ["POLICIES", "Policy", "SpecError", "View", "make_policy"]

@@ -1,0 +1,91 @@
+"""The policy interface, in the Kubernetes scheduling-framework shape.
+
+Each round the `Scheduler` asks the policy to `order` the jobs it should consider (queue sort), and
+for each job, walks the accelerator types the policy `filter`s in and `score`s best-first, binding
+the first one where `placement.find_slots` finds a whole gang. Preemptive policies re-rank running
+jobs too: a running job that falls out of the admitted set is preempted. Non-preemptive policies may
+`reserve` for a blocked job (EASY backfill) and stop or continue scanning (`continue_after_block`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from suanli.sched.cluster_state import ClusterState
+from suanli.sched.job import JobState, SchedJob
+
+
+@dataclass
+class View:
+    """What a policy may read: the clock, every job's state, and the cluster's free/used slots."""
+
+    now_s: float
+    jobs: dict[str, JobState]  # pending and running
+    cluster: ClusterState
+    pending_jobs: dict[str, JobState] | None = None  # kept by the Scheduler; derived when None
+    queue_held: dict[str, int] | None = None  # queue → GPUs held by its running jobs
+
+    def held_by_queue(self) -> dict[str, int]:
+        if self.queue_held is not None:
+            return self.queue_held
+        held: dict[str, int] = {}
+        for s in self.running():
+            held[s.job.queue] = held.get(s.job.queue, 0) + s.job.width
+        return held
+
+    @property
+    def capacity(self) -> dict[str, int]:
+        return self.cluster.capacity
+
+    def active(self) -> list[JobState]:
+        return list(self.jobs.values())
+
+    def pending(self) -> list[JobState]:
+        if self.pending_jobs is not None:
+            return list(self.pending_jobs.values())
+        return [s for s in self.jobs.values() if s.status == "pending"]
+
+    def running(self) -> list[JobState]:
+        return [s for s in self.jobs.values() if s.status == "running"]
+
+
+class Policy(ABC):
+    name: ClassVar[str]
+    preemptive: ClassVar[bool] = False
+    round_s: float | None = None  # None: decide on every arrival and completion
+    tick_on_events: bool = True  # round-based policies may still fill freed GPUs between rounds
+    reads_progress: ClassVar[bool] = True  # False: skip crediting running jobs before each pass
+    moves_running: ClassVar[bool] = False  # True: may move running jobs even when nobody waits
+
+    def filter(self, job: SchedJob, accel_type: str, view: View) -> bool:
+        """Can the job ever run on this type here (big enough pool, type allowed)?"""
+        return accel_type in job.runtime_s and view.capacity.get(accel_type, 0) >= job.width
+
+    def score(self, job: SchedJob, accel_type: str, view: View) -> float:
+        """Higher is better; by default the job's speed on the type."""
+        return job.rate(accel_type)
+
+    def ranked_types(self, state: JobState, view: View) -> list[str]:
+        job = state.job
+        types = [t for t in job.runtime_s if self.filter(job, t, view)]
+        return sorted(types, key=lambda t: (-self.score(job, t, view), t))
+
+    @abstractmethod
+    def order(self, view: View) -> list[JobState]:
+        """The jobs to consider, most important first (pending only unless `preemptive`)."""
+
+    def continue_after_block(self, state: JobState, view: View) -> bool:
+        """A job could not be placed: keep scanning the queue (True) or stop (False)?"""
+        return True
+
+    def may_start(self, state: JobState, accel_type: str, view: View) -> bool:
+        """Veto a start (e.g. one that would delay a backfill reservation)."""
+        return True
+
+    def on_round(self, view: View) -> None:  # noqa: B027  (optional hook)
+        """Called once at the start of every scheduling pass."""
+
+    def on_bound(self, state: JobState, view: View) -> None:  # noqa: B027  (optional hook)
+        """Called after the pass for every job holding resources (running or just started)."""

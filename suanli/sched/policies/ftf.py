@@ -1,0 +1,34 @@
+"""Finish-time fairness (Themis, Mahajan et al., NSDI'20; Gavel's FTF policy): each round, the jobs
+whose projected ρ = (time in system + remaining time) / (run time on a 1/N share of the cluster) is
+worst run first, on the type where they are fastest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suanli.sched.job import JobState
+from suanli.sched.metrics import share_runtime_s
+from suanli.sched.policies.base import Policy, View
+
+
+def projected_rho(state: JobState, view: View, active_jobs: int) -> float:
+    """ρ if the job ran from now to the end on its fastest type (see `metrics.share_runtime_s`)."""
+    best = min(state.remaining_s(t) for t in state.job.runtime_s)
+    share = share_runtime_s(state.job, view.capacity, active_jobs)
+    return (view.now_s - state.job.submit_s + best) / share
+
+
+@dataclass
+class FinishTimeFairness(Policy):
+    name = "ftf"
+    preemptive = True
+    moves_running = True
+    round_s: float | None = 360.0
+
+    def order(self, view: View) -> list[JobState]:
+        active = view.active()
+        return sorted(active, key=lambda s: (-projected_rho(s, view, len(active)), s.job.job_id))
+
+    def ranked_types(self, state: JobState, view: View) -> list[str]:
+        types = super().ranked_types(state, view)
+        return sorted(types, key=lambda t: t != state.accel_type) if state.status == "running" else types

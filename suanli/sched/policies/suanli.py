@@ -1,0 +1,97 @@
+"""Suanli's policy: heterogeneity- and topology-aware, gang-safe, fair shortest-work-first.
+
+Rules, applied on every arrival and completion (event-driven, no fixed rounds):
+
+1. Queues and quotas. A queue holding more than its quota (share of all GPUs, default: no limit)
+   is served only after every queue under quota.
+2. Running HPC jobs are never preempted (MPI jobs rarely checkpoint); they keep their nodes.
+3. Starvation guard. A job whose projected finish-time-fairness ρ (time in system + restart time +
+   remaining time on the slowest type it may get, over its run time on a 1/N share; see
+   `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first.
+4. Shortest work first. The others go by remaining GPU-time on their best type (width × time),
+   which minimises average JCT (SRPT on area). A running job counts its area divided by
+   `stickiness`, so a newcomer preempts it only when it is clearly shorter (each restart costs the
+   job's checkpoint-restore time).
+5. Heterogeneity. Each job is offered the accelerator types on which it is at most `max_slowdown`
+   times slower than on its best type, fastest first (a running job first where it already runs);
+   walking jobs in rule-3/4 order, the short jobs take the fast types and the rest spill over.
+6. Gangs and topology: a gang is admitted only when its whole width fits, and is placed on the
+   fewest nodes under one leaf switch (`placement.find_slots`); fractional jobs are packed best-fit
+   onto already-shared GPUs. A job that does not fit waits — no partial gang ever holds GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from suanli.sched.job import JobState
+from suanli.sched.metrics import share_runtime_s
+from suanli.sched.policies.base import Policy, View
+
+
+@dataclass
+class SuanliPolicy(Policy):
+    name = "suanli"
+    preemptive: ClassVar[bool] = True
+    rho_guard: float = 1.7
+    stickiness: float = 2.0
+    max_slowdown: float = 3.0
+    queue_quotas: dict[str, float] = field(default_factory=dict)
+    _cache: dict[str, tuple[list[str], float, float, float]] = field(default_factory=dict)
+
+    def order(self, view: View) -> list[JobState]:
+        active = view.active()
+        total = sum(view.capacity.values()) or 1
+        over = {
+            q
+            for q, n in view.held_by_queue().items()
+            if q in self.queue_quotas and n / total > self.queue_quotas[q]
+        }
+        share_gpus = total / max(1, len(active))
+
+        def key(s: JobState) -> tuple[bool, bool, bool, float, float, str]:
+            job = s.job
+            _, best_s, worst_s, mean_rate = self._profile(s, view)
+            pinned = s.status == "running" and job.kind == "hpc"
+            # Projected ρ: now on the slowest type it may get (pessimistic), see `share_runtime_s`.
+            share_s = max(1.0, job.width / share_gpus) / mean_rate
+            rho = (view.now_s - job.submit_s + job.restart_overhead_s + s.remaining * worst_s) / share_s
+            area = job.width * s.remaining * best_s / (self.stickiness if s.status == "running" else 1.0)
+            starving = rho > self.rho_guard
+            return (
+                not pinned,
+                job.queue in over,
+                not starving,
+                -rho if starving else area,
+                job.submit_s,
+                job.job_id,
+            )
+
+        return sorted(active, key=key)
+
+    def _profile(self, state: JobState, view: View) -> tuple[list[str], float, float, float]:
+        """Per job, cached: usable types (fastest first), best and worst run time on them, and the
+        capacity-weighted mean speed over the whole cluster (`metrics.share_runtime_s`)."""
+        cached = self._cache.get(state.job.job_id)
+        if cached is None:
+            job = state.job
+            types = [t for t in job.runtime_s if self.filter(job, t, view)]
+            best = min((job.runtime_s[t] for t in types), default=float("inf"))
+            types = sorted(
+                (t for t in types if job.runtime_s[t] <= self.max_slowdown * best), key=job.runtime_s.get
+            )
+            worst = max((job.runtime_s[t] for t in types), default=float("inf"))
+            mean_rate = 1.0 / share_runtime_s(job, view.capacity, 1.0)
+            cached = self._cache[job.job_id] = (types, best, worst, mean_rate)
+        return cached
+
+    def on_round(self, view: View) -> None:
+        if len(self._cache) > 4 * len(view.jobs) + 1024:
+            self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
+
+    def ranked_types(self, state: JobState, view: View) -> list[str]:
+        types = self._profile(state, view)[0]
+        if state.accel_type in types and types[0] != state.accel_type:
+            return [state.accel_type, *(t for t in types if t != state.accel_type)]
+        return types

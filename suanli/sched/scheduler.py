@@ -1,0 +1,233 @@
+"""The live scheduler: one object, driven by the service in real time or by the simulator in
+simulated time, running the same `Policy` objects either way."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from suanli.sched.cluster_state import ClusterState, Slot
+from suanli.sched.fractional import FULL_MILLI, share_milli
+from suanli.sched.job import JobState, SchedJob
+from suanli.sched.placement import find_slots
+from suanli.sched.policies.base import Policy, View
+from suanli.spec.cluster import Cluster
+from suanli.spec.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["start", "preempt"]
+    job_id: str
+    accel_type: str | None = None
+    placement: tuple[tuple[str, int], ...] = ()  # (node name, GPUs there)
+    slots: tuple[Slot, ...] = ()
+
+
+class Scheduler:
+    """`submit` jobs, call `tick(now_s)` to get start/preempt decisions, report `job_finished`."""
+
+    def __init__(self, cluster: Cluster | ClusterState, policy: Policy) -> None:
+        self.cluster = cluster if isinstance(cluster, ClusterState) else ClusterState.from_cluster(cluster)
+        self.policy = policy
+        self.jobs: dict[str, JobState] = {}  # pending and running
+        self.done: dict[str, JobState] = {}  # finished and cancelled
+        self.pending: dict[str, JobState] = {}  # the pending subset of `jobs`, in submission order
+        self.queue_held: dict[str, int] = {}  # queue → GPUs (or CPU nodes) its running jobs hold
+        self.decision_s: list[float] = []
+
+    # ---- what the service (or simulator) calls -------------------------------------------------
+    def submit(self, job: SchedJob) -> None:
+        """Queue a job; a job that can never fit on this cluster is rejected with the reason."""
+        if job.job_id in self.jobs or job.job_id in self.done:
+            raise SpecError(f"job {job.job_id}: already submitted")
+        capacity = self.cluster.capacity
+        known = [t for t in job.runtime_s if t in capacity]
+        if not known:
+            raise SpecError(
+                f"job {job.job_id}: cluster has none of its accelerator types {sorted(job.runtime_s)}"
+                f" (it has {sorted(capacity)})"
+            )
+        if job.is_fractional:
+            for t in known:
+                share_milli(job.sharing, t)  # raises on a MIG profile the type cannot host
+        elif max(capacity[t] for t in known) < job.width:
+            biggest = max(known, key=lambda t: capacity[t])
+            unit = "nodes" if job.gpus == 0 else "GPUs"
+            raise SpecError(
+                f"job {job.job_id}: asks for {job.width} {unit} but the largest"
+                f" matching pool ({biggest}) has {capacity[biggest]}"
+            )
+        self.jobs[job.job_id] = self.pending[job.job_id] = JobState(job=job)
+
+    def cancel(self, job_id: str) -> None:
+        state = self._state(job_id)
+        if state.status == "running":
+            self._release(state)
+        state.status = "cancelled"
+        self.pending.pop(job_id, None)
+        self.done[job_id] = self.jobs.pop(job_id)
+
+    def job_finished(self, job_id: str, now_s: float) -> None:
+        state = self._state(job_id)
+        self._account(state, now_s)
+        if state.status == "running":
+            self._release(state)
+        state.status, state.finish_s, state.progress = "finished", now_s, 1.0
+        self.done[job_id] = self.jobs.pop(job_id)
+
+    def job_failed(self, job_id: str, now_s: float, lost_progress: float) -> None:
+        """A worker died: release the gang, roll back to the last checkpoint, queue it again."""
+        state = self._state(job_id)
+        self._account(state, now_s)
+        self._release(state)
+        state.status, state.accel_type, state.placement = "pending", None, ()
+        state.progress = max(0.0, state.progress - lost_progress)
+        state.failures += 1
+        self.pending[job_id] = state
+
+    def tick(self, now_s: float) -> list[Decision]:
+        started = time.perf_counter()
+        if not self.pending and not self.policy.moves_running:
+            self.decision_s.append(time.perf_counter() - started)
+            return []  # nobody waits: every running job keeps its place (progress is credited later)
+        if self.policy.reads_progress:
+            for state in self.jobs.values():
+                if state.status == "running":
+                    self._account(state, now_s)
+        view = View(now_s, self.jobs, self.cluster, self.pending, self.queue_held)
+        self.policy.on_round(view)
+        decisions = self._preemptive_pass(view) if self.policy.preemptive else self._greedy_pass(view)
+        if type(self.policy).on_bound is not Policy.on_bound:
+            for state in self.jobs.values():
+                if state.status == "running":
+                    self.policy.on_bound(state, view)
+        self.decision_s.append(time.perf_counter() - started)
+        return decisions
+
+    def snapshot(self, now_s: float | None = None) -> dict[str, Any]:
+        """For the dashboard: per-type free/total slots and every active job (progress as of
+        `now_s` when given)."""
+        if now_s is not None:
+            for state in self.jobs.values():
+                self._account(state, now_s)
+        capacity = self.cluster.capacity
+        return {
+            "policy": self.policy.name,
+            "accelerators": {
+                t: {"total": n, "free": self.cluster.free_whole_by_type[t]} for t, n in capacity.items()
+            },
+            "jobs": [
+                {
+                    "job_id": s.job.job_id,
+                    "status": s.status,
+                    "queue": s.job.queue,
+                    "gpus": s.job.width,
+                    "accel_type": s.accel_type,
+                    "placement": [list(p) for p in s.placement],
+                    "progress": round(s.progress, 4),
+                    "preemptions": s.preemptions,
+                }
+                for s in self.jobs.values()
+            ],
+        }
+
+    # ---- passes ---------------------------------------------------------------------------------
+    def _greedy_pass(self, view: View) -> list[Decision]:
+        decisions = []
+        for state in self.policy.order(view):
+            if state.status != "pending":
+                continue
+            decision = self._try_start(state, self.policy.ranked_types(state, view), view)
+            if decision:
+                decisions.append(decision)
+            elif not self.policy.continue_after_block(state, view):
+                break
+        return decisions
+
+    def _preemptive_pass(self, view: View) -> list[Decision]:
+        """Admit jobs in policy order while their gang fits by count; preempt running jobs that
+        were not admitted (or were admitted on another type); then place the admitted new ones."""
+        free = {t: n * FULL_MILLI for t, n in view.capacity.items()}
+        admitted: dict[str, str] = {}
+        for state in self.policy.order(view):
+            for accel_type in self.policy.ranked_types(state, view):
+                need = (
+                    state.job.gpus * share_milli(state.job.sharing, accel_type)
+                    or state.job.width * FULL_MILLI
+                )
+                if free.get(accel_type, 0) >= need:
+                    free[accel_type] -= need
+                    admitted[state.job.job_id] = accel_type
+                    break
+        decisions = []
+        for state in list(self.jobs.values()):
+            if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type:
+                decisions.append(self._preempt(state, view.now_s))
+        for job_id, accel_type in sorted(admitted.items(), key=lambda kv: -self.jobs[kv[0]].job.width):
+            state = self.jobs[job_id]
+            if state.status == "pending":
+                decision = self._try_start(state, [accel_type], view)
+                if decision:
+                    decisions.append(decision)
+        return decisions
+
+    def _try_start(self, state: JobState, types: list[str], view: View) -> Decision | None:
+        for accel_type in types:
+            if not self.policy.may_start(state, accel_type, view):
+                continue
+            slots = find_slots(self.cluster, state.job, accel_type)
+            if slots is None:
+                continue
+            self.cluster.bind(state.job.job_id, slots)
+            queue = state.job.queue
+            self.queue_held[queue] = self.queue_held.get(queue, 0) + state.job.width
+            state.status, state.accel_type = "running", accel_type
+            state.placement = self.cluster.describe(slots)
+            state.segment_start_s = view.now_s
+            state.busy_from_s = view.now_s + state.job.restart_overhead_s
+            state.first_start_s = view.now_s if state.first_start_s is None else state.first_start_s
+            state.starts += 1
+            del self.pending[state.job.job_id]
+            return Decision("start", state.job.job_id, accel_type, state.placement, slots)
+        return None
+
+    def _preempt(self, state: JobState, now_s: float) -> Decision:
+        self._account(state, now_s)
+        self._release(state)
+        state.status, state.accel_type, state.placement = "pending", None, ()
+        state.preemptions += 1
+        self.pending[state.job.job_id] = state
+        return Decision("preempt", state.job.job_id)
+
+    def _release(self, state: JobState) -> None:
+        self.cluster.release(state.job.job_id)
+        self.queue_held[state.job.queue] -= state.job.width
+
+    # ---- progress accounting --------------------------------------------------------------------
+    def _account(self, state: JobState, now_s: float) -> None:
+        """Credit progress and GPU time for [last accounting, now) of a running job."""
+        if state.status != "running" or now_s <= state.segment_start_s:
+            return
+        width = state.job.width
+        state.attained_gpu_s += (now_s - state.segment_start_s) * width
+        busy = max(0.0, now_s - max(state.segment_start_s, state.busy_from_s))
+        state.run_s += busy
+        state.progress = min(1.0, state.progress + busy * state.job.rate(state.accel_type or ""))
+        state.segment_start_s = now_s
+
+    def _state(self, job_id: str) -> JobState:
+        if job_id not in self.jobs:
+            reason = f"job {job_id!r} is already {self.done[job_id].status}" if job_id in self.done else ""
+            raise SpecError(reason or f"unknown job {job_id!r}")
+        return self.jobs[job_id]
+
+    def all_jobs(self) -> list[JobState]:
+        return [*self.done.values(), *self.jobs.values()]
+
+    def finish_time_s(self, job_id: str) -> float:
+        """When a running job will finish at its current speed (the simulator's completion event)."""
+        state = self.jobs[job_id]
+        start = max(state.segment_start_s, state.busy_from_s)
+        return start + state.remaining * state.job.runtime_s[state.accel_type or ""]

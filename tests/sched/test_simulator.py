@@ -1,0 +1,172 @@
+"""Simulator properties, trace loaders, and one short real-workload run against Sia's reference."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from suanli.cli import app
+from suanli.sched.policies import POLICIES, make_policy
+from suanli.sched.simulator import SimConfig, simulate
+from suanli.sched.traces.mixed import mix_workload
+from suanli.sched.traces.sia import DATA, load_sia_workload, workload_path
+from suanli.sched.traces.swf import load_swf
+from suanli.spec.errors import SpecError
+from tests.sched.conftest import job, make_cluster
+
+REPO = Path(__file__).resolve().parents[2]
+SIA_CLUSTER = REPO / "examples" / "clusters" / "sia-64gpu.yaml"
+
+jobs_strategy = st.lists(
+    st.tuples(st.floats(0, 5000), st.sampled_from([1, 2, 4, 8]), st.floats(10, 5000)), min_size=1, max_size=25
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(jobs_strategy, st.sampled_from(sorted(POLICIES)))
+def test_every_policy_finishes_every_job_and_no_job_beats_its_run_time(rows, policy):
+    jobs = [job(f"j{i}", s, g, {"a": r, "b": 2 * r}) for i, (s, g, r) in enumerate(rows)]
+    result = simulate(make_cluster({"a": (1, 8), "b": (1, 8)}), make_policy(policy), jobs)
+    assert len(result.jobs) == len(jobs) and all(s.status == "finished" for s in result.jobs)
+    for s in result.jobs:
+        assert s.finish_s - s.job.submit_s >= s.job.best_runtime_s() - 1e-6
+    assert 0 < result.metrics["utilization"] <= 1 + 1e-9
+
+
+def test_fifo_matches_hand_computed_schedule():
+    jobs = [job("a", 0, 8, 100.0), job("b", 10, 4, 50.0), job("c", 20, 4, 30.0)]
+    result = simulate(make_cluster({"a": (1, 8)}), make_policy("fifo"), jobs)
+    finish = {s.job.job_id: s.finish_s for s in result.jobs}
+    assert finish == {"a": 100.0, "b": 150.0, "c": 130.0}
+    assert result.metrics["avg_jct_h"] == pytest.approx((100 + 140 + 110) / 3 / 3600)
+    assert result.metrics["makespan_h"] == pytest.approx(150 / 3600)
+
+
+def test_failures_are_deterministic_by_seed_and_cost_time():
+    jobs = [job(f"j{i}", i * 100.0, 8, 20_000.0) for i in range(6)]
+    cluster = lambda: make_cluster({"a": (2, 8)})  # noqa: E731
+    config = SimConfig(seed=7, failures_per_1k_gpu_month=20_000.0, checkpoint_interval_s=600)
+    one = simulate(cluster(), make_policy("fifo"), jobs, config)
+    two = simulate(cluster(), make_policy("fifo"), jobs, config)
+    clean = simulate(cluster(), make_policy("fifo"), jobs)
+    assert one.metrics == two.metrics | {k: one.metrics[k] for k in one.metrics if k.startswith("decision")}
+    assert one.metrics["failures"] > 0 and one.metrics["avg_jct_h"] > clean.metrics["avg_jct_h"]
+
+
+def test_sia_loader_and_gavel_fidelity_on_saturn_1(tmp_path):
+    """Sia artifact's Gavel on saturn workload 1: 1.798 h average JCT (sia_gavel_reference.csv).
+    Our re-implementation lands within 20 %; Suanli's policy beats it by >= 25 % with worst ρ <= 2."""
+    from suanli.sched.cluster_state import ClusterState
+    from suanli.spec import Cluster, load
+
+    with (DATA / "sia_gavel_reference.csv").open() as handle:
+        ref = next(r for r in csv.DictReader(handle) if r["trace"] == "saturn" and r["workload"] == "1")
+    cluster = load(Cluster, SIA_CLUSTER)
+    jobs = load_sia_workload(workload_path("saturn", 1))
+    assert len(jobs) == 160 and {j.app for j in jobs} >= {"cifar10", "imagenet"}
+    gavel = simulate(ClusterState.from_cluster(cluster), make_policy("gavel"), jobs).metrics
+    assert gavel["avg_jct_h"] == pytest.approx(float(ref["avg_jct_h"]), rel=0.20)
+    ours = simulate(ClusterState.from_cluster(cluster), make_policy("suanli"), jobs).metrics
+    assert ours["avg_jct_h"] <= 0.75 * gavel["avg_jct_h"]
+    assert ours["worst_ftf_rho"] <= 2.0
+
+
+def test_malformed_trace_rows_are_one_line_errors(tmp_path):
+    bad = tmp_path / "w.csv"
+    bad.write_text("name,time,application,num_replicas,batch_size\nx,0,cifar10,two,128\n")
+    with pytest.raises(SpecError, match=r"w.csv:2: time, num_replicas and batch_size must be numbers"):
+        load_sia_workload(bad)
+    bad.write_text("name,time,application,num_replicas,batch_size\nx,0,gpt5,2,128\n")
+    with pytest.raises(SpecError, match="application 'gpt5' has no Sia profile"):
+        load_sia_workload(bad)
+    swf = tmp_path / "log.swf"
+    swf.write_text("; header\n1 0 -1 100 4 -1 -1 4 200 -1 1 1 1 -1 -1 -1 -1 -1\n2 5 oops\n")
+    with pytest.raises(SpecError, match=r"log\.swf:3: an SWF row has 18 fields"):
+        load_swf(swf)
+
+
+def test_mixed_workload_and_hpc_jobs(tmp_path):
+    swf = tmp_path / "log.swf"
+    rows = [
+        f"{i} {i * 10} -1 {100 + i} {16 * (1 + i % 3)} -1 -1 -1 300 -1 1 1 1 -1 -1 -1 -1 -1"
+        for i in range(20)
+    ]
+    swf.write_text("\n".join(rows) + "\n")
+    hpc = load_swf(swf)
+    ai = [job(f"ai{i}", i * 50.0, 2, {"a": 400.0}) for i in range(30)]
+    mixed = mix_workload(ai, hpc, hpc_share=0.25, accel_types=["a"], seed=1)
+    assert sum(j.kind == "hpc" for j in mixed) == 10
+    result = simulate(make_cluster({"a": (2, 8)}), make_policy("suanli"), mixed)
+    assert result.metrics["jobs_finished"] == 40 and result.metrics["hpc_bounded_slowdown"] >= 1.0
+    assert all(s.preemptions == 0 for s in result.jobs if s.job.kind == "hpc")
+
+
+def test_cli_json_has_the_headline_metrics():
+    runner = CliRunner()
+    out = runner.invoke(
+        app,
+        [
+            "sim",
+            "--trace",
+            "sia-philly",
+            "--workload",
+            "3",
+            "--cluster",
+            str(SIA_CLUSTER),
+            "--policy",
+            "backfill",
+            "--limit",
+            "40",
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert {"avg_jct_h", "p99_jct_h", "makespan_h", "utilization", "worst_ftf_rho"} <= set(data)
+    bad = runner.invoke(app, ["sim", "--policy", "nope", "--cluster", str(SIA_CLUSTER)])
+    assert bad.exit_code == 2 and "unknown policy 'nope'" in bad.output
+
+
+def test_alibaba_fractional_pods_share_gpus(tmp_path):
+    from suanli.sched.traces.alibaba import load_alibaba_pods
+
+    pods = tmp_path / "pods.csv"
+    header = (
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
+        "creation_time,deletion_time,scheduled_time"
+    )
+    rows = [f"p{i},1000,1024,1,500,T4,BE,Running,0,1000,0" for i in range(4)]
+    rows.append("never,1000,1024,1,1000,,LS,Pending,0,,")  # never ran: skipped
+    rows.append("typed,1000,1024,1,1000,V100M32,LS,Running,0,500,0")  # no V100 here: skipped
+    pods.write_text("\n".join([header, *rows]) + "\n")
+    jobs = load_alibaba_pods(pods, {"T4": "t4"})
+    assert [j.job_id for j in jobs] == ["p0", "p1", "p2", "p3"] and all(j.is_fractional for j in jobs)
+    result = simulate(make_cluster({"t4": (1, 2)}), make_policy("suanli"), jobs)
+    assert {s.finish_s for s in result.jobs} == {1000.0}  # four half-GPU pods run at once on 2 GPUs
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "\nx,1,1,one,500,,LS,Running,0,10,0\n")
+    with pytest.raises(SpecError, match=r"bad\.csv:2: needs num_gpu"):
+        load_alibaba_pods(bad, {"T4": "t4"})
+
+
+def test_tiresias_fidelity_on_pollux_workload_6():
+    """Pollux (Qiao et al., OSDI'21) reports Tiresias at about 3,470 s average JCT for its workload 6
+    on 16 × 4 T4 with tuned rigid jobs; our Tiresias on the same workload and cluster lands within
+    15 %, and Suanli's policy does better."""
+    from suanli.sched.cluster_state import ClusterState
+    from suanli.spec import Cluster, load
+
+    base = load(Cluster, SIA_CLUSTER)
+    pools = [{"name": "t4", "node_type": "g4dn-12xlarge", "nodes": 16}]
+    cluster = Cluster.model_validate(base.model_dump() | {"name": "pollux-64t4", "pools": pools})
+    jobs = load_sia_workload(DATA.parent / "pollux" / "workload-6.csv", calibrated=False)
+    tiresias = simulate(ClusterState.from_cluster(cluster), make_policy("tiresias"), jobs).metrics
+    assert tiresias["avg_jct_h"] * 3600 == pytest.approx(3470, rel=0.15)
+    ours = simulate(ClusterState.from_cluster(cluster), make_policy("suanli"), jobs).metrics
+    assert ours["avg_jct_h"] < tiresias["avg_jct_h"]
