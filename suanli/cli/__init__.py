@@ -34,6 +34,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from suanli.cli import comm, ft, perf, plan, show, sim, validate  # noqa: E402  (the verbs register themselves on `app`)
+from suanli.cli import comm, ft, perf, plan, service, show, sim, train, validate  # noqa: E402  (the verbs register themselves on `app`)
 
-__all__ = ["app", "comm", "fail", "ft", "perf", "plan", "show", "sim", "validate"]
+__all__ = ["app", "comm", "fail", "ft", "perf", "plan", "service", "show", "sim", "train", "validate"]

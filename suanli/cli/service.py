@@ -1,0 +1,283 @@
+"""`suanli up` (the control plane) and the client verbs in Slurm/SkyPilot vocabulary:
+`submit`, `queue`, `status`, `logs`, `cancel`, `nodes`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from suanli.cli import app
+from suanli.cli.output import console, print_json, table
+from suanli.spec import SpecError
+
+DEFAULT_PORT = 8470
+SERVER_OPTION = typer.Option(
+    None, "--server", envvar="SUANLI_SERVER", help="service URL (default http://127.0.0.1:8470)"
+)
+TOKEN_OPTION = typer.Option(None, "--token", envvar="SUANLI_TOKEN", help="bearer token for writes")
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+# the server ------------------------------------------------------------------------------------------
+
+
+@app.command("up")
+def up(
+    db: str = typer.Option(
+        None, help="database URL: a SQLite path (default DATA_DIR/suanli.db) or postgresql://…"
+    ),
+    executor: str = typer.Option("local", help="local | slurm | ray"),
+    policy: str = typer.Option(
+        "fifo", help="scheduling policy of suanli.sched (fifo, backfill, tiresias, …)"
+    ),
+    simulate: Path = typer.Option(None, help="drive this CLUSTER.yaml in accelerated simulated time"),
+    speedup: float = typer.Option(60.0, help="simulated seconds per wall-clock second (with --simulate)"),
+    trace: str = typer.Option(None, help="with --simulate: replay this trace (philly, sia-saturn, swf, …)"),
+    workload: str = typer.Option("", help="the trace's workload number or file (see `suanli sim`)"),
+    limit: int = typer.Option(None, help="replay only the first N jobs of the trace"),
+    port: int = typer.Option(DEFAULT_PORT, help="HTTP port (0 = any free port)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    data_dir: Path = typer.Option(Path("~/.suanli"), help="store, run folders and logs"),
+    config: Path = typer.Option(None, help="service YAML: queues with quotas, token"),
+    token: str = typer.Option(None, envvar="SUANLI_TOKEN", help="require this bearer token for writes"),
+    slurm_partition: str = typer.Option(None, help="Slurm partition (with --executor slurm)"),
+    ray_address: str = typer.Option(
+        "http://127.0.0.1:8265", help="Ray dashboard address (with --executor ray)"
+    ),
+) -> None:
+    """Start the control plane: API, dashboard, /metrics and the scheduling loop.
+
+    Example: suanli up --executor local --port 8470
+    """
+    import uvicorn
+
+    from suanli.service.admission import ServiceConfig
+    from suanli.service.app import Settings, create_app
+    from suanli.spec import load
+
+    if trace and not simulate:
+        raise SpecError("--trace: replaying a trace needs --simulate CLUSTER.yaml")
+    service_config = load(ServiceConfig, config) if config else ServiceConfig()
+    if token:
+        service_config.token = token
+    options: dict[str, Any] = {}
+    if executor == "slurm" and slurm_partition:
+        options["partition"] = slurm_partition
+    if executor == "ray":
+        options["address"] = ray_address
+    settings = Settings(
+        data_dir=data_dir.expanduser(),
+        db_url=db,
+        executor=executor,
+        policy=policy,
+        executor_options=options,
+        cluster_file=simulate,
+        simulate_speedup=speedup if simulate else 0.0,
+        trace=trace,
+        trace_workload=workload,
+        trace_limit=limit,
+        config=service_config,
+    )
+    service = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise SpecError(f"--port: cannot listen on {host}:{port}: {exc.strerror}") from None
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    mode = f"simulating {simulate} at {speedup:g}×" if simulate else f"executor {executor}"
+    typer.echo(
+        f"Suanli is up: dashboard {url}/  API {url}/docs  ({mode}, store {settings.store_url})", err=False
+    )
+    server = uvicorn.Server(uvicorn.Config(service, log_level="warning", lifespan="on"))
+    server.run(sockets=[sock])
+
+
+# the client -------------------------------------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, server: str | None, token: str | None = None) -> None:
+        self.url = (server or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError:
+            raise SpecError(
+                f"cannot reach the Suanli service at {self.url}: is `suanli up` running?"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise SpecError(str(detail))
+        return response.json()
+
+
+def _job_row(job: dict[str, Any]) -> list[str]:
+    placement = job.get("placement") or {}
+    figures = job.get("figures") or {}
+    age_s = time.time() - job["submitted_at"]
+    return [
+        str(job["id"]),
+        job["name"],
+        job["kind"],
+        job["queue"],
+        job["state"],
+        placement.get("pool", "-"),
+        str(placement.get("nodes", "-")),
+        f"{figures['mfu']:.1%}" if "mfu" in figures else "-",
+        f"{age_s:.0f}s" if age_s < 120 else f"{age_s / 60:.0f}m",
+    ]
+
+
+@app.command("submit")
+def submit(
+    job_file: Path = typer.Argument(..., help="a JobSpec YAML file"),
+    wait: bool = typer.Option(False, "--wait", help="wait until the job finishes"),
+    server: str = SERVER_OPTION,
+    token: str = TOKEN_OPTION,
+) -> None:
+    """Submit a job, like `sbatch` or `sky launch`.
+
+    Example: suanli submit examples/jobs/hpc-lammps.yaml --wait
+    """
+    if not job_file.is_file():
+        raise SpecError(f"{job_file}: file not found")
+    client = Client(server, token)
+    job = client.request(
+        "POST", "/jobs", content=job_file.read_bytes(), headers={"content-type": "application/yaml"}
+    )
+    typer.echo(f"submitted job {job['id']} ({job['name']}) → {job['state']}")
+    if not wait:
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task(f"job {job['id']}: {job['state']}")
+        while job["state"] not in FINISHED:
+            time.sleep(0.5)
+            job = client.request("GET", f"/jobs/{job['id']}")
+            bar.update(task, description=f"job {job['id']}: {job['state']}")
+    typer.echo(f"job {job['id']} {job['state']}" + (f": {job['reason']}" if job["reason"] else ""))
+    if job["state"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@app.command("queue")
+def queue(
+    show_all: bool = typer.Option(False, "--all", help="include finished jobs"),
+    queue_name: str = typer.Option(None, "--queue", help="only this queue"),
+    as_json: bool = typer.Option(False, "--json"),
+    server: str = SERVER_OPTION,
+) -> None:
+    """List jobs, like `squeue` (active ones unless --all)."""
+    params = {"state": None if show_all else "active", "queue": queue_name}
+    jobs = Client(server).request("GET", "/jobs", params={k: v for k, v in params.items() if v})
+    if as_json:
+        print_json(jobs)
+        return
+    columns = ["id", "name", "kind", "queue", "state", "pool", "nodes", "MFU", "age"]
+    console.print(table("Jobs", columns, [_job_row(j) for j in jobs]))
+
+
+@app.command("status")
+def status(
+    job_id: int = typer.Argument(..., help="job id"),
+    as_json: bool = typer.Option(False, "--json"),
+    server: str = SERVER_OPTION,
+) -> None:
+    """One job: state, placement, plan, history, latest metrics."""
+    job = Client(server).request("GET", f"/jobs/{job_id}")
+    if as_json:
+        print_json(job)
+        return
+    placement = job.get("placement") or {}
+    console.print(
+        f"[bold]job {job['id']}[/bold] {job['name']} ({job['kind']}, queue {job['queue']}): {job['state']}"
+        + (f" — {job['reason']}" if job["reason"] else "")
+    )
+    if placement:
+        console.print(
+            f"placement: {placement['nodes']} node(s) of pool {placement['pool']}, "
+            f"{placement['accelerators']} accelerators; {job['executor']} id {job['engine_id']}"
+        )
+    if job.get("plan"):
+        estimate = job["plan"].get("estimate") or {}
+        console.print(
+            f"plan: {job['plan'].get('gpus')}× {job['plan'].get('accelerator')}, "
+            f"step {estimate.get('step_time_s', '?')} s, MFU {estimate.get('mfu', '?')}"
+        )
+    for name, value in (job.get("figures") or {}).items():
+        console.print(f"{name}: {value:.4g}")
+    rows = [
+        [time.strftime("%H:%M:%S", time.localtime(h["at"])), h["from"] or "-", h["to"], h["reason"]]
+        for h in job["history"]
+    ]
+    console.print(table("History", ["time", "from", "to", "reason"], rows))
+
+
+@app.command("logs")
+def logs(
+    job_id: int = typer.Argument(..., help="job id"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="stream until the job ends"),
+    server: str = SERVER_OPTION,
+) -> None:
+    """Print a job's output (`-f` follows it, like `tail -f`)."""
+    client = Client(server)
+    client.request("GET", f"/jobs/{job_id}")
+    with client.http.stream(
+        "GET", f"/jobs/{job_id}/logs", params={"follow": follow}, timeout=None
+    ) as response:
+        for chunk in response.iter_text():
+            typer.echo(chunk, nl=False)
+
+
+@app.command("cancel")
+def cancel(
+    job_id: int = typer.Argument(..., help="job id"), server: str = SERVER_OPTION, token: str = TOKEN_OPTION
+) -> None:
+    """Cancel a job, like `scancel`."""
+    job = Client(server, token).request("POST", f"/jobs/{job_id}/cancel")
+    typer.echo(f"job {job['id']} ({job['name']}): {job['state']}")
+
+
+@app.command("nodes")
+def nodes(as_json: bool = typer.Option(False, "--json"), server: str = SERVER_OPTION) -> None:
+    """Pools and their allocation, like `sinfo`."""
+    data = Client(server).request("GET", "/nodes")
+    if as_json:
+        print_json(data)
+        return
+    rows = [
+        [
+            p["name"],
+            p["node_type"],
+            str(p["nodes"]),
+            p["accelerator"] or "-",
+            f"{p['accelerators_allocated']}/{p['accelerators_total']}",
+            f"{p['cpus_allocated']:g}/{p['cpus_total']:g}",
+        ]
+        for p in data["pools"]
+    ]
+    console.print(
+        table(
+            f"Pools of {data['cluster']} ({data['executor']} executor)",
+            ["pool", "node type", "nodes", "accelerator", "accels used", "CPUs used"],
+            rows,
+        )
+    )

@@ -1,0 +1,1 @@
+"""Asynchronous, tiered checkpoints: staging, agent memory, peer replicas, DCP on disk."""

@@ -1,0 +1,379 @@
+"""The checkpoint engine: stage in the foreground, persist in the background, restore from the fastest tier.
+
+    engine = CheckpointEngine(folder, rank, world_size, node_id=rank // 8, nodes=world_size // 8,
+                              agent_dir=folder / "agents")
+    step = engine.load(state) or 0       # memory, then peer replica, then newest verified disk checkpoint
+    for step in range(step + 1, steps + 1):
+        train_one_step()
+        engine.save(step, state)          # blocks only while the state is copied into the staging buffer
+    engine.close()
+
+Tiers, fastest first:
+1. the local agent's shared memory (the staging buffer itself is a slot there), which survives a
+   worker restart;
+2. a replica in the memory of the next node's agent (ring placement), which survives losing a node;
+3. PyTorch Distributed Checkpoint (DCP) directories on storage, each rank writing its own shards,
+   a checksummed manifest written last and the directory renamed into place; keep-last-N.
+
+`load` is collective: all ranks agree on one step that every rank can restore, and a tier is used
+only if every rank's copy is there and intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+from suanli.ft.checkpoint import manifest as mf
+from suanli.ft.checkpoint.manifest import CheckpointError
+from suanli.ft.checkpoint.memory_tier import AgentClient, AgentUnavailable, SharedSlots, as_bytes
+from suanli.ft.checkpoint.replica import replica_node
+from suanli.ft.checkpoint.staging import (
+    HostBuffer,
+    Snapshot,
+    flatten,
+    local_tensor,
+    stage,
+    staged_state,
+    unflatten,
+    view,
+)
+from suanli.ft.checkpoint.state import is_stateful
+from suanli.ft.checkpoint.storage import CheckpointStorage, LocalStorage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """Where the last `load` came from: 'memory' (own node), 'replica' (peer node) or 'disk'."""
+
+    step: int
+    tier: str
+    where: str
+
+
+def _state_dicts(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: value.state_dict() if is_stateful(value) else value for key, value in state.items()}
+
+
+def _apply(state: dict[str, Any], loaded: dict[str, Any]) -> None:
+    for key, value in state.items():
+        if is_stateful(value):
+            value.load_state_dict(loaded[key])
+        else:
+            state[key] = loaded[key]
+
+
+def _crc32(buffer: torch.Tensor) -> int:
+    return zlib.crc32(as_bytes(buffer))
+
+
+class CheckpointEngine:
+    """Asynchronous, tiered checkpoints for one rank. Every rank of the job creates one (collectively).
+
+    Args:
+        folder: where DCP checkpoints go (a `CheckpointStorage` or a local path).
+        rank, world_size: this process in the job.
+        node_id, nodes: which node this rank is on, and how many nodes the job spans.
+        agent_dir: folder where node agents announce themselves; None disables the memory tiers.
+        keep_last: committed disk checkpoints to keep.
+        disk_every: persist every k-th save to disk; the others go to the memory tiers only.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike | CheckpointStorage,
+        rank: int = 0,
+        world_size: int = 1,
+        *,
+        node_id: int = 0,
+        nodes: int = 1,
+        agent_dir: str | os.PathLike | None = None,
+        keep_last: int = 3,
+        disk_every: int = 1,
+    ) -> None:
+        if keep_last < 1 or disk_every < 1:
+            raise ValueError(f"keep_last and disk_every must be >= 1, got {keep_last} and {disk_every}")
+        self.storage = folder if isinstance(folder, CheckpointStorage) else LocalStorage(folder)
+        self.rank, self.world_size = rank, world_size
+        self.node_id, self.nodes = node_id, nodes
+        self.keep_last, self.disk_every = keep_last, disk_every
+        self.restored: Restored | None = None
+        self._distributed = dist.is_available() and dist.is_initialized()
+        # Background saves run collectives; a group of their own keeps them apart from training's.
+        self._group = dist.new_group(backend="gloo") if self._distributed else None
+        self._local = AgentClient(Path(agent_dir), node_id) if agent_dir is not None else None
+        peer = replica_node(node_id, nodes)
+        self._peer = (
+            AgentClient(Path(agent_dir), peer) if agent_dir is not None and peer is not None else None
+        )
+        self._host_buffer = HostBuffer()
+        self._shared_slots = SharedSlots()
+        # Disk and replica run side by side: neither waits for the other.
+        self._to_disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-disk-rank{rank}")
+        self._to_peers = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-peers-rank{rank}")
+        self._pending: list[Future] = []
+        self._warned_no_agent = False
+        if rank == 0:
+            mf.remove_partials(self.storage)
+        self._barrier()
+
+    # -- save -----------------------------------------------------------------------------------
+
+    def save(self, step: int, state: dict[str, Any]) -> None:
+        """Stage `state` (blocking) and persist it in the background; waits for the previous save first."""
+        self.wait()
+        plain = _state_dicts(state)
+        staged = self._stage_into_local_agent(step, plain)
+        if staged is None:
+            snapshot, buffer, live = stage(plain, self._host_buffer)
+            slot = None
+        else:
+            snapshot, buffer, live, slot = staged
+        if slot is not None or self._peer is not None:
+            self._pending.append(self._to_peers.submit(self._replicate, step, snapshot, buffer, slot))
+        if step % self.disk_every == 0:
+            self._pending.append(self._to_disk.submit(self._persist_to_disk, step, snapshot, buffer, live))
+
+    def _stage_into_local_agent(self, step: int, plain: dict[str, Any]) -> tuple | None:
+        """Stage straight into a shared-memory slot of this node's agent and commit it there.
+
+        Returns (snapshot, buffer, live tensors, slot), or None when there is no agent to use.
+        """
+        if self._local is None:
+            return None
+        reserved: list[int] = []
+
+        def acquire(size_bytes: int) -> torch.Tensor:
+            index, path = self._local.reserve(self.rank, size_bytes)
+            reserved.append(index)
+            return self._shared_slots.map(path, size_bytes)
+
+        try:
+            snapshot, buffer, live = stage(plain, acquire)
+            self._local.commit(self.rank, reserved[0], step, snapshot.to_meta_bytes())
+        except (AgentUnavailable, OSError) as error:
+            if not self._warned_no_agent:
+                log.warning("rank %d: memory tier unavailable, staging in host memory (%s)", self.rank, error)
+                self._warned_no_agent = True
+            return None
+        self._warned_no_agent = False
+        return snapshot, buffer, live, reserved[0]
+
+    def _replicate(self, step: int, snapshot: Snapshot, buffer: torch.Tensor, slot: int | None) -> None:
+        """Checksum the staged snapshot for the local agent, then copy it to the peer node's agent."""
+        crc = _crc32(buffer)
+        if slot is not None:
+            self._try(lambda: self._local.seal(self.rank, slot, step, crc), "seal local snapshot")
+        if self._peer is not None:
+            meta = snapshot.to_meta_bytes()
+            self._try(lambda: self._peer.put(self.rank, step, meta, buffer, crc), "replicate to peer")
+
+    def _try(self, action, what: str) -> None:
+        try:
+            action()
+        except (AgentUnavailable, OSError) as error:
+            log.warning("rank %d: could not %s (%s)", self.rank, what, error)
+
+    def _persist_to_disk(self, step: int, snapshot: Snapshot, buffer: torch.Tensor, live: dict) -> None:
+        staged = staged_state(snapshot, buffer, live)
+        directory = mf.partial_name(step)
+        writer = self.storage.writer(directory)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.save(staged, storage_writer=writer, process_group=self._group, no_dist=not self._distributed)
+        checksums = {name.removesuffix(".tmp"): value for name, value in writer.checksums.items()}
+        every_rank = self._all_gather(checksums)
+        error = None
+        if self.rank == 0:
+            try:
+                merged = {name: value for part in every_rank for name, value in part.items()}
+                merged[mf.METADATA_FILE] = mf.crc32_of(self.storage.read_chunks(directory, mf.METADATA_FILE))
+                mf.write_manifest(self.storage, directory, mf.new_manifest(step, self.world_size, merged))
+                self.storage.commit(directory, mf.checkpoint_name(step))
+                mf.prune(self.storage, self.keep_last)
+            except OSError as failure:
+                error = f"{self.storage.describe(directory)}: could not commit ({failure})"
+        error = self._broadcast(error)
+        if error:
+            raise CheckpointError(error)
+
+    def wait(self) -> None:
+        """Block until this rank's last save is fully persisted; re-raise its error if it failed."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    # -- restore --------------------------------------------------------------------------------
+
+    def latest(self) -> int | None:
+        """The newest committed step on disk (not yet verified), or None."""
+        steps = mf.committed_steps(self.storage)
+        return steps[-1] if steps else None
+
+    def load(self, state: dict[str, Any]) -> int | None:
+        """Restore `state` in place from the fastest tier all ranks can use; return its step (None: fresh).
+
+        Collective. Raises `CheckpointError` naming the file if the newest disk checkpoint is corrupt,
+        partial, missing a shard or was written by a different model.
+        """
+        self.wait()
+        memory_step = self._common_memory_step()
+        disk_step = self.latest()
+        if memory_step is not None and (disk_step is None or memory_step >= disk_step):
+            restored = self._load_from_memory(memory_step, state)
+            if restored is not None:
+                self.restored = restored
+                return restored.step
+        if disk_step is None:
+            return None
+        self._load_from_disk(disk_step, state)
+        self.restored = Restored(disk_step, "disk", self.storage.describe(mf.checkpoint_name(disk_step)))
+        return disk_step
+
+    def _holders(self) -> list[tuple[str, AgentClient]]:
+        tiers = [("memory", self._local), ("replica", self._peer)]
+        return [(tier, client) for tier, client in tiers if client is not None]
+
+    def _common_memory_step(self) -> int | None:
+        mine: set[int] = set()
+        for _, client in self._holders():
+            try:
+                mine.update(client.steps(self.rank))
+            except (AgentUnavailable, OSError):
+                continue
+        common = set.intersection(*(set(steps) for steps in self._all_gather(sorted(mine))))
+        return max(common) if common else None
+
+    def _fetch(self, step: int) -> tuple[Snapshot, torch.Tensor, str, str] | str:
+        """This rank's snapshot at `step` from the first holder that has an intact copy, or why none did."""
+        problems = []
+        for tier, client in self._holders():
+            where = f"{tier} snapshot of rank {self.rank} at step {step} on node {client.node_id}"
+            try:
+                meta, buffer, crc = client.get(self.rank, step)
+            except (AgentUnavailable, OSError) as error:
+                problems.append(f"{where}: {error}")
+                continue
+            if crc is not None and _crc32(buffer) != crc:
+                problems.append(f"{where}: checksum mismatch")
+                continue
+            return Snapshot.from_meta_bytes(meta), buffer, tier, where
+        return "; ".join(problems) or f"no holder of rank {self.rank}'s snapshot at step {step}"
+
+    def _load_from_memory(self, step: int, state: dict[str, Any]) -> Restored | None:
+        fetched = self._fetch(step)
+        problem = fetched if isinstance(fetched, str) else None
+        if problem is None:
+            snapshot, buffer, tier, where = fetched
+            plain = _state_dicts(state)
+            skeleton, live, _ = flatten(plain)
+            problem = _mismatch(
+                snapshot.shapes(),
+                {p: (tuple(local_tensor(t).shape), t.dtype) for p, t in live.items()},
+                where,
+            )
+        problems = [p for p in self._all_gather(problem) if p]
+        if problems:
+            log.warning("rank %d: not restoring from memory: %s", self.rank, problems[0])
+            return None
+        for entry in snapshot.entries:
+            local_tensor(live[entry.path]).copy_(view(buffer, entry))
+        _apply(state, unflatten(skeleton, live, snapshot.objects))
+        return Restored(step, tier, where)
+
+    def _load_from_disk(self, step: int, state: dict[str, Any]) -> None:
+        name = mf.checkpoint_name(step)
+        problem = None
+        try:
+            manifest = mf.read_manifest(self.storage, name)
+            mine = sorted(manifest.files)[self.rank :: self.world_size]
+            mf.verify(self.storage, name, mine)
+            plain = _state_dicts(state)
+            _, live, _ = flatten(plain)
+            stored = self.storage.reader(name).read_metadata().state_dict_metadata
+            shapes = {
+                key: (tuple(meta.size), meta.properties.dtype)
+                for key, meta in stored.items()
+                if isinstance(meta, TensorStorageMetadata)
+            }
+            problem = _mismatch(
+                shapes,
+                {p: (tuple(t.shape), t.dtype) for p, t in live.items()},
+                self.storage.describe(name, mf.METADATA_FILE),
+                exact=False,
+            )
+        except CheckpointError as error:
+            problem = str(error)
+        problems = [p for p in self._all_gather(problem) if p]
+        if problems:
+            raise CheckpointError(problems[0])
+        dcp.load(
+            state,
+            storage_reader=self.storage.reader(name),
+            process_group=self._group,
+            no_dist=not self._distributed,
+        )
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _all_gather(self, value: Any) -> list[Any]:
+        if not self._distributed:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value, group=self._group)
+        return gathered
+
+    def _broadcast(self, value: Any) -> Any:
+        if not self._distributed:
+            return value
+        holder = [value]
+        dist.broadcast_object_list(holder, src=0, group=self._group)
+        return holder[0]
+
+    def _barrier(self) -> None:
+        if self._distributed:
+            dist.barrier(group=self._group)
+
+    def close(self) -> None:
+        """Finish the last save and stop the background thread."""
+        try:
+            self.wait()
+        finally:
+            self._to_disk.shutdown(wait=True)
+            self._to_peers.shutdown(wait=True)
+
+
+def _mismatch(
+    stored: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    live: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    where: str,
+    exact: bool = True,
+) -> str | None:
+    """Why a stored state does not fit the live one (another model?), or None if it does."""
+    for path, (shape, dtype) in live.items():
+        if path not in stored:
+            return f"{where}: has no tensor {path!r}; was it written by another model?"
+        if stored[path] != (shape, dtype):
+            return (
+                f"{where}: {path!r} is {list(stored[path][0])} {stored[path][1]}, this model has "
+                f"{list(shape)} {dtype}; was it written by another model?"
+            )
+    extra = sorted(set(stored) - set(live)) if exact else []
+    if extra:
+        return (
+            f"{where}: holds tensor {extra[0]!r} this model does not have; was it written by another model?"
+        )
+    return None

@@ -1,0 +1,124 @@
+"""Accelerator families as data: which PyTorch device, module and collective backend each one uses.
+
+The table lives in `suanli/catalog/device_backends.yaml`; the training loop asks this module for a
+`DeviceBackend` and never names a vendor. Out-of-tree devices (torch_npu, torch_musa, torch_mlu, ...)
+register themselves when their module is imported, after which `torch.accelerator` reports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from functools import cache
+from importlib import resources
+
+import torch
+from pydantic import Field
+
+from suanli.spec.base import Spec
+from suanli.spec.errors import SpecError
+from suanli.spec.io import parse_yaml, validate
+
+CPU_FAMILY = "cpu"
+
+
+class DeviceBackend(Spec):
+    family: str
+    device_type: str = Field(description="torch device type: cuda, npu, musa, mlu, xpu, hpu, cpu")
+    module: str | None = Field(default=None, description="module that registers the device; None = in-tree")
+    collective_backend: str = Field(
+        description="torch.distributed backend: nccl, hccl, mccl, cncl, gloo, ..."
+    )
+    visible_devices_env: str | None = None
+    source: str
+
+    def device(self, local_rank: int) -> torch.device:
+        """The device this process drives; accelerators are indexed by local rank, CPU has one."""
+        if self.device_type == "cpu":
+            return torch.device("cpu")
+        return torch.device(self.device_type, local_rank)
+
+
+@cache
+def device_backends() -> dict[str, DeviceBackend]:
+    """The table, by family."""
+    filename = "device_backends.yaml"
+    text = resources.files("suanli.catalog").joinpath(filename).read_text(encoding="utf-8")
+    entries = parse_yaml(text, source=filename)["backends"]
+    backends = [
+        validate(DeviceBackend, entry, source=filename, prefix=f"backends[{i}]")
+        for i, entry in enumerate(entries)
+    ]
+    return {backend.family: backend for backend in backends}
+
+
+def backend_for_family(family: str) -> DeviceBackend:
+    """The backend of an accelerator family; a family the table does not know is a SpecError."""
+    table = device_backends()
+    if family not in table:
+        raise SpecError(
+            f"accelerator family {family!r} has no device backend; known: {', '.join(sorted(table))}"
+        )
+    return table[family]
+
+
+def _import_device_module(backend: DeviceBackend) -> None:
+    if backend.module is None:
+        return
+    try:
+        importlib.import_module(backend.module)
+    except ImportError as exc:
+        raise SpecError(
+            f"family {backend.family!r} needs the module {backend.module!r} ({exc}); install the vendor's "
+            "PyTorch plug-in"
+        ) from None
+
+
+def _installed_device_modules() -> list[DeviceBackend]:
+    found = []
+    for backend in device_backends().values():
+        if backend.module is None:
+            continue
+        try:
+            if importlib.util.find_spec(backend.module) is not None:
+                found.append(backend)
+        except ModuleNotFoundError:  # a dotted name whose parent package is absent
+            continue
+    return found
+
+
+def detect_backend() -> DeviceBackend:
+    """The backend of the accelerator this process sees, through `torch.accelerator`; CPU if none."""
+    for backend in _installed_device_modules():
+        _import_device_module(backend)
+    if torch.accelerator.is_available():
+        accelerator = torch.accelerator.current_accelerator()
+        assert accelerator is not None
+        for backend in device_backends().values():
+            if backend.device_type == accelerator.type:
+                return backend
+        raise SpecError(f"torch reports a {accelerator.type!r} accelerator that device_backends.yaml lacks")
+    return backend_for_family(CPU_FAMILY)
+
+
+def resolve_backend(family: str | None) -> DeviceBackend:
+    """The named family's backend (importing its module), or the detected one when `family` is None."""
+    if family is None:
+        return detect_backend()
+    backend = backend_for_family(family)
+    _import_device_module(backend)
+    return backend
+
+
+def bind_device(backend: DeviceBackend, local_rank: int) -> torch.device:
+    """Make `local_rank`'s device current for this process and return it."""
+    device = backend.device(local_rank)
+    if device.type != "cpu":
+        torch.accelerator.set_device_index(device.index)
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so wall-clock step times are true ones."""
+    if device.type != "cpu":
+        torch.accelerator.synchronize(device)

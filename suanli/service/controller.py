@@ -1,0 +1,333 @@
+"""The control loop: ask the scheduler what to start, have the executor start it, follow every run
+to its end, and write each step to the store before acting on the next.
+
+Crash safety: a launch is `pending → starting` (committed) → executor.submit → `starting →
+running` (committed). A run key derived from (job, attempt) lets a restarted controller find a run
+that started just before the crash; one it cannot find goes back to `pending`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from suanli.service.executors.base import METRICS_FILE, Executor, Placement, Run
+from suanli.service.scheduling import SchedulerPort
+from suanli.service.store import TERMINAL_STATES, Job, Store
+from suanli.spec import Cluster, JobSpec, SpecError, Training, dump_yaml
+
+log = logging.getLogger("suanli.service")
+
+POOL_SAMPLE_EVERY_S = 2.0
+LAUNCH_WAIT_S = 30.0
+MAX_ATTEMPTS = 3  # a checkpointed job is started again after a failure, up to this many attempts
+DEFAULT_TRAIN_STEPS = 100  # a model job without a token budget
+
+
+def train_config(spec: JobSpec, run_dir: Path, plan: dict[str, Any] | None) -> dict[str, Any]:
+    """The runtime's TrainConfig for a model job: steps from the token budget, checkpoints shared
+    by all attempts of the job (so a restart resumes), metrics where the service reads them."""
+    training = spec.training or Training()
+    tokens_per_step = training.seq_len * training.global_batch_size
+    steps = max(1, training.total_tokens // tokens_per_step) if training.total_tokens else DEFAULT_TRAIN_STEPS
+    config: dict[str, Any] = {
+        "model": spec.model if isinstance(spec.model, str) else spec.model.model_dump(mode="json"),
+        "seq_len": training.seq_len,
+        "global_batch_size": training.global_batch_size,
+        "steps": steps,
+        "precision": "bf16" if training.precision == "bf16" else "fp32",  # what the runtime trains in
+        "metrics": {"path": str(run_dir / METRICS_FILE)},
+    }
+    if plan:
+        config["plan"] = plan
+    else:
+        config["layout"] = {"dp": 1, "zero_stage": 0}
+    if spec.checkpoint:
+        config["checkpoint"] = {
+            "folder": str(run_dir.parent / "checkpoints"),
+            "keep_last": spec.checkpoint.keep_last,
+        }
+    return config
+
+
+def job_command(spec: JobSpec, run_dir: Path) -> str:
+    """The shell command a run executes: the spec's `run`, or the runtime's trainer for a model
+    (with the config `train_config` wrote to the run folder)."""
+    if spec.run:
+        return spec.run
+    return f"{suanli_command()} train {shlex.quote(str(run_dir / 'train.yaml'))}"
+
+
+def suanli_command() -> str:
+    """The `suanli` CLI of this installation, as a shell word (its console script, or python -c)."""
+    script = Path(sys.executable).with_name("suanli")
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -c 'from suanli.cli import app; app()'"
+
+
+@dataclass
+class Controller:
+    store: Store
+    executor: Executor
+    scheduler: SchedulerPort
+    cluster: Cluster
+    runs_dir: Path
+    tick_s: float = 0.1
+    clock: Callable[[], float] = time.time
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _last_sample_s: float = 0.0
+    _last_allocation: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _last_poll_s: dict[int, float] = field(default_factory=dict)
+
+    # lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="suanli-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # keep the control plane alive; the error is in the server log
+                log.exception("controller step failed")
+            self._stop.wait(self.tick_s)
+
+    def recover(self) -> None:
+        """Rebuild the scheduler's view from the store after a (re)start."""
+        now = self.clock()
+        with self.lock:
+            for job in self.store.list_jobs(states={"pending", "starting", "running"}):
+                spec = self.spec_of(job)
+                if job.state == "pending":
+                    self.scheduler.submit(job.id, spec, self._candidates(job), now, job.plan)
+                    continue
+                run = self.run_of(job)
+                if job.state == "starting":
+                    engine_id = self.executor.find(run)
+                    if engine_id is None:
+                        self.store.transition(
+                            job.id, "starting", "pending", now, "not started before a restart"
+                        )
+                        self.scheduler.submit(job.id, spec, self._candidates(job), now, job.plan)
+                        continue
+                    self.store.transition(
+                        job.id, "starting", "running", now, "found after a restart", engine_id=engine_id
+                    )
+                self.scheduler.adopt(job.id, spec, run.placement, now)
+
+    # submissions and cancellations -------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, candidates: list[Placement], plan: dict[str, Any] | None) -> Job:
+        with self.lock:
+            data = spec.model_dump(mode="json", by_alias=True)
+            data["_candidates"] = [p.to_dict() for p in candidates]
+            job = self.store.add_job(data, plan, self.clock())
+            try:
+                self.scheduler.submit(job.id, spec, candidates, self.clock(), plan)
+            except SpecError as exc:  # the scheduler refuses it: nothing may stay half-written
+                self.store.discard(job.id)
+                raise SpecError(f"resources: {str(exc).removeprefix(f'job {job.id}: ')}") from None
+            return job
+
+    def cancel(self, job_id: int) -> Job | None:
+        with self.lock:
+            job = self.store.get(job_id)
+            if job is None or job.state in TERMINAL_STATES:
+                return job
+            if job.state == "pending" and self.store.transition(
+                job_id, "pending", "cancelled", self.clock(), "cancelled by the user"
+            ):
+                self.scheduler.cancel(job_id)
+                return self.store.get(job_id)
+            self.store.set_fields(job_id, cancel_requested=1)
+        deadline = time.monotonic() + LAUNCH_WAIT_S  # a launch in flight ends in a moment
+        while (job := self.store.get(job_id)).state == "starting" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if job.state == "running":
+            self.executor.cancel(self.run_of(job))
+            self._finish(job, "cancelled", None, "cancelled by the user")
+        return self.store.get(job_id)
+
+    # one iteration -------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        now = self.clock()
+        for job in self.store.list_jobs(states={"running"}):
+            self._follow(job)
+        with self.lock:
+            decisions = self.scheduler.tick(now)
+        for decision in decisions:
+            if decision.placement is None:
+                self._preempt(decision.job_id)
+            else:
+                self._launch(decision.job_id, decision.placement)
+        allocation = self.pool_allocation()
+        if allocation != self._last_allocation or now - self._last_sample_s >= POOL_SAMPLE_EVERY_S:
+            self._last_sample_s, self._last_allocation = now, allocation
+            self.store.add_pool_samples(now, allocation)
+
+    def _follow(self, job: Job) -> None:
+        run = self.run_of(job)
+        self._ingest_metrics(job, run)
+        if job.cancel_requested:
+            self.executor.cancel(run)
+            self._finish(job, "cancelled", None, "cancelled by the user")
+            return
+        last_s = self._last_poll_s.get(job.id, 0.0)
+        if time.monotonic() - last_s < self.executor.poll_interval_s:
+            return
+        self._last_poll_s[job.id] = time.monotonic()
+        status = self.executor.poll(run)
+        if status.state in {"running", "pending"}:
+            return
+        self._last_poll_s.pop(job.id, None)
+        cancelled = self.store.get(job.id)
+        if cancelled is not None and cancelled.cancel_requested:
+            self._finish(job, "cancelled", status.exit_code, "cancelled by the user")
+            return
+        self._ingest_metrics(job, run)
+        if status.state == "succeeded":
+            self._finish(job, "succeeded", 0, "")
+        elif self.spec_of(job).checkpoint is not None and job.attempt < MAX_ATTEMPTS:
+            self._requeue(job, status.exit_code, status.reason or status.state)
+        else:
+            self._finish(job, "failed", status.exit_code, status.reason or status.state)
+
+    def _requeue(self, job: Job, exit_code: int | None, reason: str) -> None:
+        """A checkpointed job whose run failed goes back to the queue; its next attempt resumes
+        from the newest checkpoint in the job's checkpoint folder."""
+        why = (
+            f"recovering: attempt {job.attempt} failed ({reason}); the next resumes from its last checkpoint"
+        )
+        with self.lock:
+            if self.store.transition(job.id, "running", "pending", self.clock(), why, exit_code=exit_code):
+                self.scheduler.job_failed(job.id, self.clock())
+
+    def _finish(self, job: Job, state: str, exit_code: int | None, reason: str) -> None:
+        with self.lock:
+            if self.store.transition(job.id, "running", state, self.clock(), reason, exit_code=exit_code):
+                self.scheduler.job_finished(job.id, self.clock())
+
+    def _preempt(self, job_id: int) -> None:
+        """The policy took the job's resources back: stop the run, queue the job again."""
+        job = self.store.get(job_id)
+        if job is None or job.state != "running":
+            return
+        self.executor.cancel(self.run_of(job))
+        self.store.transition(
+            job_id, "running", "pending", self.clock(), f"preempted by {self.scheduler.policy}"
+        )
+
+    def _launch(self, job_id: int, placement: Placement) -> None:
+        job = self.store.get(job_id)
+        if job is None or job.state != "pending":
+            with self.lock:
+                self.scheduler.job_finished(job_id, self.clock())
+            return
+        attempt = job.attempt + 1
+        if not self.store.transition(
+            job_id,
+            "pending",
+            "starting",
+            self.clock(),
+            f"placed on {placement.pool}",
+            attempt=attempt,
+            placement=placement.to_dict(),
+            executor=self.executor.name,
+        ):
+            with self.lock:
+                self.scheduler.job_finished(job_id, self.clock())
+            return
+        job.attempt, job.placement = attempt, placement.to_dict()
+        run = self.run_of(job)
+        try:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            (run.run_dir / "job.yaml").write_text(dump_yaml(run.spec))
+            if run.spec.run is None:
+                config = train_config(run.spec, run.run_dir, job.plan)
+                (run.run_dir / "train.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            engine_id = self.executor.submit(run)
+        except Exception as exc:  # whatever the engine raises fails this job, not the control plane
+            reason = f"{self.executor.name} executor could not start the job: {exc}".splitlines()[0]
+            with self.lock:
+                self.store.transition(job_id, "starting", "failed", self.clock(), reason)
+                self.scheduler.job_finished(job_id, self.clock())
+            return
+        self.store.transition(
+            job_id,
+            "starting",
+            "running",
+            self.clock(),
+            f"{self.executor.name} id {engine_id}",
+            engine_id=engine_id,
+        )
+
+    def _ingest_metrics(self, job: Job, run: Run) -> None:
+        """Append the run's new complete metric lines (JSON objects) to the store."""
+        path = run.run_dir / METRICS_FILE
+        try:
+            with path.open("rb") as handle:
+                handle.seek(job.metrics_offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return
+        end = chunk.rfind(b"\n") + 1
+        if end == 0:
+            return
+        samples = []
+        for line in chunk[:end].splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                samples.append((float(record.get("time", self.clock())), record))
+        self.store.add_metrics(job.id, samples, job.metrics_offset + end)
+        job.metrics_offset += end
+
+    # views -------------------------------------------------------------------------------------------
+
+    def run_of(self, job: Job) -> Run:
+        spec = self.spec_of(job)
+        run_dir = self.runs_dir / str(job.id) / str(job.attempt)
+        placement = Placement(**job.placement) if job.placement else self._candidates(job)[0]
+        return Run(job.id, job.attempt, spec, placement, run_dir, job_command(spec, run_dir), job.engine_id)
+
+    @staticmethod
+    def _candidates(job: Job) -> list[Placement]:
+        return [Placement(**p) for p in job.spec.get("_candidates", [])]
+
+    def pool_allocation(self) -> dict[str, tuple[float, float]]:
+        """Per pool: (allocated, total) in accelerators, or in CPUs for a CPU-only pool."""
+        with self.lock:
+            snapshot = self.scheduler.snapshot()
+        result = {}
+        for pool, use in snapshot.items():
+            if use["accelerators_total"]:
+                result[pool] = (float(use["accelerators_allocated"]), float(use["accelerators_total"]))
+            else:
+                result[pool] = (float(use["cpus_allocated"]), float(use["cpus_total"]))
+        return result
+
+    def spec_of(self, job: Job) -> JobSpec:
+        return JobSpec.model_validate({k: v for k, v in job.spec.items() if not k.startswith("_")})

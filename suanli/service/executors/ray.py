@@ -1,0 +1,81 @@
+"""Ray Jobs: each run is a Ray job whose submission id is the run key, so a restarted server finds
+it again; its entrypoint is the shared job script, its resources the scheduler's placement."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shlex
+
+from suanli.service.executors.base import Run, RunStatus, finished_status, job_script, read_exit_code
+from suanli.spec import SpecError
+
+
+class RayExecutor:
+    poll_interval_s = 0.5  # each poll is an HTTP call to the Ray dashboard
+    name = "ray"
+
+    def __init__(self, address: str = "http://127.0.0.1:8265") -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        try:
+            self.client = JobSubmissionClient(address)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise SpecError(f"--ray-address: cannot reach Ray's job API at {address}: {exc}") from None
+
+    def submit(self, run: Run) -> str:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        script = run.run_dir / "job.sh"
+        script.write_text("#!/bin/bash\n" + job_script(run))
+        placement = run.placement
+        gpus = math.ceil(placement.accelerators / placement.nodes) if placement.accelerators else 0
+        return self.client.submit_job(
+            entrypoint=f"bash {shlex.quote(str(script))}",
+            submission_id=run.key,
+            runtime_env={"env_vars": run.env()},
+            entrypoint_num_cpus=placement.cpus_per_node,
+            entrypoint_num_gpus=gpus or None,
+            metadata={"suanli_job": str(run.job_id), "attempt": str(run.attempt)},
+        )
+
+    def find(self, run: Run) -> str | None:
+        try:
+            self.client.get_job_status(run.key)
+        except RuntimeError:
+            return None
+        return run.key
+
+    def poll(self, run: Run) -> RunStatus:
+        if run.engine_id is None:
+            return RunStatus("lost", reason="never submitted to Ray")
+        try:
+            info = self.client.get_job_info(run.engine_id)
+        except RuntimeError:
+            code = read_exit_code(run)
+            if code is not None:
+                return finished_status(code)
+            return RunStatus("lost", reason=f"Ray no longer knows job {run.engine_id}")
+        status = str(getattr(info.status, "value", info.status))
+        if status == "PENDING":
+            return RunStatus("pending")
+        if status == "RUNNING":
+            return RunStatus("running")
+        code = read_exit_code(run)
+        if code is not None:
+            return finished_status(code)
+        if status == "SUCCEEDED":
+            return RunStatus("succeeded", 0)
+        return RunStatus("failed", info.driver_exit_code, f"Ray job {status}: {info.message or ''}".strip())
+
+    def cancel(self, run: Run) -> None:
+        if run.engine_id is not None:
+            with contextlib.suppress(RuntimeError):
+                self.client.stop_job(run.engine_id)
+
+    def logs(self, run: Run) -> str:
+        if run.engine_id is None:
+            return ""
+        try:
+            return self.client.get_job_logs(run.engine_id)
+        except RuntimeError:
+            return ""

@@ -1,0 +1,175 @@
+"""What the controller needs from a scheduler (`SchedulerPort`), and the adapter that puts
+`suanli.sched`'s live `Scheduler` behind it. A CPU node is one scheduling slot there: an HPC
+job holds whole nodes, so on the one-node local pool command jobs run one at a time."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from suanli.sched.cluster_state import CPU_TYPE
+from suanli.sched.fractional import FULL_MILLI
+from suanli.sched.job import SchedJob, sched_job_from_spec
+from suanli.sched.placement import find_slots
+from suanli.sched.policies import make_policy
+from suanli.sched.scheduler import Scheduler
+from suanli.service.executors.base import Placement
+from suanli.spec import CATALOG, Cluster, JobSpec, SpecError
+
+DEFAULT_RUNTIME_S = 3600.0
+
+
+@dataclass
+class Decision:
+    job_id: int
+    placement: Placement | None
+    action: Literal["start", "preempt"] = "start"
+
+
+class SchedulerPort(Protocol):
+    def submit(
+        self, job_id: int, spec: JobSpec, candidates: list[Placement], now_s: float, plan: dict | None = None
+    ) -> None: ...
+
+    def cancel(self, job_id: int) -> None: ...
+
+    def tick(self, now_s: float) -> list[Decision]: ...
+
+    def job_finished(self, job_id: int, now_s: float) -> None: ...
+
+    def job_failed(self, job_id: int, now_s: float) -> None:
+        """The job's run failed and it will run again: release its resources, queue it."""
+
+    def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> None:
+        """A job already running when the server (re)started: hold its resources."""
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Per pool: nodes, accelerators and CPUs, total and allocated, and per-node use."""
+
+    @property
+    def policy(self) -> str: ...
+
+
+class SuanliScheduler:
+    """`suanli.sched.Scheduler` (the same policy objects as the simulator) behind `SchedulerPort`:
+    service job ids are ints, theirs strings; their placements name nodes, ours name a pool."""
+
+    def __init__(self, cluster: Cluster, policy: str = "fifo") -> None:
+        self.cluster = cluster
+        self.inner = Scheduler(cluster, make_policy(policy))
+        self._pool_of_node = {node.name: node.pool for node in self.inner.cluster.nodes}
+        self._candidates: dict[int, list[Placement]] = {}
+
+    def _sched_job(
+        self, job_id: int, spec: JobSpec, candidates: list[Placement], now_s: float, plan: dict | None
+    ) -> SchedJob:
+        """Run time per accelerator type: the planner's time to train on the type it planned for,
+        else the user's walltime, else an hour."""
+        runtime_s = {p.accelerator or CPU_TYPE: spec.walltime_s or DEFAULT_RUNTIME_S for p in candidates}
+        if plan and plan.get("time_to_train_s") and plan.get("accelerator") in runtime_s:
+            runtime_s[plan["accelerator"]] = plan["time_to_train_s"]
+        # sched_job_from_spec matches request names against types as written: give it catalog slugs
+        requests = [
+            r.model_copy(update={"name": CATALOG.accelerator(r.name).slug}) if r.name else r
+            for r in spec.resources.accelerators
+        ]
+        resolved = spec.model_copy(
+            update={"resources": spec.resources.model_copy(update={"accelerators": requests})}
+        )
+        return sched_job_from_spec(resolved, str(job_id), now_s, runtime_s)
+
+    def submit(
+        self, job_id: int, spec: JobSpec, candidates: list[Placement], now_s: float, plan: dict | None = None
+    ) -> None:
+        self._candidates[job_id] = candidates
+        self.inner.submit(self._sched_job(job_id, spec, candidates, now_s, plan))
+
+    def cancel(self, job_id: int) -> None:
+        with contextlib.suppress(SpecError):
+            self.inner.cancel(str(job_id))
+
+    def job_finished(self, job_id: int, now_s: float) -> None:
+        with contextlib.suppress(SpecError):
+            self.inner.job_finished(str(job_id), now_s)
+
+    def job_failed(self, job_id: int, now_s: float) -> None:
+        with contextlib.suppress(SpecError):
+            self.inner.job_failed(str(job_id), now_s, lost_progress=0.0)
+
+    def tick(self, now_s: float) -> list[Decision]:
+        decisions = []
+        for decision in self.inner.tick(now_s):
+            job_id = int(decision.job_id)
+            if decision.action == "preempt":
+                decisions.append(Decision(job_id, None, "preempt"))
+                continue
+            pool = self._pool_of_node[decision.placement[0][0]]
+            template = next(
+                (p for p in self._candidates[job_id] if p.pool == pool), self._candidates[job_id][0]
+            )
+            cpu = decision.accel_type in (None, CPU_TYPE)
+            placement = Placement(
+                pool=pool,
+                nodes=len(decision.placement),
+                accelerators=0 if cpu else sum(count for _, count in decision.placement),
+                accelerator=None if cpu else decision.accel_type,
+                cpus_per_node=template.cpus_per_node,
+            )
+            decisions.append(Decision(job_id, placement))
+        return decisions
+
+    def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> None:
+        """Bind a job that was already running before a restart to slots of its accelerator type."""
+        self.submit(job_id, spec, [placement], now_s)
+        state = self.inner.jobs[str(job_id)]
+        accel_type = placement.accelerator or CPU_TYPE
+        slots = find_slots(self.inner.cluster, state.job, accel_type)
+        if slots is None:  # the cluster shrank while the server was down: it runs, unaccounted
+            return
+        # the bookkeeping of Scheduler._try_start (it has no public way to restore a running job)
+        self.inner.cluster.bind(state.job.job_id, slots)
+        queue = state.job.queue
+        self.inner.queue_held[queue] = self.inner.queue_held.get(queue, 0) + state.job.width
+        self.inner.pending.pop(state.job.job_id, None)
+        state.status, state.accel_type = "running", accel_type
+        state.placement = self.inner.cluster.describe(slots)
+        state.segment_start_s = state.busy_from_s = now_s
+        state.first_start_s, state.starts = now_s, 1
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
+        for node in self.inner.cluster.nodes:
+            node_type = self.cluster.node_type_of(node.pool)
+            accelerators = node_type.accelerators_per_node
+            busy = sum(1 for milli in node.free_milli if milli < FULL_MILLI)
+            pool = result.setdefault(
+                node.pool,
+                {
+                    "nodes": 0,
+                    "accelerator": None if node.accel_type == CPU_TYPE else node.accel_type,
+                    "accelerators_total": 0,
+                    "accelerators_allocated": 0,
+                    "cpus_total": 0.0,
+                    "cpus_allocated": 0.0,
+                    "node_use": [],
+                },
+            )
+            pool["nodes"] += 1
+            pool["accelerators_total"] += accelerators
+            pool["accelerators_allocated"] += busy if accelerators else 0
+            pool["cpus_total"] += node_type.cpu_cores
+            cpus = float(node_type.cpu_cores) if busy and not accelerators else 0.0
+            pool["cpus_allocated"] += cpus
+            pool["node_use"].append(
+                {
+                    "name": node.name,
+                    "accelerators_allocated": busy if accelerators else 0,
+                    "cpus_allocated": cpus,
+                }
+            )
+        return result
+
+    @property
+    def policy(self) -> str:
+        return self.inner.policy.name

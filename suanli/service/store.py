@@ -1,0 +1,395 @@
+"""The durable job store: jobs, state transitions, placements, checkpoints, metrics, pool samples.
+
+SQLAlchemy over SQLite (default, WAL + synchronous=FULL) or PostgreSQL (by URL). Every change of
+a job's state is one transaction that compare-and-sets the state and appends the transition, so
+a `kill -9` at any moment leaves either the old or the new state, never half of one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from suanli.spec.errors import SpecError
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+ACTIVE_STATES = frozenset({"pending", "starting", "running"})
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"starting", "cancelled", "failed"}),
+    "starting": frozenset({"running", "pending", "failed", "cancelled", "succeeded"}),
+    "running": frozenset({"succeeded", "failed", "cancelled", "pending"}),
+}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    queue: Mapped[str] = mapped_column(String(100), index=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    spec: Mapped[dict] = mapped_column(JSON)
+    plan: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    placement: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    executor: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    engine_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[int] = mapped_column(Integer, default=0)
+    metrics_offset: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TransitionRow(Base):
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(20))
+    at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class MetricRow(Base):
+    __tablename__ = "metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    values: Mapped[dict] = mapped_column(JSON)
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    path: Mapped[str] = mapped_column(Text)
+
+
+class PoolSampleRow(Base):
+    __tablename__ = "pool_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    pool: Mapped[str] = mapped_column(String(100))
+    allocated: Mapped[float] = mapped_column(Float)
+    total: Mapped[float] = mapped_column(Float)
+
+
+@dataclass
+class Job:
+    """A job as the rest of the service sees it (a detached copy of its row)."""
+
+    id: int
+    name: str
+    kind: str
+    queue: str
+    priority: int
+    state: str
+    spec: dict[str, Any]
+    plan: dict[str, Any] | None
+    placement: dict[str, Any] | None
+    executor: str | None
+    engine_id: str | None
+    attempt: int
+    exit_code: int | None
+    reason: str
+    cancel_requested: bool
+    metrics_offset: int
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: JobRow) -> Job:
+        return cls(
+            id=row.id,
+            name=row.name,
+            kind=row.kind,
+            queue=row.queue,
+            priority=row.priority,
+            state=row.state,
+            spec=row.spec,
+            plan=row.plan,
+            placement=row.placement,
+            executor=row.executor,
+            engine_id=row.engine_id,
+            attempt=row.attempt,
+            exit_code=row.exit_code,
+            reason=row.reason,
+            cancel_requested=bool(row.cancel_requested),
+            metrics_offset=row.metrics_offset,
+            submitted_at=row.submitted_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "history" or v}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://…` means psycopg 3 (the driver we ship); a bare path means SQLite."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        is_sqlite = self.url.startswith("sqlite")
+        try:
+            self.engine = create_engine(
+                self.url,
+                connect_args={"check_same_thread": False, "timeout": 10} if is_sqlite else {},
+                pool_pre_ping=not is_sqlite,
+            )
+        except Exception as exc:  # a malformed URL or a missing driver
+            raise SpecError(f"--db: cannot use {url!r}: {exc}") from None
+        if is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            Base.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+            raise SpecError(f"--db: cannot open the store at {where}: {reason}") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # jobs ---------------------------------------------------------------------------------------
+
+    def add_job(self, spec: dict[str, Any], plan: dict[str, Any] | None, now: float | None = None) -> Job:
+        """Insert an accepted job and its first transition in one transaction."""
+        now = time.time() if now is None else now
+        with self._sessions.begin() as session:
+            row = JobRow(
+                name=spec["name"],
+                kind=spec.get("kind", "training"),
+                queue=spec.get("queue", "default"),
+                priority=spec.get("priority", 0),
+                state="pending",
+                spec=spec,
+                plan=plan,
+                attempt=0,
+                reason="",
+                cancel_requested=0,
+                metrics_offset=0,
+                submitted_at=now,
+            )
+            session.add(row)
+            session.flush()
+            session.add(TransitionRow(job_id=row.id, from_state=None, to_state="pending", at=now))
+            return Job.from_row(row)
+
+    def discard(self, job_id: int) -> None:
+        """Remove a job that was never acknowledged (its submission failed after the insert)."""
+        with self._sessions.begin() as session:
+            session.execute(delete(TransitionRow).where(TransitionRow.job_id == job_id))
+            session.execute(delete(JobRow).where(JobRow.id == job_id))
+
+    def get(self, job_id: int, with_history: bool = False) -> Job | None:
+        """The job; with its history, a pair read so that the history ends in the job's state
+        (SQLite's driver does not open a read transaction, so a writer may land in between)."""
+        for _ in range(5):
+            with self._sessions() as session:
+                row = session.get(JobRow, job_id)
+                if row is None:
+                    return None
+                job = Job.from_row(row)
+                if not with_history:
+                    return job
+                job.history = self._history(session, job_id)
+            if job.history and job.history[-1]["to"] == job.state:
+                break
+        return job
+
+    def list_jobs(
+        self,
+        states: set[str] | frozenset[str] | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        query = select(JobRow).order_by(JobRow.id.desc() if limit else JobRow.id)
+        if states:
+            query = query.where(JobRow.state.in_(sorted(states)))
+        if queue:
+            query = query.where(JobRow.queue == queue)
+        if kind:
+            query = query.where(JobRow.kind == kind)
+        if limit:
+            query = query.limit(limit)
+        with self._sessions() as session:
+            jobs = [Job.from_row(row) for row in session.scalars(query)]
+        return sorted(jobs, key=lambda job: job.id)
+
+    def count_by_state(self) -> dict[str, int]:
+        with self._sessions() as session:
+            rows = session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+            return {state: count for state, count in rows}
+
+    def transition(
+        self,
+        job_id: int,
+        from_state: str,
+        to_state: str,
+        now: float | None = None,
+        reason: str = "",
+        **fields: Any,
+    ) -> bool:
+        """Move a job from `from_state` to `to_state` with `fields` set, atomically.
+
+        Returns False (and changes nothing) when the job is no longer in `from_state`: someone else
+        (a cancel, a restart) moved it first."""
+        if to_state not in ALLOWED_TRANSITIONS.get(from_state, frozenset()):
+            raise ValueError(f"job {job_id}: {from_state} → {to_state} is not a valid transition")
+        now = time.time() if now is None else now
+        values: dict[str, Any] = {"state": to_state, **fields}
+        if reason:
+            values["reason"] = reason
+        if to_state == "running":
+            values.setdefault("started_at", now)
+        if to_state in TERMINAL_STATES:
+            values.setdefault("finished_at", now)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.state == from_state).values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            session.add(
+                TransitionRow(job_id=job_id, from_state=from_state, to_state=to_state, at=now, reason=reason)
+            )
+        return True
+
+    def set_fields(self, job_id: int, **fields: Any) -> None:
+        with self._sessions.begin() as session:
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(**fields))
+
+    def history(self, job_id: int) -> list[dict[str, Any]]:
+        with self._sessions() as session:
+            return self._history(session, job_id)
+
+    @staticmethod
+    def _history(session: Session, job_id: int) -> list[dict[str, Any]]:
+        query = select(TransitionRow).where(TransitionRow.job_id == job_id).order_by(TransitionRow.id)
+        return [
+            {"from": t.from_state, "to": t.to_state, "at": t.at, "reason": t.reason}
+            for t in session.scalars(query)
+        ]
+
+    def recent_transitions(self, limit: int = 50, to_states: set[str] | None = None) -> list[dict[str, Any]]:
+        query = select(TransitionRow, JobRow.name).join(JobRow, JobRow.id == TransitionRow.job_id)
+        if to_states:
+            query = query.where(TransitionRow.to_state.in_(sorted(to_states)))
+        query = query.order_by(TransitionRow.id.desc()).limit(limit)
+        with self._sessions() as session:
+            return [
+                {
+                    "job_id": t.job_id,
+                    "name": name,
+                    "from": t.from_state,
+                    "to": t.to_state,
+                    "at": t.at,
+                    "reason": t.reason,
+                }
+                for t, name in session.execute(query)
+            ]
+
+    # metrics and checkpoints ------------------------------------------------------------------------
+
+    def add_metrics(self, job_id: int, samples: list[tuple[float, dict[str, Any]]], new_offset: int) -> None:
+        """Append metric samples and advance the job's read offset in the same transaction."""
+        with self._sessions.begin() as session:
+            for at, values in samples:
+                session.add(MetricRow(job_id=job_id, at=at, values=values))
+                if "checkpoint" in values:
+                    step = values.get("step")
+                    session.add(
+                        CheckpointRow(
+                            job_id=job_id,
+                            at=at,
+                            step=int(step) if step is not None else None,
+                            path=str(values["checkpoint"]),
+                        )
+                    )
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(metrics_offset=new_offset))
+
+    def metrics(self, job_id: int, limit: int = 500) -> list[dict[str, Any]]:
+        query = select(MetricRow).where(MetricRow.job_id == job_id).order_by(MetricRow.id.desc()).limit(limit)
+        with self._sessions() as session:
+            rows = list(session.scalars(query))
+        return [{"at": r.at, **r.values} for r in reversed(rows)]
+
+    def latest_metrics(self, job_ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not job_ids:
+            return {}
+        newest = (
+            select(func.max(MetricRow.id)).where(MetricRow.job_id.in_(job_ids)).group_by(MetricRow.job_id)
+        )
+        with self._sessions() as session:
+            rows = session.scalars(select(MetricRow).where(MetricRow.id.in_(newest)))
+            return {r.job_id: {"at": r.at, **r.values} for r in rows}
+
+    def checkpoints(self, job_id: int) -> list[dict[str, Any]]:
+        query = select(CheckpointRow).where(CheckpointRow.job_id == job_id).order_by(CheckpointRow.id)
+        with self._sessions() as session:
+            return [{"at": c.at, "step": c.step, "path": c.path} for c in session.scalars(query)]
+
+    # pools ------------------------------------------------------------------------------------------
+
+    def add_pool_samples(self, at: float, samples: dict[str, tuple[float, float]]) -> None:
+        with self._sessions.begin() as session:
+            for pool, (allocated, total) in samples.items():
+                session.add(PoolSampleRow(at=at, pool=pool, allocated=allocated, total=total))
+
+    def pool_history(self, since: float) -> dict[str, list[list[float]]]:
+        query = select(PoolSampleRow).where(PoolSampleRow.at >= since).order_by(PoolSampleRow.id)
+        history: dict[str, list[list[float]]] = {}
+        with self._sessions() as session:
+            for row in session.scalars(query):
+                ratio = row.allocated / row.total if row.total else 0.0
+                history.setdefault(row.pool, []).append([row.at, round(ratio, 4)])
+        return history

@@ -1,0 +1,1 @@
+"""The dashboard's static files (a package so that they ship as package data)."""

@@ -1,0 +1,329 @@
+"""The checkpoint engine on one process: staging, the disk tier, the memory tier, and bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from suanli.ft.checkpoint import manifest as mf
+from suanli.ft.checkpoint.agent import start_agent
+from suanli.ft.checkpoint.engine import CheckpointEngine
+from suanli.ft.checkpoint.manifest import CheckpointError
+from suanli.ft.checkpoint.replica import holders, replica_node
+from suanli.ft.checkpoint.staging import HostBuffer, flatten, stage, staged_state, unflatten
+from suanli.ft.checkpoint.state import DataPosition, ModelState, OptimizerState, RNGState
+from suanli.ft.checkpoint.storage import LocalStorage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _training(seed: int = 0, hidden: int = 16):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, hidden), torch.nn.Dropout(0.1), torch.nn.Linear(hidden, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 2)
+    position = DataPosition()
+    state = {
+        "model": ModelState(model),
+        "optimizer": OptimizerState(model, optimizer),
+        "lr_scheduler": scheduler,
+        "dataloader": position,
+        "rng": RNGState(),
+    }
+
+    def step() -> float:
+        x = torch.randn(4, 8)
+        loss = model(x).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        position.batch_index += 1
+        return loss.item()
+
+    return state, step
+
+
+@pytest.fixture
+def agent_dir(tmp_path):
+    folder = tmp_path / "agents"
+    agent = start_agent(0, folder)
+    yield folder
+    agent.terminate()
+    agent.wait(timeout=30)
+
+
+# -- staging ------------------------------------------------------------------------------------
+
+nested = st.recursive(
+    st.one_of(
+        st.integers(),
+        st.text(max_size=5),
+        st.builds(lambda n: torch.arange(n, dtype=torch.float32), st.integers(0, 40)),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.text("abc", min_size=1, max_size=3), children, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text("xyz", min_size=1, max_size=3), nested, max_size=4))
+def test_staging_round_trips_and_never_aliases_the_live_state(state):
+    snapshot, buffer, live = stage(state, HostBuffer())
+    copy = staged_state(snapshot, buffer, live)
+    skeleton, tensors, objects = flatten(state)
+    _, copied, copied_objects = flatten(copy)
+    assert copied_objects == objects
+    for path, tensor in tensors.items():
+        assert torch.equal(copied[path], tensor)
+        tensor.add_(1)  # a later optimizer update must not leak into the staged copy
+        assert tensor.numel() == 0 or not torch.equal(copied[path], tensor)
+    assert unflatten(skeleton, tensors, objects).keys() == state.keys()
+
+
+def test_staging_reuses_one_preallocated_buffer():
+    acquire = HostBuffer()
+    state = {"w": torch.randn(1000)}
+    _, first, _ = stage(state, acquire)
+    state["w"].mul_(2)
+    _, second, _ = stage(state, acquire)
+    assert first.data_ptr() == second.data_ptr()
+
+
+# -- ring placement -----------------------------------------------------------------------------
+
+
+@given(st.integers(2, 64).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))))
+def test_ring_places_each_replica_on_another_node_and_every_node_holds_one(case):
+    nodes, node = case
+    assert replica_node(node, nodes) != node
+    assert sorted(replica_node(i, nodes) for i in range(nodes)) == list(range(nodes))
+    assert holders(node, nodes)[0] == node
+
+
+def test_single_node_has_no_replica():
+    assert replica_node(0, 1) is None
+    with pytest.raises(ValueError, match="node_id"):
+        replica_node(3, 2)
+
+
+# -- disk tier ----------------------------------------------------------------------------------
+
+
+def test_disk_round_trip_resumes_identically_and_keeps_last_n(tmp_path):
+    state, step = _training()
+    engine = CheckpointEngine(tmp_path / "ckpt", keep_last=2)
+    for s in range(1, 5):
+        step()
+        engine.save(s, state)
+    engine.close()
+    expected = [step() for _ in range(3)]
+    assert mf.committed_steps(engine.storage) == [3, 4]
+    assert mf.verify(engine.storage, mf.checkpoint_name(4)).step == 4
+
+    fresh, fresh_step = _training(seed=99)
+    resumed = CheckpointEngine(tmp_path / "ckpt")
+    assert resumed.load(fresh) == 4
+    assert resumed.restored.tier == "disk"
+    assert fresh["dataloader"].batch_index == 4
+    assert [fresh_step() for _ in range(3)] == expected
+
+
+def test_fresh_start_returns_none(tmp_path):
+    state, _ = _training()
+    assert CheckpointEngine(tmp_path / "empty").load(state) is None
+
+
+def _committed(tmp_path) -> Path:
+    state, step = _training()
+    engine = CheckpointEngine(tmp_path / "ckpt")
+    step()
+    engine.save(1, state)
+    engine.close()
+    return tmp_path / "ckpt" / mf.checkpoint_name(1)
+
+
+def _shard(folder: Path) -> Path:
+    return next(p for p in folder.iterdir() if p.suffix == ".distcp")
+
+
+def _load_error(tmp_path) -> str:
+    state, _ = _training(seed=5)
+    with pytest.raises(CheckpointError) as error:
+        CheckpointEngine(tmp_path / "ckpt").load(state)
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_corrupted_shard_is_named(tmp_path):
+    shard = _shard(_committed(tmp_path))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    message = _load_error(tmp_path)
+    assert str(shard) in message and "checksum" in message
+
+
+def test_truncated_shard_is_named(tmp_path):
+    shard = _shard(_committed(tmp_path))
+    shard.write_bytes(shard.read_bytes()[:100])
+    message = _load_error(tmp_path)
+    assert str(shard) in message and "truncated" in message
+
+
+def test_missing_shard_is_named(tmp_path):
+    shard = _shard(_committed(tmp_path))
+    shard.unlink()
+    message = _load_error(tmp_path)
+    assert str(shard) in message and "missing shard" in message
+
+
+def test_directory_without_manifest_is_reported(tmp_path):
+    folder = _committed(tmp_path)
+    (folder / mf.MANIFEST_FILE).unlink()
+    message = _load_error(tmp_path)
+    assert str(folder / mf.MANIFEST_FILE) in message and "not completed" in message
+
+
+def test_unreadable_manifest_is_reported(tmp_path):
+    folder = _committed(tmp_path)
+    (folder / mf.MANIFEST_FILE).write_text("{not json")
+    assert "unreadable manifest" in _load_error(tmp_path)
+
+
+def test_checkpoint_of_another_model_is_refused_before_anything_is_loaded(tmp_path):
+    _committed(tmp_path)
+    other, _ = _training(seed=5, hidden=32)
+    before = [p.clone() for p in other["model"].model.parameters()]
+    with pytest.raises(CheckpointError, match=r"\.metadata: .*another model"):
+        CheckpointEngine(tmp_path / "ckpt").load(other)
+    assert all(torch.equal(a, b) for a, b in zip(before, other["model"].model.parameters(), strict=True))
+
+
+def test_partial_directory_is_never_loaded_and_is_cleaned_up(tmp_path):
+    folder = _committed(tmp_path)
+    partial = tmp_path / "ckpt" / mf.partial_name(2)
+    shutil.copytree(folder, partial)
+    engine = CheckpointEngine(tmp_path / "ckpt")
+    assert engine.latest() == 1
+    assert not partial.exists()
+
+
+# -- killed mid-save -----------------------------------------------------------------------------
+
+
+class _StallingStorage(LocalStorage):
+    """Signals, then hangs, right before publishing step 2: the moment a crash does the most harm."""
+
+    def commit(self, partial_name: str, name: str) -> None:
+        if name == mf.checkpoint_name(2):
+            (self.root / "committing").touch()
+            time.sleep(600)
+        super().commit(partial_name, name)
+
+
+def _child_saves(folder: str, mode: str) -> None:
+    storage = _StallingStorage(folder) if mode == "stall" else LocalStorage(folder)
+    engine = CheckpointEngine(storage, keep_last=2)
+    weights = torch.zeros(2_000_000)
+    for s in range(1, 10_000):
+        weights.fill_(s)
+        engine.save(s, {"weights": weights, "step_seen": s})
+
+
+def _spawn_child(folder: Path, mode: str) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, __file__, str(folder), mode], env=environment)
+
+
+def _restore_plain(folder: Path) -> tuple[int | None, torch.Tensor, dict]:
+    state = {"weights": torch.empty(2_000_000), "step_seen": -1}
+    step = CheckpointEngine(folder).load(state)
+    return step, state["weights"], state
+
+
+def _wait_for(predicate, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_kill_while_publishing_a_checkpoint_leaves_the_previous_one_loadable(tmp_path):
+    folder = tmp_path / "ckpt"
+    child = _spawn_child(folder, "stall")
+    _wait_for(lambda: (folder / "committing").exists())
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert (folder / mf.partial_name(2)).exists()  # fully written, never published
+    step, weights, state = _restore_plain(folder)
+    assert step == 1 and state["step_seen"] == 1 and bool((weights == 1).all())
+
+
+def test_kill_at_an_arbitrary_moment_of_a_save_loop_leaves_a_consistent_checkpoint(tmp_path):
+    folder = tmp_path / "ckpt"
+    child = _spawn_child(folder, "loop")
+    _wait_for(lambda: len(mf.committed_steps(LocalStorage(folder))) >= 2)
+    time.sleep(0.13)  # lands somewhere inside a save
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    step, weights, state = _restore_plain(folder)
+    assert step is not None and step >= 2
+    assert state["step_seen"] == step and bool((weights == step).all())
+
+
+# -- memory tier --------------------------------------------------------------------------------
+
+
+def test_memory_tier_survives_a_worker_restart(tmp_path, agent_dir):
+    state, step = _training()
+    engine = CheckpointEngine(tmp_path / "ckpt", agent_dir=agent_dir, disk_every=1000)
+    for s in range(1, 4):
+        step()
+        engine.save(s, state)
+    engine.close()
+    expected = [step() for _ in range(3)]
+    assert engine.latest() is None  # nothing reached disk: only the agent's memory has it
+
+    restarted, restarted_step = _training(seed=7)
+    resumed = CheckpointEngine(tmp_path / "ckpt", agent_dir=agent_dir)
+    assert resumed.load(restarted) == 3
+    assert resumed.restored.tier == "memory"
+    assert [restarted_step() for _ in range(3)] == expected
+
+
+def test_memory_snapshot_of_another_model_falls_back_to_disk(tmp_path, agent_dir):
+    state, step = _training()
+    engine = CheckpointEngine(tmp_path / "ckpt", agent_dir=agent_dir, disk_every=1000)
+    step()
+    engine.save(1, state)
+    engine.close()
+    other, _ = _training(seed=3, hidden=32)
+    assert CheckpointEngine(tmp_path / "ckpt", agent_dir=agent_dir).load(other) is None
+
+
+def test_without_an_agent_saves_still_reach_disk(tmp_path):
+    state, step = _training()
+    engine = CheckpointEngine(tmp_path / "ckpt", agent_dir=tmp_path / "no-agents")
+    step()
+    engine.save(1, state)
+    engine.close()
+    assert engine.latest() == 1
+
+
+if __name__ == "__main__":
+    _child_saves(sys.argv[1], sys.argv[2])

@@ -1,0 +1,38 @@
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+TINY_RUN: dict[str, Any] = {
+    "model": "tiny-llama-test",
+    "seq_len": 32,
+    "global_batch_size": 8,
+    "steps": 16,
+    "precision": "fp32",
+    "optimizer": {"lr": 1.0e-2, "warmup_steps": 3},
+}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread_per_process() -> None:
+    """In-process runs share two cores with torchrun's workers; spinning thread pools would thrash."""
+    torch.set_num_threads(1)
+
+
+def config_writer(folder: Path) -> Callable[..., Path]:
+    def write(name: str = "run", **overrides: Any) -> Path:
+        config = TINY_RUN | {"metrics": {"path": f"{name}/metrics.jsonl"}} | overrides
+        path = folder / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a tiny train config (with overrides) into the test's folder; returns its path."""
+    return config_writer(tmp_path)
