@@ -218,16 +218,20 @@ def create_app(settings: Settings) -> FastAPI:
     async def job_logs(job_id: int, follow: bool = False) -> Response:
         """The run's output; `follow=true` streams it until the job ends."""
         job = get_job(job_id)
-        if job.attempt == 0:
-            return PlainTextResponse("")
         if not follow:
-            return PlainTextResponse(controller.executor.logs(controller.run_of(job)))
+            started = job.attempt > 0
+            return PlainTextResponse(controller.executor.logs(controller.run_of(job)) if started else "")
 
         async def stream() -> AsyncIterator[str]:
             sent = 0
             while True:
                 current = controller.store.get(job_id)
-                text = await asyncio.to_thread(controller.executor.logs, controller.run_of(current))
+                started = current.attempt > 0  # a queued job has no output yet: wait for it to start
+                text = (
+                    await asyncio.to_thread(controller.executor.logs, controller.run_of(current))
+                    if started
+                    else ""
+                )
                 if len(text) > sent:
                     yield text[sent:]
                     sent = len(text)
