@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/suanli plan examples/jobs/llama3.1-70b-pretrain.yaml --cluster examples/clusters/mixed-center.yaml --top 8
+	$(VENV)/bin/suanli plan examples/jobs/llama3.1-70b-pretrain.yaml --cluster examples/clusters/mixed-center.yaml --top 5
+	$(VENV)/bin/python -m suanli.service.demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
