@@ -1,6 +1,6 @@
 """Simulator speed: the 82,247-job Philly list on the 1,024-GPU H100 example cluster.
 
-.venv/bin/python benchmarks/sched_speed.py [--policies fifo,backfill,suanli]
+.venv/bin/python benchmarks/sched_speed.py [--policies fifo,backfill,suanli] [--limit N]
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--policies", default="fifo,backfill,tiresias,suanli")
     parser.add_argument("--cluster", default="examples/clusters/hgx-h100-1024.yaml")
+    parser.add_argument("--limit", type=int, default=None, help="simulate only the first N jobs")
     args = parser.parse_args()
     cluster = load(Cluster, args.cluster)
     for policy in args.policies.split(","):
         state = ClusterState.from_cluster(cluster)
         started = time.perf_counter()
-        jobs = load_philly(DEFAULT_PATH, [t for t in state.capacity if t != "cpu"])
+        jobs = load_philly(DEFAULT_PATH, [t for t in state.capacity if t != "cpu"], args.limit)
         loaded = time.perf_counter()
         m = simulate(state, make_policy(policy), jobs).metrics
         done = time.perf_counter()
