@@ -47,6 +47,7 @@ class ClusterState:
     held: dict[str, tuple[Slot, ...]] = field(default_factory=dict)
     by_type: dict[str, list[int]] = field(default_factory=dict)
     free_whole_by_type: dict[str, int] = field(default_factory=dict)
+    free_milli_by_type: dict[str, int] = field(default_factory=dict)  # all free shares, summed
     capacity: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,6 +57,9 @@ class ClusterState:
                 node.mig = [[] for _ in node.free_milli]
         self.free_whole_by_type = {
             t: sum(self.nodes[i].whole_free for i in ix) for t, ix in self.by_type.items()
+        }
+        self.free_milli_by_type = {
+            t: sum(sum(self.nodes[i].free_milli) for i in ix) for t, ix in self.by_type.items()
         }
         self.capacity = {t: sum(self.nodes[i].slots for i in ix) for t, ix in self.by_type.items()}
 
@@ -97,6 +101,7 @@ class ClusterState:
             node = self.nodes[slot.node]
             was_whole = node.free_milli[slot.gpu] == FULL_MILLI
             node.free_milli[slot.gpu] -= slot.milli
+            self.free_milli_by_type[node.accel_type] -= slot.milli
             if slot.mig_start is not None:
                 node.mig[slot.gpu].append((slot.mig_start, slot.mig_size))
             if was_whole:
@@ -108,6 +113,7 @@ class ClusterState:
         for slot in self.held.pop(job_id, ()):
             node = self.nodes[slot.node]
             node.free_milli[slot.gpu] += slot.milli
+            self.free_milli_by_type[node.accel_type] += slot.milli
             if slot.mig_start is not None:
                 node.mig[slot.gpu].remove((slot.mig_start, slot.mig_size))
             if node.free_milli[slot.gpu] == FULL_MILLI:

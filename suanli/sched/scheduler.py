@@ -92,13 +92,19 @@ class Scheduler:
         if not self.pending and not self.policy.moves_running:
             self.decision_s.append(time.perf_counter() - started)
             return []  # nobody waits: every running job keeps its place (progress is credited later)
-        if self.policy.reads_progress:
+        view = View(now_s, self.jobs, self.cluster, self.pending, self.queue_held)
+        first_choice = self._first_choice_admission(view) if self.policy.preemptive else None
+        if self.policy.reads_progress and first_choice is None:
             for state in self.jobs.values():
                 if state.status == "running":
                     self._account(state, now_s)
-        view = View(now_s, self.jobs, self.cluster, self.pending, self.queue_held)
         self.policy.on_round(view)
-        decisions = self._preemptive_pass(view) if self.policy.preemptive else self._greedy_pass(view)
+        if first_choice is not None:
+            decisions = self._start_admitted(first_choice, view)
+        elif self.policy.preemptive:
+            decisions = self._preemptive_pass(view)
+        else:
+            decisions = self._greedy_pass(view)
         if type(self.policy).on_bound is not Policy.on_bound:
             for state in self.jobs.values():
                 if state.status == "running":
@@ -165,6 +171,35 @@ class Scheduler:
         for state in list(self.jobs.values()):
             if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type:
                 decisions.append(self._preempt(state, view.now_s))
+        return decisions + self._start_admitted(admitted, view)
+
+    def _first_choice_admission(self, view: View) -> dict[str, str] | None:
+        """The pending jobs' admission (job → type, in policy order) when all of them fit on their
+        first-ranked type beside the running jobs, else None. Then `_preemptive_pass` would admit
+        every job on its first type whatever the order (and preempt nobody), so ranking only the
+        pending jobs gives the same decisions at O(pending) instead of O(active) per event."""
+        if type(self.policy).rank is Policy.rank:
+            return None
+        free = dict(self.cluster.free_milli_by_type)
+        first_type: dict[str, str] = {}
+        for state in self.pending.values():
+            types = self.policy.ranked_types(state, view)
+            if not types:
+                continue
+            accel_type = first_type[state.job.job_id] = types[0]
+            free[accel_type] -= (
+                state.job.gpus * share_milli(state.job.sharing, accel_type) or state.job.width * FULL_MILLI
+            )
+            if free[accel_type] < 0:
+                return None
+        ranked = self.policy.rank(list(self.pending.values()), view)
+        if ranked is None:
+            return None
+        return {s.job.job_id: first_type[s.job.job_id] for s in ranked if s.job.job_id in first_type}
+
+    def _start_admitted(self, admitted: dict[str, str], view: View) -> list[Decision]:
+        """Start the admitted jobs that are pending, widest first (ties in policy order)."""
+        decisions = []
         for job_id, accel_type in sorted(admitted.items(), key=lambda kv: -self.jobs[kv[0]].job.width):
             state = self.jobs[job_id]
             if state.status == "pending":

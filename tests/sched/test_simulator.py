@@ -18,6 +18,7 @@ from suanli.sched.traces.mixed import mix_workload
 from suanli.sched.traces.sia import DATA, load_sia_workload, workload_path
 from suanli.sched.traces.swf import load_swf
 from suanli.spec.errors import SpecError
+from suanli.spec.job import Sharing
 from tests.sched.conftest import job, make_cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,3 +171,49 @@ def test_tiresias_fidelity_on_pollux_workload_6():
     assert tiresias["avg_jct_h"] * 3600 == pytest.approx(3470, rel=0.15)
     ours = simulate(ClusterState.from_cluster(cluster), make_policy("suanli"), jobs).metrics
     assert ours["avg_jct_h"] < tiresias["avg_jct_h"]
+
+
+class _FullPassOnly:
+    """Mixin: the policy cannot rank a subset, so the scheduler re-ranks every active job on every
+    event (the behaviour before the first-choice shortcut)."""
+
+    def order(self, view):
+        return super().rank(view.active(), view)
+
+    def rank(self, states, view):
+        return None
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 3000), st.sampled_from([1, 2, 4, 8]), st.floats(10, 5000), st.booleans()),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from(["suanli", "tiresias"]),
+)
+def test_ranking_only_pending_jobs_changes_no_decision(rows, policy):
+    # The shortcut must be invisible: same starts, types, preemptions; finish times equal up to
+    # float rounding (progress is credited at fewer points).
+    jobs = [
+        job(
+            f"j{i}", s, g, {"a": r, "b": 2.5 * r}, **({"sharing": Sharing(core_fraction=0.5)} if half else {})
+        )
+        for i, (s, g, r, half) in enumerate(rows)
+    ]
+    cls = POLICIES[policy]
+    full_pass = type(f"FullPass{cls.__name__}", (_FullPassOnly, cls), {})
+    outcomes = []
+    for chosen in (cls(), full_pass()):
+        result = simulate(make_cluster({"a": (1, 8), "b": (2, 4)}), chosen, jobs)
+        outcomes.append(
+            {
+                s.job.job_id: (s.first_start_s, s.starts, s.preemptions, s.accel_type, s.finish_s)
+                for s in result.jobs
+            }
+        )
+    fast, full = outcomes
+    assert fast.keys() == full.keys()
+    for job_id, (*decisions, finish_s) in fast.items():
+        assert decisions == list(full[job_id][:-1]) and finish_s == pytest.approx(full[job_id][-1], abs=1e-6)

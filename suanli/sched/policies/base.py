@@ -76,6 +76,13 @@ class Policy(ABC):
     def order(self, view: View) -> list[JobState]:
         """The jobs to consider, most important first (pending only unless `preemptive`)."""
 
+    def rank(self, states: list[JobState], view: View) -> list[JobState] | None:
+        """`states`, some of the active jobs, in the order `order` would put them; None if this policy
+        cannot rank a subset alone. A policy that ranks subsets also promises that a running job's
+        `ranked_types` start with the type it runs on: then, while every job fits on its first type,
+        no order changes who runs where, and the scheduler ranks only the pending jobs."""
+        return None
+
     def continue_after_block(self, state: JobState, view: View) -> bool:
         """A job could not be placed: keep scanning the queue (True) or stop (False)?"""
         return True

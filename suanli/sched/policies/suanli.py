@@ -41,23 +41,27 @@ class SuanliPolicy(Policy):
     _cache: dict[str, tuple[list[str], float, float, float]] = field(default_factory=dict)
 
     def order(self, view: View) -> list[JobState]:
-        active = view.active()
+        return self.rank(view.active(), view)
+
+    def rank(self, states: list[JobState], view: View) -> list[JobState]:
         total = sum(view.capacity.values()) or 1
         over = {
             q
             for q, n in view.held_by_queue().items()
             if q in self.queue_quotas and n / total > self.queue_quotas[q]
         }
-        share_gpus = total / max(1, len(active))
+        share_gpus = total / max(1, len(view.jobs))
 
         def key(s: JobState) -> tuple[bool, bool, bool, float, float, str]:
             job = s.job
-            _, best_s, worst_s, mean_rate = self._profile(s, view)
-            pinned = s.status == "running" and job.kind == "hpc"
+            _, best_s, worst_s, mean_rate = self._cache.get(job.job_id) or self._profile(s, view)
+            running = s.status == "running"
+            pinned = running and job.kind == "hpc"
+            width, remaining = job.width, s.remaining
             # Projected ρ: now on the slowest type it may get (pessimistic), see `share_runtime_s`.
-            share_s = max(1.0, job.width / share_gpus) / mean_rate
-            rho = (view.now_s - job.submit_s + job.restart_overhead_s + s.remaining * worst_s) / share_s
-            area = job.width * s.remaining * best_s / (self.stickiness if s.status == "running" else 1.0)
+            share_s = max(1.0, width / share_gpus) / mean_rate
+            rho = (view.now_s - job.submit_s + job.restart_overhead_s + remaining * worst_s) / share_s
+            area = width * remaining * best_s / (self.stickiness if running else 1.0)
             starving = rho > self.rho_guard
             return (
                 not pinned,
@@ -68,7 +72,7 @@ class SuanliPolicy(Policy):
                 job.job_id,
             )
 
-        return sorted(active, key=key)
+        return sorted(states, key=key)
 
     def _profile(self, state: JobState, view: View) -> tuple[list[str], float, float, float]:
         """Per job, cached: usable types (fastest first), best and worst run time on them, and the

@@ -17,14 +17,28 @@ class Tiresias(Policy):
     # boundary at 16 GPU-hours; more entries give more queues).
     thresholds_gpu_s: list[float] = field(default_factory=lambda: [16 * 3600.0])
     round_s: float | None = 60.0
+    _types: dict[str, list[str]] = field(default_factory=dict)  # per job: allowed types, most GPUs first
 
     def queue_of(self, state: JobState) -> int:
         return sum(state.attained_gpu_s >= t for t in self.thresholds_gpu_s)
 
     def order(self, view: View) -> list[JobState]:
-        return sorted(view.active(), key=lambda s: (self.queue_of(s), s.job.submit_s, s.job.job_id))
+        return self.rank(view.active(), view)
+
+    def rank(self, states: list[JobState], view: View) -> list[JobState]:
+        return sorted(states, key=lambda s: (self.queue_of(s), s.job.submit_s, s.job.job_id))
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         # Heterogeneity-unaware: the type with the most GPUs first; a running job stays where it is.
-        types = [t for t in state.job.runtime_s if self.filter(state.job, t, view)]
-        return sorted(types, key=lambda t: (t != state.accel_type, -view.capacity[t], t))
+        job = state.job
+        types = self._types.get(job.job_id)
+        if types is None:
+            allowed = (t for t in job.runtime_s if self.filter(job, t, view))
+            types = self._types[job.job_id] = sorted(allowed, key=lambda t: (-view.capacity[t], t))
+        if state.accel_type in types and types[0] != state.accel_type:
+            return [state.accel_type, *(t for t in types if t != state.accel_type)]
+        return types
+
+    def on_round(self, view: View) -> None:
+        if len(self._types) > 4 * len(view.jobs) + 1024:
+            self._types = {k: v for k, v in self._types.items() if k in view.jobs}
