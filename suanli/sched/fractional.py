@@ -139,3 +139,18 @@ def colocated_speed(model: str, neighbour: str) -> float:
 
 def mean_colocated_speed() -> float:
     return min(1.0, _colocation_speeds()[1])
+
+
+def shared_gpu_speeds(models_by_gpu: dict[tuple[int, int], list[tuple[str, str]]]) -> dict[str, float]:
+    """Speed (1.0 = alone) of every job in `models_by_gpu` (GPU → [(job id, model)] on it).
+
+    On a GPU shared with several neighbours a job's speed is the product of its pairwise Lucid
+    speeds (our assumption: Lucid measured pairs only); a job spread over several GPUs runs at the
+    speed of its slowest one, since its shares step together.
+    """
+    speeds: dict[str, float] = {}
+    for jobs in models_by_gpu.values():
+        for job_id, model in jobs:
+            speed = math.prod(colocated_speed(model, other) for other_id, other in jobs if other_id != job_id)
+            speeds[job_id] = min(speeds.get(job_id, 1.0), speed)
+    return speeds

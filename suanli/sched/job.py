@@ -93,6 +93,7 @@ class JobState:
     starts: int = 0
     preemptions: int = 0
     failures: int = 0
+    speed: float = 1.0  # fraction of its isolated speed while running (co-location interference)
 
     @property
     def remaining(self) -> float:

@@ -61,6 +61,29 @@ class Scheduler:
             )
         self.jobs[job.job_id] = self.pending[job.job_id] = JobState(job=job)
 
+    def adopt(
+        self, job: SchedJob, accel_type: str, now_s: float, slots: tuple[Slot, ...] | None = None
+    ) -> None:
+        """Register a job that is already running (e.g. found by the service after a restart): it
+        holds `slots` (or, when None, the placement `find_slots` picks on `accel_type`) from `now_s`
+        on, with no restart overhead. SpecError, naming the cause, if the job is invalid or the
+        placement is not free or does not match the job."""
+        if accel_type not in job.runtime_s:
+            raise SpecError(
+                f"job {job.job_id}: cannot adopt it on {accel_type}; it runs on {sorted(job.runtime_s)}"
+            )
+        if slots is None:
+            slots = find_slots(self.cluster, job, accel_type)
+            if slots is None:
+                raise SpecError(
+                    f"job {job.job_id}: no free room for its {job.width} slot(s) on {accel_type} to adopt it"
+                )
+        self._check_slots(job, accel_type, slots)
+        self.submit(job)
+        state = self.pending[job.job_id]
+        self._bind(state, accel_type, slots, now_s)
+        state.busy_from_s = now_s
+
     def cancel(self, job_id: str) -> None:
         state = self._state(job_id)
         if state.status == "running":
@@ -215,18 +238,46 @@ class Scheduler:
             slots = find_slots(self.cluster, state.job, accel_type)
             if slots is None:
                 continue
-            self.cluster.bind(state.job.job_id, slots)
-            queue = state.job.queue
-            self.queue_held[queue] = self.queue_held.get(queue, 0) + state.job.width
-            state.status, state.accel_type = "running", accel_type
-            state.placement = self.cluster.describe(slots)
-            state.segment_start_s = view.now_s
-            state.busy_from_s = view.now_s + state.job.restart_overhead_s
-            state.first_start_s = view.now_s if state.first_start_s is None else state.first_start_s
-            state.starts += 1
-            del self.pending[state.job.job_id]
+            self._bind(state, accel_type, slots, view.now_s)
             return Decision("start", state.job.job_id, accel_type, state.placement, slots)
         return None
+
+    def _bind(self, state: JobState, accel_type: str, slots: tuple[Slot, ...], now_s: float) -> None:
+        """Start a pending job on `slots`: hold them, charge its queue, begin a run segment."""
+        self.cluster.bind(state.job.job_id, slots)
+        queue = state.job.queue
+        self.queue_held[queue] = self.queue_held.get(queue, 0) + state.job.width
+        state.status, state.accel_type, state.speed = "running", accel_type, 1.0
+        state.placement = self.cluster.describe(slots)
+        state.segment_start_s = now_s
+        state.busy_from_s = now_s + state.job.restart_overhead_s
+        state.first_start_s = now_s if state.first_start_s is None else state.first_start_s
+        state.starts += 1
+        del self.pending[state.job.job_id]
+
+    def _check_slots(self, job: SchedJob, accel_type: str, slots: tuple[Slot, ...]) -> None:
+        """One line naming the first reason `slots` cannot hold `job` on `accel_type` now."""
+        milli = share_milli(job.sharing, accel_type) if job.is_fractional else FULL_MILLI
+        if len(slots) != job.width or len({(s.node, s.gpu) for s in slots}) != len(slots):
+            raise SpecError(f"job {job.job_id}: placement needs {job.width} distinct slots, got {len(slots)}")
+        for slot in slots:
+            if not 0 <= slot.node < len(self.cluster.nodes):
+                raise SpecError(f"job {job.job_id}: placement names node {slot.node}, which does not exist")
+            node = self.cluster.nodes[slot.node]
+            if node.accel_type != accel_type or not 0 <= slot.gpu < node.slots:
+                raise SpecError(f"job {job.job_id}: {node.name} has no {accel_type} slot {slot.gpu}")
+            if slot.milli != milli:
+                raise SpecError(
+                    f"job {job.job_id}: slot on {node.name} holds {slot.milli}/1000, the job needs {milli}"
+                )
+            free = node.free_milli[slot.gpu]
+            if free < milli:
+                raise SpecError(f"job {job.job_id}: {node.name} GPU {slot.gpu} is busy (free {free}/1000)")
+            used = {i for start, size in node.mig[slot.gpu] for i in range(start, start + size)}
+            if slot.mig_start is not None and used & set(
+                range(slot.mig_start, slot.mig_start + slot.mig_size)
+            ):
+                raise SpecError(f"job {job.job_id}: {node.name} GPU {slot.gpu} MIG slices are taken")
 
     def _preempt(self, state: JobState, now_s: float) -> Decision:
         self._account(state, now_s)
@@ -249,7 +300,8 @@ class Scheduler:
         state.attained_gpu_s += (now_s - state.segment_start_s) * width
         busy = max(0.0, now_s - max(state.segment_start_s, state.busy_from_s))
         state.run_s += busy
-        state.progress = min(1.0, state.progress + busy * state.job.rate(state.accel_type or ""))
+        rate = state.job.rate(state.accel_type or "") * state.speed
+        state.progress = min(1.0, state.progress + busy * rate)
         state.segment_start_s = now_s
 
     def _state(self, job_id: str) -> JobState:
@@ -265,4 +317,13 @@ class Scheduler:
         """When a running job will finish at its current speed (the simulator's completion event)."""
         state = self.jobs[job_id]
         start = max(state.segment_start_s, state.busy_from_s)
-        return start + state.remaining * state.job.runtime_s[state.accel_type or ""]
+        return start + state.remaining * state.job.runtime_s[state.accel_type or ""] / state.speed
+
+    def set_speed(self, job_id: str, speed: float, now_s: float) -> None:
+        """From `now_s` on, a running job progresses at `speed` × its isolated rate (e.g. slowed by
+        jobs sharing its GPU); progress until then is credited at the old speed."""
+        if not 0.0 < speed <= 1.0:
+            raise SpecError(f"job {job_id}: speed must be in (0, 1], got {speed}")
+        state = self._state(job_id)
+        self._account(state, now_s)
+        state.speed = speed

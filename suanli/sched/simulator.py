@@ -1,9 +1,10 @@
 """Discrete-event, trace-driven simulation of a `Scheduler` (the same object the service drives).
 
-Events: job arrivals, completions (predicted from the job's speed on its accelerator type),
-failures (Poisson per GPU, from a failures-per-1000-GPU-month rate; the job loses the work since
-its last checkpoint and is queued again) and, for round-based policies, round boundaries. The only
-randomness is the failure draw, seeded, so a run is deterministic by seed.
+Events: job arrivals, completions (predicted from the job's speed on its accelerator type, slowed
+while it shares a GPU with other jobs, by Lucid's measured co-location speeds), failures (Poisson
+per GPU, from a failures-per-1000-GPU-month rate; the job loses the work since its last checkpoint
+and is queued again) and, for round-based policies, round boundaries. The only randomness is the
+failure draw, seeded, so a run is deterministic by seed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 
 from suanli.sched.cluster_state import ClusterState
+from suanli.sched.fractional import shared_gpu_speeds
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.metrics import summarize
 from suanli.sched.policies.base import Policy
@@ -31,6 +33,8 @@ class SimConfig:
     failures_per_1k_gpu_month: float = 0.0  # e.g. 14.2 for Llama 3's 16k H100s (Dubey et al. 2024)
     checkpoint_interval_s: float = 1800.0
     utilization_samples: int = 2000
+    # jobs sharing a GPU (`Sharing(mode="fraction")`) slow each other down; MIG is isolated
+    colocation_interference: bool = True
 
 
 @dataclass
@@ -64,7 +68,8 @@ def simulate(
     by_id = {job.job_id: job for job in jobs}
     if len(by_id) != len(jobs):
         raise SpecError("workload: job ids must be unique")
-    version: dict[str, int] = {}
+    version: dict[str, int] = {}  # of a job's run: start, preempt and failure bump it
+    finish_version: dict[str, int] = {}  # of its predicted finish: also bumped by speed changes
     run_from: dict[str, float] = {}
     rejected: dict[str, str] = {}
     arrivals_left = len(jobs)
@@ -72,9 +77,32 @@ def simulate(
     round_pending = False
     curve: list[tuple[float, float]] = []
 
+    def shares_gpu(job_id: str) -> bool:
+        return config.colocation_interference and by_id[job_id].sharing.mode == "fraction"
+
+    def predict_finish(job_id: str) -> float:
+        finish_version[job_id] = finish_version.get(job_id, 0) + 1
+        finish_s = scheduler.finish_time_s(job_id)
+        push(finish_s, _FINISH, job_id, finish_version[job_id])
+        return finish_s
+
+    def apply_colocation(now_s: float) -> None:
+        """Set every running GPU-sharing job's speed from its current neighbours; re-predict the
+        finish of those whose speed changed."""
+        models_by_gpu: dict[tuple[int, int], list[tuple[str, str]]] = {}
+        for run in scheduler.jobs.values():
+            if run.status == "running" and shares_gpu(run.job.job_id):
+                for slot in state.held[run.job.job_id]:
+                    models_by_gpu.setdefault((slot.node, slot.gpu), []).append((run.job.job_id, run.job.app))
+        for job_id, speed in shared_gpu_speeds(models_by_gpu).items():
+            if speed != scheduler.jobs[job_id].speed:
+                scheduler.set_speed(job_id, speed, now_s)
+                predict_finish(job_id)
+
     while events:
         now = events[0][0]
         is_round = False
+        colocation_changed = False
         while events and events[0][0] <= now:
             _, kind, _, job_id, ver = heapq.heappop(events)
             if kind == _ARRIVAL:
@@ -85,34 +113,43 @@ def simulate(
                     rejected[job_id] = str(exc)
             elif kind == _ROUND:
                 is_round, round_pending = True, False
-            elif version.get(job_id) != ver or job_id not in scheduler.jobs:
+            elif (
+                job_id not in scheduler.jobs
+                or ver != (finish_version if kind == _FINISH else version)[job_id]
+            ):
                 continue
             elif kind == _FINISH:
                 scheduler.job_finished(job_id, now)
+                colocation_changed |= shares_gpu(job_id)
             else:
-                job = by_id[job_id]
+                job, run = by_id[job_id], scheduler.jobs[job_id]
                 busy = max(0.0, now - run_from[job_id])
                 lost_s = busy % config.checkpoint_interval_s
-                scheduler.job_failed(job_id, now, lost_s * job.rate(scheduler.jobs[job_id].accel_type or ""))
+                scheduler.job_failed(job_id, now, lost_s * job.rate(run.accel_type or "") * run.speed)
+                colocation_changed |= shares_gpu(job_id)
                 version[job_id] += 1
+                finish_version[job_id] += 1
         has_active = bool(scheduler.jobs)
         if round_s is None or policy.tick_on_events or is_round:
             decisions = scheduler.tick(now)
             for decision in decisions:
                 job_id = decision.job_id
                 version[job_id] = version.get(job_id, 0) + 1
+                colocation_changed |= shares_gpu(job_id)
                 if decision.action != "start":
+                    finish_version[job_id] += 1
                     continue
-                finish_s = scheduler.finish_time_s(job_id)
-                push(finish_s, _FINISH, job_id, version[job_id])
+                finish_s = predict_finish(job_id)
                 run_from[job_id] = scheduler.jobs[job_id].busy_from_s
                 if fail_rate_per_gpu_s > 0 and by_id[job_id].gpus > 0:
                     fail_s = now + rng.expovariate(fail_rate_per_gpu_s * by_id[job_id].gpus)
-                    if fail_s < finish_s:
+                    if fail_s < finish_s or shares_gpu(job_id):  # a shared job may finish later
                         push(fail_s, _FAILURE, job_id, version[job_id])
             busy, total = state.busy_accelerators()
             if total:
                 curve.append((now, busy / total))
+        if colocation_changed:
+            apply_colocation(now)
         if round_s is not None and not round_pending and (has_active or arrivals_left):
             next_round = (math.floor(now / round_s) + 1) * round_s
             if not has_active and events:

@@ -11,7 +11,6 @@ from typing import Any, Literal, Protocol
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.job import SchedJob, sched_job_from_spec
-from suanli.sched.placement import find_slots
 from suanli.sched.policies import make_policy
 from suanli.sched.scheduler import Scheduler
 from suanli.service.executors.base import Placement
@@ -120,22 +119,12 @@ class SuanliScheduler:
         return decisions
 
     def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> None:
-        """Bind a job that was already running before a restart to slots of its accelerator type."""
-        self.submit(job_id, spec, [placement], now_s)
-        state = self.inner.jobs[str(job_id)]
-        accel_type = placement.accelerator or CPU_TYPE
-        slots = find_slots(self.inner.cluster, state.job, accel_type)
-        if slots is None:  # the cluster shrank while the server was down: it runs, unaccounted
-            return
-        # the bookkeeping of Scheduler._try_start (it has no public way to restore a running job)
-        self.inner.cluster.bind(state.job.job_id, slots)
-        queue = state.job.queue
-        self.inner.queue_held[queue] = self.inner.queue_held.get(queue, 0) + state.job.width
-        self.inner.pending.pop(state.job.job_id, None)
-        state.status, state.accel_type = "running", accel_type
-        state.placement = self.inner.cluster.describe(slots)
-        state.segment_start_s = state.busy_from_s = now_s
-        state.first_start_s, state.starts = now_s, 1
+        """Hold slots of its accelerator type for a job that was already running before a restart."""
+        self._candidates[job_id] = [placement]
+        job = self._sched_job(job_id, spec, [placement], now_s, None)
+        # no room (the cluster shrank while the server was down): it runs on, unaccounted
+        with contextlib.suppress(SpecError):
+            self.inner.adopt(job, placement.accelerator or CPU_TYPE, now_s)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         result: dict[str, dict[str, Any]] = {}

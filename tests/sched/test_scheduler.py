@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from suanli.sched.cluster_state import Slot
 from suanli.sched.policies import make_policy
 from suanli.sched.policies.gavel import gavel_allocation
 from suanli.sched.scheduler import Scheduler
@@ -81,6 +82,35 @@ def test_cancel_snapshot_and_finish():
     assert sched.snapshot()["jobs"] == [] and sched.cluster.free_whole_by_type["a"] == 8
     with pytest.raises(SpecError, match="already finished"):
         sched.cancel("x")
+
+
+def test_adopted_job_holds_its_gpus_until_it_finishes():
+    sched = Scheduler(make_cluster({"a": (1, 8)}), make_policy("fifo"))
+    sched.adopt(job("old", 0, 6, 100.0), "a", now_s=40.0)
+    assert sched.cluster.free_whole_by_type["a"] == 2 and sched.queue_held["default"] == 6
+    assert not sched.pending and sched.jobs["old"].placement == (("a-0", 6),)
+    sched.submit(job("new", 50, 4, 10.0))
+    assert sched.tick(50.0) == []  # 4 GPUs do not fit beside the adopted 6
+    assert sched.snapshot(now_s=90.0)["jobs"][0]["progress"] == 0.5  # runs from 40 s, no restart cost
+    sched.job_finished("old", 140.0)
+    assert started(sched.tick(140.0)) == {"new"}
+    assert sched.queue_held["default"] == 4 and sched.cluster.free_whole_by_type["a"] == 4
+
+
+def test_adopting_onto_busy_or_invalid_gpus_is_a_one_line_error():
+    sched = Scheduler(make_cluster({"a": (1, 4)}), make_policy("fifo"))
+    sched.adopt(job("first", 0, 2, 100.0), "a", now_s=0.0)
+    taken = sched.cluster.held["first"]
+    for bad, slots, reason in [
+        (job("second", 0, 2, 100.0), taken, r"a-0 GPU 0 is busy \(free 0/1000\)"),
+        (job("third", 0, 3, 100.0), None, r"no free room for its 3 slot\(s\) on a"),
+        (job("fourth", 0, 1, 100.0), (Slot(node=7, gpu=0),), "node 7, which does not exist"),
+        (job("fifth", 0, 1, {"b": 1.0}), None, r"cannot adopt it on a; it runs on \['b'\]"),
+    ]:
+        with pytest.raises(SpecError, match=reason) as error:
+            sched.adopt(bad, "a", now_s=0.0, slots=slots)
+        assert "\n" not in str(error.value)
+    assert set(sched.jobs) == {"first"} and sched.cluster.free_whole_by_type["a"] == 2  # nothing leaked
 
 
 def test_gavel_lp_gives_each_type_to_the_job_that_gains_most():

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from suanli.cli import app
+from suanli.sched.fractional import LUCID_COLOCATION_CSV, mean_colocated_speed
 from suanli.sched.policies import POLICIES, make_policy
 from suanli.sched.simulator import SimConfig, simulate
 from suanli.sched.traces.mixed import mix_workload
@@ -148,8 +149,12 @@ def test_alibaba_fractional_pods_share_gpus(tmp_path):
     pods.write_text("\n".join([header, *rows]) + "\n")
     jobs = load_alibaba_pods(pods, {"T4": "t4"})
     assert [j.job_id for j in jobs] == ["p0", "p1", "p2", "p3"] and all(j.is_fractional for j in jobs)
-    result = simulate(make_cluster({"t4": (1, 2)}), make_policy("suanli"), jobs)
+    alone = SimConfig(colocation_interference=False)
+    result = simulate(make_cluster({"t4": (1, 2)}), make_policy("suanli"), jobs, alone)
     assert {s.finish_s for s in result.jobs} == {1000.0}  # four half-GPU pods run at once on 2 GPUs
+    # with interference, each pod has one neighbour of unknown model: Lucid's mean pair speed
+    shared = simulate(make_cluster({"t4": (1, 2)}), make_policy("suanli"), jobs)
+    assert [s.finish_s for s in shared.jobs] == pytest.approx([1000.0 / mean_colocated_speed()] * 4)
     bad = tmp_path / "bad.csv"
     bad.write_text(header + "\nx,1,1,one,500,,LS,Running,0,10,0\n")
     with pytest.raises(SpecError, match=r"bad\.csv:2: needs num_gpu"):
@@ -217,3 +222,74 @@ def test_ranking_only_pending_jobs_changes_no_decision(rows, policy):
     assert fast.keys() == full.keys()
     for job_id, (*decisions, finish_s) in fast.items():
         assert decisions == list(full[job_id][:-1]) and finish_s == pytest.approx(full[job_id][-1], abs=1e-6)
+
+
+def _lucid_pair_speed(model: str, neighbour: str) -> float:
+    """Mean measured speed of `model` beside `neighbour`, read straight from Lucid's table."""
+    speeds = []
+    with LUCID_COLOCATION_CSV.open() as handle:
+        for row in csv.DictReader(handle):
+            if (row["model1"], row["model2"]) == (model, neighbour):
+                speeds.append(float(row["speed1"]))
+            if (row["model2"], row["model1"]) == (model, neighbour):
+                speeds.append(float(row["speed2"]))
+    return min(1.0, sum(speeds) / len(speeds))
+
+
+@pytest.mark.parametrize("policy", ["fifo", "suanli", "gavel"])
+def test_jobs_sharing_a_gpu_slow_each_other_by_lucids_measured_speeds(policy):
+    """Lucid (Hu et al., ASPLOS'23) measured ResNet18 and MobileNetV2 on one GPU at 0.83 / 0.82 of
+    their solo speeds. r (1,000 s alone) and m (3,000 s alone) share a GPU from t = 0: r finishes at
+    1000 / s_r; m has then done 1000 / s_r × s_m / 3000 of its work and runs the rest alone."""
+    s_r, s_m = _lucid_pair_speed("ResNet18", "MobileNetV2"), _lucid_pair_speed("MobileNetV2", "ResNet18")
+    assert s_r < 0.9 and s_m < 0.9  # the pair really interferes (36 measured runs)
+    half = Sharing(mode="fraction", core_fraction=0.5)
+    jobs = [
+        job("r", 0, 1, 1000.0, sharing=half, app="ResNet18"),
+        job("m", 0, 1, 3000.0, sharing=half, app="MobileNetV2"),
+    ]
+    runs = {s.job.job_id: s for s in simulate(make_cluster({"a": (1, 1)}), make_policy(policy), jobs).jobs}
+    start_s = runs["r"].first_start_s  # at once (gavel: at its first 360 s round)
+    assert runs["m"].first_start_s == start_s
+    r_done_s = start_s + 1000.0 / s_r
+    assert runs["r"].finish_s == pytest.approx(r_done_s)
+    assert runs["m"].finish_s == pytest.approx(r_done_s + 3000.0 * (1 - (r_done_s - start_s) * s_m / 3000.0))
+    off = simulate(
+        make_cluster({"a": (1, 1)}), make_policy(policy), jobs, SimConfig(colocation_interference=False)
+    )
+    assert {s.job.job_id: s.finish_s - start_s for s in off.jobs} == {"r": 1000.0, "m": 3000.0}
+
+
+def test_mig_instances_on_one_gpu_are_not_slowed():
+    """MIG instances are hardware-isolated (own SMs and memory slices): two on one GPU keep full speed."""
+    mig = Sharing(mode="mig", mig_profile="3g.40gb")
+    jobs = [
+        job("mig1", 0, 1, {"h100-sxm": 700.0}, sharing=mig, app="ResNet18"),
+        job("mig2", 0, 1, {"h100-sxm": 900.0}, sharing=mig, app="ResNet18"),
+    ]
+    result = simulate(make_cluster({"h100-sxm": (1, 1)}), make_policy("suanli"), jobs)
+    assert {s.job.job_id: s.finish_s for s in result.jobs} == {"mig1": 700.0, "mig2": 900.0}
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 3000), st.sampled_from([1, 2, 4, 8]), st.integers(100, 5000)),
+        min_size=1,
+        max_size=25,
+    ),
+    policy=st.sampled_from(["fifo", "tiresias", "gavel", "suanli"]),
+)
+def test_interference_leaves_exclusive_workloads_unchanged(rows, policy):
+    jobs = [job(f"j{i}", t, g, {"a": r, "b": 2.0 * r}) for i, (t, g, r) in enumerate(rows)]
+    runs = [
+        simulate(
+            make_cluster({"a": (1, 8), "b": (1, 8)}),
+            make_policy(policy),
+            jobs,
+            SimConfig(colocation_interference=flag),
+        )
+        for flag in (True, False)
+    ]
+    on, off = ({s.job.job_id: (s.finish_s, s.accel_type, s.starts) for s in r.jobs} for r in runs)
+    assert on == off
