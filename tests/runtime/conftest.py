@@ -16,6 +16,13 @@ TINY_RUN: dict[str, Any] = {
 }
 
 
+# `torchrun --standalone` picks its store port by binding port 0 and closing it again; under
+# `pytest -n 2` another test process can take the port in between. One such launch failure was
+# seen in about ten full-suite runs (never reproduced alone), so a test that launches torchrun is
+# retried once; a wrong result still fails both attempts.
+torchrun_port_race = pytest.mark.flaky(reruns=1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread_per_process() -> None:
     """In-process runs share two cores with torchrun's workers; spinning thread pools would thrash."""

@@ -12,11 +12,13 @@ import pytest
 from suanli.runtime.config import load_config
 from suanli.runtime.metrics import goodput, read_records
 from suanli.runtime.train import ProcessEnv, launch, run
+from tests.runtime.conftest import torchrun_port_race
 
 CHECKPOINT_EVERY = 3
 FAILURE_STEP = 8  # the last checkpoint before it is at step 6, so step 7 is lost work
 
 
+@torchrun_port_race
 def test_killed_rank_resumes_from_memory_and_matches_an_uninterrupted_run(
     write_config: Callable[..., Path],
 ) -> None:

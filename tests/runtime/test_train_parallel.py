@@ -12,7 +12,7 @@ import pytest
 from suanli.runtime.config import TrainConfig, load_config
 from suanli.runtime.metrics import read_records
 from suanli.runtime.train import ProcessEnv, RunResult, launch, run
-from tests.runtime.conftest import config_writer
+from tests.runtime.conftest import config_writer, torchrun_port_race
 
 LOSS_RTOL = 1e-4
 LOSS_DROP = 0.75  # nats over 16 steps; an untrained model stays at ln(256) = 5.55
@@ -49,12 +49,14 @@ def test_single_process_loss_decreases(single_process: list[float]) -> None:
     assert single_process[-1] < single_process[0] - LOSS_DROP
 
 
+@torchrun_port_race
 def test_two_process_fsdp_matches_single_process(write_config, single_process: list[float]) -> None:
     losses = run_torchrun(write_config, "fsdp2", nproc=2, zero_stage=3)
     assert losses[-1] < losses[0] - LOSS_DROP
     assert losses == pytest.approx(single_process, rel=LOSS_RTOL)
 
 
+@torchrun_port_race
 def test_four_process_ddp_matches_single_process(write_config, single_process: list[float]) -> None:
     losses = run_torchrun(write_config, "ddp4", nproc=4, zero_stage=0)
     assert losses[-1] < losses[0] - LOSS_DROP
