@@ -1,14 +1,50 @@
-"""One-line, user-facing errors for everything a user can submit."""
+"""One-line, user-facing errors for everything a user can submit or a run can meet.
+
+A small hierarchy (as SkyPilot's `exceptions.py`): the CLI prints any `SuanliError` as one line
+and exits 2; the API maps each kind to one HTTP status (`http_status`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
 
-class SpecError(ValueError):
-    """A user-facing error: one line that names the file, the field and what is expected."""
+class SuanliError(Exception):
+    """A user-facing error: one line that names the cause. Never shown with a traceback."""
+
+    http_status: ClassVar[int] = 400
+
+
+class SpecError(SuanliError, ValueError):
+    """A spec, flag or input file is wrong: one line that names the file, the field and what is expected."""
+
+    http_status: ClassVar[int] = 422
+
+
+class DatasetError(SpecError):
+    """A public dataset the command needs is missing or unreadable (names the dataset and how to get it)."""
+
+    http_status: ClassVar[int] = 404
+
+
+class PlanInfeasible(SuanliError):
+    """A valid request that no layout or placement can satisfy (names the binding limit)."""
+
+    http_status: ClassVar[int] = 409
+
+
+class ExecutorError(SuanliError):
+    """The execution engine (local processes, Slurm, Ray) refused or lost a job."""
+
+    http_status: ClassVar[int] = 502
+
+
+class StoreError(SuanliError):
+    """The job store cannot be read or written (names the URL, never the password)."""
+
+    http_status: ClassVar[int] = 503
 
 
 def field_path(loc: tuple[Any, ...]) -> str:
