@@ -5,7 +5,7 @@
 Every predictable row is predicted on its own basis; the absolute percentage error against
 `measured_value` is grouped by source, dense/MoE and BF16/FP8 (median and mean). Errors are
 reported held-out (factors fitted without the row's source group) and in-sample. `--fit` also
-rewrites suanli/catalog/calibration.yaml with the factors fitted on all rows.
+rewrites suanli/calibration/perf_fitted.yaml with the factors fitted on all rows.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from suanli.perf.fit import (
 from suanli.perf.runs import parse_row, read_runs
 
 DEFAULT_RUNS = Path("/work/shared/data/training_runs.csv")
-CALIBRATION = Path(__file__).resolve().parents[1] / "suanli" / "catalog" / "calibration.yaml"
+CALIBRATION = Path(__file__).resolve().parents[1] / "suanli" / "calibration" / "perf_fitted.yaml"
 
 
 def summarise(rows: list[Evaluated], key) -> list[str]:  # type: ignore[no-untyped-def]
@@ -112,7 +112,7 @@ def report(runs: Path, fit: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="?", type=Path, default=DEFAULT_RUNS)
-    parser.add_argument("--fit", action="store_true", help="rewrite suanli/catalog/calibration.yaml")
+    parser.add_argument("--fit", action="store_true", help="rewrite suanli/calibration/perf_fitted.yaml")
     args = parser.parse_args()
     sys.stdout.write(report(args.runs, args.fit))
 

@@ -16,11 +16,10 @@ import math
 import weakref
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from pathlib import Path
 
 import networkx as nx
-import yaml
 
+from suanli.spec.calibration import load_calibration
 from suanli.spec.cluster import Cluster, Fabric
 from suanli.spec.errors import SpecError
 from suanli.spec.node import NodeType
@@ -28,8 +27,8 @@ from suanli.spec.node import NodeType
 
 @cache
 def calibration() -> dict:
-    """The constants of the cost model with their sources (`calibration.yaml`)."""
-    return yaml.safe_load((Path(__file__).with_name("calibration.yaml")).read_text(encoding="utf-8"))
+    """The constants of the cost model with their sources (`suanli/calibration/comm_model.yaml`)."""
+    return load_calibration("comm_model.yaml")
 
 
 def _efficiency(name: str) -> float:

@@ -1,5 +1,6 @@
 """The fitted efficiency factors: one per (accelerator, software stack), read from
-catalog/calibration.yaml. Fitting them is `suanli.perf.fit` (run by benchmarks/planner_accuracy.py).
+suanli/calibration/perf_fitted.yaml. Fitting is `suanli.perf.fit`
+(run by benchmarks/planner_accuracy.py).
 
 Lookup falls back, in order, to the median factor of the same stack on other accelerators and to
 the median of all factors; the estimate says which one it used.
@@ -8,19 +9,16 @@ the median of all factors; the estimate says which one it used.
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 from statistics import median
 from typing import Any
 
-import yaml
+from suanli.spec.calibration import load_calibration
 
-CALIBRATION_FILE = "calibration.yaml"
+CALIBRATION_FILE = "perf_fitted.yaml"
 
 
-@cache
 def calibration_data() -> dict[str, Any]:
-    text = resources.files("suanli.catalog").joinpath(CALIBRATION_FILE).read_text(encoding="utf-8")
-    return yaml.safe_load(text) or {}
+    return load_calibration(CALIBRATION_FILE)
 
 
 @cache

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from suanli.perf.flops import attention_core_flops
 from suanli.spec.accelerator import Accelerator
+from suanli.spec.calibration import load_calibration
 from suanli.spec.errors import SpecError
 from suanli.spec.model import ModelSpec
 
@@ -26,9 +24,8 @@ BYTES_16BIT = 2
 
 @cache
 def perf_constants() -> dict[str, Any]:
-    """The model's unfitted constants, from catalog/perf_model.yaml."""
-    text = resources.files("suanli.catalog").joinpath("perf_model.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    """The model's unfitted constants, from suanli/calibration/perf_model.yaml."""
+    return load_calibration("perf_model.yaml")
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ def hardware(accelerator: Accelerator, precision: str = "bf16", stack: str = "me
 
 
 def shape_factor(dim: float) -> float:
-    """Fraction of the achievable rate a GEMM dimension of size `dim` allows (catalog/perf_model.yaml)."""
+    """Fraction of the achievable rate a GEMM dimension of size `dim` allows (calibration/perf_model.yaml)."""
     half = perf_constants()["gemm_half_dim"]
     return dim / (dim + half)
 

@@ -105,7 +105,7 @@ def in_sample(cases: list[RunCase], factors: list[Factor]) -> list[Evaluated]:
 
 
 def calibration_yaml(factors: list[Factor], source: str) -> str:
-    """catalog/calibration.yaml: the factors with the rows each was fitted on."""
+    """calibration/perf_fitted.yaml: the factors with the rows each was fitted on."""
     header = (
         "# Fitted efficiency factors of suanli.perf: one per (accelerator, software stack), the median\n"
         "# efficiency implied by the rows listed (all predictable rows of the source file).\n"

@@ -4,7 +4,7 @@ bubble, the optimizer step and fixed overheads, and memory per accelerator.
     step = busy (micro-batches × slowest stage) + bubble + exposed DP + optimizer + other
 
 Each pipeline stage may sit on its own pool (heterogeneous pipelines); `efficiency` is the one
-fitted factor per (accelerator, software stack) (calibration.yaml) and scales the compute the
+fitted factor per (accelerator, software stack) (calibration/perf_fitted.yaml) and scales the compute the
 roofline model predicts; communication comes from the collective model.
 """
 
