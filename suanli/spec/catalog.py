@@ -14,6 +14,7 @@ from suanli.spec.errors import SpecError
 from suanli.spec.io import parse_yaml, validate
 from suanli.spec.model import ModelSpec
 from suanli.spec.node import NodeType
+from suanli.spec.sharing import SharingModel
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -45,6 +46,11 @@ class Catalog:
     def models(self) -> list[ModelSpec]:
         return _load_entries("models.yaml", "models", ModelSpec)
 
+    @cached_property
+    def sharing_models(self) -> dict[str, SharingModel]:
+        entries = _load_entries("sharing.yaml", "sharing", SharingModel)
+        return {entry.accelerator: entry for entry in entries}
+
     @staticmethod
     def _find(entries: list[T], name: str, what: str, field: str) -> T:
         index: dict[str, T] = {}
@@ -70,6 +76,11 @@ class Catalog:
 
     def model(self, name: str, field: str = "") -> ModelSpec:
         return self._find(self.models, name, "model", field)
+
+    def sharing(self, name: str, field: str = "") -> SharingModel:
+        """How accelerator `name` may be shared; one with no entry is used whole only."""
+        slug = self.accelerator(name, field).slug
+        return self.sharing_models.get(slug) or SharingModel(accelerator=slug)
 
 
 CATALOG = Catalog()
