@@ -2,6 +2,8 @@
 
     python benchmarks/planner_accuracy.py [RUNS.csv] [--fit] [--out benchmarks/results/planner.md]
 
+RUNS.csv defaults to datasets/training_runs/training_runs.csv.
+
 Every predictable row is predicted on its own basis; the absolute percentage error against
 `measured_value` is grouped by source, dense/MoE and BF16/FP8 (median and mean). Errors are
 reported held-out (factors fitted without the row's source group) and in-sample. `--fit` also
@@ -26,9 +28,17 @@ from suanli.perf.fit import (
     source_group,
 )
 from suanli.perf.runs import parse_row, read_runs
+from suanli.spec.datasets import dataset_path
 
-DEFAULT_RUNS = Path("/work/shared/data/training_runs.csv")
-CALIBRATION = Path(__file__).resolve().parents[1] / "suanli" / "calibration" / "perf_fitted.yaml"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RUNS = "training_runs/training_runs.csv"  # under datasets/
+CALIBRATION = REPO / "suanli" / "calibration" / "perf_fitted.yaml"
+
+
+def shown(path: Path) -> str:
+    """`path` as written in the report and the calibration header: relative to the repo when inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
 def summarise(rows: list[Evaluated], key) -> list[str]:  # type: ignore[no-untyped-def]
@@ -61,14 +71,14 @@ def report(runs: Path, fit: bool) -> str:
     implied = {case.id: implied_efficiency(case) for case in cases}
     factors = fit_factors(cases, implied)
     if fit:
-        CALIBRATION.write_text(calibration_yaml(factors, str(runs)), encoding="utf-8")
+        CALIBRATION.write_text(calibration_yaml(factors, shown(runs)), encoding="utf-8")
     held_out = cross_validate(cases, implied)
     fitted = in_sample(cases, factors)
     elapsed = time.perf_counter() - started
     out = [
         "## Accuracy against published runs",
         "",
-        f"Command: `.venv/bin/python benchmarks/planner_accuracy.py {runs}{' --fit' if fit else ''}` "
+        f"Command: `.venv/bin/python benchmarks/planner_accuracy.py {shown(runs)}{' --fit' if fit else ''}` "
         f"({len(cases)} predictable rows, {len(skipped)} not predictable; "
         f"{elapsed:.0f} s on the 2-core dev machine).",
         "",
@@ -111,10 +121,10 @@ def report(runs: Path, fit: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="?", type=Path, default=DEFAULT_RUNS)
+    parser.add_argument("runs", nargs="?", type=Path, default=None)
     parser.add_argument("--fit", action="store_true", help="rewrite suanli/calibration/perf_fitted.yaml")
     args = parser.parse_args()
-    sys.stdout.write(report(args.runs, args.fit))
+    sys.stdout.write(report(args.runs or dataset_path(DEFAULT_RUNS), args.fit))
 
 
 if __name__ == "__main__":

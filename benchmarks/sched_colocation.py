@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import time
 from pathlib import Path
 
@@ -19,14 +20,15 @@ from suanli.sched.fractional import FULL_MILLI, mean_colocated_speed
 from suanli.sched.policies import make_policy
 from suanli.sched.simulator import SimConfig, simulate
 from suanli.sched.traces.alibaba import load_alibaba_pods
+from suanli.spec.datasets import dataset_path, read_text
 
-TRACE_DIR = Path("/work/shared/data/traces/alibaba_gpu_v2023")
+TRACE_DIR = "traces/alibaba_gpu_v2023"  # under datasets/
 
 
 def alibaba_cluster(node_list: Path) -> tuple[ClusterState, dict[str, str]]:
     """The trace's GPU nodes, 32 to a leaf switch; accelerator type = trace GPU model, lower case."""
     nodes = []
-    with node_list.open() as handle:
+    with io.StringIO(read_text(node_list)) as handle:
         for row in csv.DictReader(handle):
             kind = row["model"].lower()
             nodes.append(Node(row["sn"], kind, kind, len(nodes) // 32, [FULL_MILLI] * int(row["gpu"])))
@@ -36,9 +38,10 @@ def alibaba_cluster(node_list: Path) -> tuple[ClusterState, dict[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--trace-dir", type=Path, default=TRACE_DIR)
+    parser.add_argument("--trace-dir", type=Path, default=None, help=f"default: datasets/{TRACE_DIR}")
     parser.add_argument("--policies", default="suanli,fifo")
     args = parser.parse_args()
+    args.trace_dir = args.trace_dir or dataset_path(TRACE_DIR)
     _, type_map = alibaba_cluster(args.trace_dir / "openb_node_list_gpu_node.csv")
     jobs = load_alibaba_pods(args.trace_dir / "openb_pod_list_gpushare40.csv", type_map)
     shared = sum(j.is_fractional for j in jobs)

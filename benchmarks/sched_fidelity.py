@@ -15,10 +15,11 @@ import numpy as np
 from suanli.sched.cluster_state import ClusterState
 from suanli.sched.policies import make_policy
 from suanli.sched.simulator import simulate
-from suanli.sched.traces.sia import DATA, load_sia_workload, workload_path
+from suanli.sched.traces.sia import load_sia_workload, workload_path
 from suanli.spec import Cluster, load
+from suanli.spec.datasets import dataset_path, read_text
 
-POLLUX_WORKLOAD_6 = DATA.parent / "pollux" / "workload-6.csv"
+POLLUX_WORKLOAD_6 = "traces/pollux/workload-6.csv"
 WORKLOADS = {"philly": range(1, 7), "saturn": range(1, 8)}
 KEYS = (
     "avg_jct_h",
@@ -32,8 +33,8 @@ KEYS = (
 
 
 def reference() -> dict[tuple[str, int], dict[str, str]]:
-    with (DATA / "sia_gavel_reference.csv").open() as handle:
-        return {(r["trace"], int(r["workload"])): r for r in csv.DictReader(handle)}
+    rows = csv.DictReader(read_text("traces/sia/sia_gavel_reference.csv").splitlines())
+    return {(r["trace"], int(r["workload"])): r for r in rows}
 
 
 def main() -> None:
@@ -74,7 +75,7 @@ def main() -> None:
         cluster.model_dump()
         | {"name": "pollux-64t4", "pools": [{"name": "t4", "node_type": "g4dn-12xlarge", "nodes": 16}]}
     )
-    jobs = load_sia_workload(POLLUX_WORKLOAD_6, calibrated=False)
+    jobs = load_sia_workload(dataset_path(POLLUX_WORKLOAD_6), calibrated=False)
     for policy in ("fifo", "tiresias", "suanli"):
         m = simulate(ClusterState.from_cluster(pollux), make_policy(policy), jobs).metrics
         print(f"Pollux workload 6 on 64 T4, {policy}: avg JCT {m['avg_jct_h'] * 3600:.0f} s")

@@ -16,8 +16,9 @@ from suanli.sched.traces.mixed import mix_workload
 from suanli.sched.traces.sia import load_sia_workload, workload_path
 from suanli.sched.traces.swf import load_swf
 from suanli.spec import Cluster, load
+from suanli.spec.datasets import dataset_path
 
-LUBLIN = "/work/shared/data/traces/hpc_swf/lublin_256_synthetic.swf"
+LUBLIN = "traces/hpc_swf/lublin_256_synthetic.swf"  # under datasets/
 POLICIES = ("backfill", "tiresias", "gavel", "suanli")
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     cluster = load(Cluster, "examples/clusters/sia-64gpu.yaml")
     state = ClusterState.from_cluster(cluster)
     types = list(state.capacity)
-    hpc = [j for j in load_swf(LUBLIN) if next(iter(j.runtime_s.values())) <= 6 * 3600]
+    hpc = [j for j in load_swf(dataset_path(LUBLIN)) if next(iter(j.runtime_s.values())) <= 6 * 3600]
     print("| HPC share | policy | AI avg JCT h | HPC bounded slowdown | worst ρ | utilization |")
     print("|---|---|---|---|---|---|")
     for share in (0.0, 0.1, 0.25, 0.5):

@@ -11,7 +11,7 @@ import time
 from suanli.sched.cluster_state import ClusterState
 from suanli.sched.policies import make_policy
 from suanli.sched.simulator import simulate
-from suanli.sched.traces.philly import DEFAULT_PATH, load_philly
+from suanli.sched.traces.philly import load_philly
 from suanli.spec import Cluster, load
 
 
@@ -20,12 +20,13 @@ def main() -> None:
     parser.add_argument("--policies", default="fifo,backfill,tiresias,suanli")
     parser.add_argument("--cluster", default="examples/clusters/hgx-h100-1024.yaml")
     parser.add_argument("--limit", type=int, default=None, help="simulate only the first N jobs")
+    parser.add_argument("--trace", default=None, help="a Philly CSV (default: datasets/traces/philly)")
     args = parser.parse_args()
     cluster = load(Cluster, args.cluster)
     for policy in args.policies.split(","):
         state = ClusterState.from_cluster(cluster)
         started = time.perf_counter()
-        jobs = load_philly(DEFAULT_PATH, [t for t in state.capacity if t != "cpu"], args.limit)
+        jobs = load_philly(args.trace, [t for t in state.capacity if t != "cpu"], args.limit)
         loaded = time.perf_counter()
         m = simulate(state, make_policy(policy), jobs).metrics
         done = time.perf_counter()

@@ -17,7 +17,7 @@ Reliability in Large-Scale Machine Learning Research Clusters").
 from __future__ import annotations
 
 import csv
-import lzma
+import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,12 +32,13 @@ from suanli.ft.interval import (
     check_predictor,
     failures_per_1k_gpu_month,
 )
+from suanli.spec.datasets import read_text
 from suanli.spec.errors import SpecError
 
-DATA_DIR = Path(__file__).parent / "data"
-LANL_FAILURES = DATA_DIR / "lanl_failures_1996_2005.csv.xz"
-LLAMA3_INTERRUPTIONS = DATA_DIR / "llama3_interruptions.csv"
-CLUSTER_FAILURE_RATES = DATA_DIR / "cluster_failure_rates.csv"
+# Under datasets/ (see failure/SOURCE.md); a path given instead is read as it is.
+LANL_FAILURES = "failure/lanl_failures_1996_2005.csv"
+LLAMA3_INTERRUPTIONS = "failure/llama3_interruptions.csv"
+CLUSTER_FAILURE_RATES = "failure/cluster_failure_rates.csv"
 MINUTE_S = 60.0
 
 
@@ -94,7 +95,7 @@ def fit_weibull_gaps(gaps_s: np.ndarray) -> GapFit:
     )
 
 
-def lanl_failure_gaps_s(path: Path = LANL_FAILURES, min_gaps: int = 100) -> dict[int, np.ndarray]:
+def lanl_failure_gaps_s(path: Path | str = LANL_FAILURES, min_gaps: int = 100) -> dict[int, np.ndarray]:
     """System-level gaps between failure starts in the LANL 1996-2005 records, per system.
 
     Times are recorded to the minute; zero gaps (several nodes logged in the same minute, one
@@ -102,7 +103,7 @@ def lanl_failure_gaps_s(path: Path = LANL_FAILURES, min_gaps: int = 100) -> dict
     Systems with fewer than `min_gaps` gaps are left out.
     """
     starts: dict[int, list[float]] = {}
-    with lzma.open(path, "rt", newline="") as handle:
+    with io.StringIO(read_text(path)) as handle:
         for row in csv.DictReader(handle):
             started_min = np.datetime64(row["started"].replace(" ", "T"), "m").astype(np.int64)
             starts.setdefault(int(row["system"]), []).append(float(started_min) * MINUTE_S)
@@ -115,31 +116,31 @@ def lanl_failure_gaps_s(path: Path = LANL_FAILURES, min_gaps: int = 100) -> dict
     return result
 
 
-def lanl_weibull_fits(path: Path = LANL_FAILURES, min_gaps: int = 100) -> dict[int, GapFit]:
+def lanl_weibull_fits(path: Path | str = LANL_FAILURES, min_gaps: int = 100) -> dict[int, GapFit]:
     return {system: fit_weibull_gaps(gaps) for system, gaps in lanl_failure_gaps_s(path, min_gaps).items()}
 
 
-def lanl_weibull_shape(path: Path = LANL_FAILURES) -> float:
+def lanl_weibull_shape(path: Path | str = LANL_FAILURES) -> float:
     """The median Weibull shape over LANL systems with at least 100 gaps."""
     return float(np.median([fit.shape for fit in lanl_weibull_fits(path).values()]))
 
 
-def load_llama3_breakdown(path: Path = LLAMA3_INTERRUPTIONS) -> dict[str, tuple[str, int]]:
+def load_llama3_breakdown(path: Path | str = LLAMA3_INTERRUPTIONS) -> dict[str, tuple[str, int]]:
     """Llama 3's 419 unexpected interruptions by root cause: component -> (category, count).
 
     Dubey et al. 2024, Table 5. Its percent column does not match count / 419 for "Faulty GPU"
     (148 is 35.3 %, printed 30.1 %); the counts add up to 419 and are what is used here.
     """
-    with path.open(newline="") as handle:
+    with io.StringIO(read_text(path)) as handle:
         return {row["component"]: (row["category"], int(row["count"])) for row in csv.DictReader(handle)}
 
 
-def published_failure_rates(path: Path = CLUSTER_FAILURE_RATES) -> dict[str, float]:
+def published_failure_rates(path: Path | str = CLUSTER_FAILURE_RATES) -> dict[str, float]:
     """Failures per 1,000 GPU-months of the published runs that give GPUs, days and a count.
 
     Llama 3 405B gives 14.2 (Dubey et al. 2024); each row names its reference in the file.
     """
-    with path.open(newline="") as handle:
+    with io.StringIO(read_text(path)) as handle:
         return {
             row["source"]: failures_per_1k_gpu_month(
                 int(row["interruptions"]), int(row["gpus"]), float(row["period_days"])

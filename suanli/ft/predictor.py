@@ -15,6 +15,7 @@ An alarm's precision and recall are what `suanli.ft.interval` takes as `precisio
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from dataclasses import dataclass
@@ -31,11 +32,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from suanli.ft.telemetry.schema import CRITICAL_XIDS, FailureRecord, GpuSample
+from suanli.spec.datasets import read_text
 from suanli.spec.errors import SpecError
 
-DATA_DIR = Path(__file__).parent / "data"
-TITAN_STAYS = DATA_DIR / "titan_gpu_stays.csv.xz"
-BGL_SAMPLE = DATA_DIR / "bgl_2k_structured.csv.xz"
+# Under datasets/ (see failure/SOURCE.md); a path given instead is read as it is.
+TITAN_STAYS = "failure/titan_gpu_stays.csv"
+BGL_SAMPLE = "failure/bgl_2k_structured.csv"
 DAY_S = 86_400.0
 # Titan location names read c<col>-<row>c<cage>s<slot>n<node>: cabinet column and row, cage
 # (0 bottom .. 2 top of the cabinet, where the air is hottest), slot (blade) and node on the blade.
@@ -80,13 +82,13 @@ def alarm_quality_at_top(score: np.ndarray, failed: np.ndarray, fraction: float)
 # --- history: Titan GPU lifetimes ---------------------------------------------------------------
 
 
-def load_titan_stays(path: Path = TITAN_STAYS) -> pd.DataFrame:
+def load_titan_stays(path: Path | str = TITAN_STAYS) -> pd.DataFrame:
     """One row per stay of a GPU (serial `SN`) at a location, with its location parsed.
 
     A stay with no recorded insert began before the records did; it starts at the first record.
     `failed` marks a stay that ended in a double-bit ECC error (DBE) or the GPU falling off the bus (OTB).
     """
-    stays = pd.read_csv(path, dtype={"SN": str, "event": str})
+    stays = pd.read_csv(io.StringIO(read_text(path)), dtype={"SN": str, "event": str})
     stays["insert"] = pd.to_datetime(stays["insert"])
     stays["remove"] = pd.to_datetime(stays["remove"])
     stays["insert"] = stays["insert"].fillna(stays["insert"].min())
@@ -181,7 +183,7 @@ def evaluate_titan(
     train_landmark: str = "2016-01-01",
     test_landmark: str = "2017-01-01",
     horizon_days: float = 365.0,
-    path: Path = TITAN_STAYS,
+    path: Path | str = TITAN_STAYS,
 ) -> TitanReport:
     """Fit at one landmark, evaluate on the GPUs in service at a later one (no future leaks)."""
     if pd.Timestamp(train_landmark) + pd.Timedelta(days=horizon_days) > pd.Timestamp(test_landmark):
@@ -218,9 +220,10 @@ def log_text(component: str, level: str, content: str) -> str:
     return f"component_{component} level_{level} {NUMBERS.sub(' NUM ', content)}"
 
 
-def load_bgl(path: Path = BGL_SAMPLE) -> pd.DataFrame:
+def load_bgl(path: Path | str = BGL_SAMPLE) -> pd.DataFrame:
     """Loghub BGL lines in time order; `alert` is True where the first column names an alert category."""
-    lines = pd.read_csv(path).sort_values("Timestamp", kind="stable").reset_index(drop=True)
+    lines = pd.read_csv(io.StringIO(read_text(path)))
+    lines = lines.sort_values("Timestamp", kind="stable").reset_index(drop=True)
     lines["alert"] = lines["Label"] != "-"
     lines["text"] = [
         log_text(c, lv, m)
@@ -247,7 +250,9 @@ class LogReport:
     missed_by_category: dict[str, int]
 
 
-def evaluate_bgl(train_fraction: float = 0.7, threshold: float = 0.5, path: Path = BGL_SAMPLE) -> LogReport:
+def evaluate_bgl(
+    train_fraction: float = 0.7, threshold: float = 0.5, path: Path | str = BGL_SAMPLE
+) -> LogReport:
     """Train on the earliest lines, test on the latest; compare with 'every FATAL line is an alert'."""
     if not 0.0 < train_fraction < 1.0:
         raise SpecError(f"train_fraction must be in (0, 1), got {train_fraction!r}")

@@ -10,11 +10,12 @@ and 80 GB names (1g.10gb …, A100-80GB and H100-80GB) share the same geometry.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
+from suanli.spec.datasets import read_text
 from suanli.spec.errors import SpecError
 from suanli.spec.job import Sharing
 
@@ -115,13 +116,13 @@ def launcher_settings(
     }
 
 
-LUCID_COLOCATION_CSV = Path(__file__).parent / "traces" / "data" / "lucid" / "data_colocate_info.csv"
+LUCID_COLOCATION_CSV = "traces/lucid/data_colocate_info.csv"  # under datasets/
 
 
 @cache
 def _colocation_speeds() -> tuple[dict[tuple[str, str], float], float]:
     pairs: dict[tuple[str, str], list[float]] = {}
-    with LUCID_COLOCATION_CSV.open() as handle:
+    with io.StringIO(read_text(LUCID_COLOCATION_CSV)) as handle:
         for row in csv.DictReader(handle):
             for me, other, speed in (("model1", "model2", "speed1"), ("model2", "model1", "speed2")):
                 pairs.setdefault((row[me].lower(), row[other].lower()), []).append(float(row[speed]))

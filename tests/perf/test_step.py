@@ -1,7 +1,5 @@
 """The step estimate: pipeline schedule, DP scaling property, and published runs."""
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,8 +8,9 @@ from suanli.perf.pipeline import bubble_fraction, pipeline_time, split_layers
 from suanli.perf.runs import parse_row, predict_case, read_runs, resolve_accelerator
 from suanli.perf.step import Workload, estimate_step
 from suanli.spec import CATALOG, Cluster, Layout
+from suanli.spec.datasets import dataset_path
 
-SAMPLE = Path(__file__).parent / "data" / "runs_sample.csv"
+SAMPLE = dataset_path("training_runs/training_runs.csv")
 
 
 def test_1f1b_time_is_m_plus_p_minus_1_slots():

@@ -12,6 +12,7 @@ from suanli.plan.export import emit, megatron_args
 from suanli.plan.search import job_shape, search
 from suanli.plan.space import structural_layouts, targets
 from suanli.spec import CATALOG, Cluster, JobSpec, SpecError, load
+from suanli.spec.datasets import dataset_path
 
 runner = CliRunner()
 
@@ -170,7 +171,7 @@ def test_cli_plan_bad_cluster_and_objective(tmp_path, examples):
 
 
 def test_cli_perf_predict_json_lists_predicted_and_missing():
-    sample = Path(__file__).parents[1] / "perf" / "data" / "runs_sample.csv"
+    sample = dataset_path("training_runs/training_runs.csv")
     result = runner.invoke(app, ["perf", "predict", str(sample), "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from suanli.sched.fractional import LUCID_COLOCATION_CSV, mean_colocated_speed
 from suanli.sched.policies import POLICIES, make_policy
 from suanli.sched.simulator import SimConfig, simulate
 from suanli.sched.traces.mixed import mix_workload
-from suanli.sched.traces.sia import DATA, load_sia_workload, workload_path
+from suanli.sched.traces.sia import load_sia_workload, workload_path
 from suanli.sched.traces.swf import load_swf
+from suanli.spec.datasets import dataset_path, read_text
 from suanli.spec.errors import SpecError
 from suanli.spec.job import Sharing
 from tests.sched.conftest import job, make_cluster
@@ -67,7 +69,7 @@ def test_sia_loader_and_gavel_fidelity_on_saturn_1(tmp_path):
     from suanli.sched.cluster_state import ClusterState
     from suanli.spec import Cluster, load
 
-    with (DATA / "sia_gavel_reference.csv").open() as handle:
+    with io.StringIO(read_text("traces/sia/sia_gavel_reference.csv")) as handle:
         ref = next(r for r in csv.DictReader(handle) if r["trace"] == "saturn" and r["workload"] == "1")
     cluster = load(Cluster, SIA_CLUSTER)
     jobs = load_sia_workload(workload_path("saturn", 1))
@@ -171,7 +173,7 @@ def test_tiresias_fidelity_on_pollux_workload_6():
     base = load(Cluster, SIA_CLUSTER)
     pools = [{"name": "t4", "node_type": "g4dn-12xlarge", "nodes": 16}]
     cluster = Cluster.model_validate(base.model_dump() | {"name": "pollux-64t4", "pools": pools})
-    jobs = load_sia_workload(DATA.parent / "pollux" / "workload-6.csv", calibrated=False)
+    jobs = load_sia_workload(dataset_path("traces/pollux/workload-6.csv"), calibrated=False)
     tiresias = simulate(ClusterState.from_cluster(cluster), make_policy("tiresias"), jobs).metrics
     assert tiresias["avg_jct_h"] * 3600 == pytest.approx(3470, rel=0.15)
     ours = simulate(ClusterState.from_cluster(cluster), make_policy("suanli"), jobs).metrics
@@ -227,7 +229,7 @@ def test_ranking_only_pending_jobs_changes_no_decision(rows, policy):
 def _lucid_pair_speed(model: str, neighbour: str) -> float:
     """Mean measured speed of `model` beside `neighbour`, read straight from Lucid's table."""
     speeds = []
-    with LUCID_COLOCATION_CSV.open() as handle:
+    with io.StringIO(read_text(LUCID_COLOCATION_CSV)) as handle:
         for row in csv.DictReader(handle):
             if (row["model1"], row["model2"]) == (model, neighbour):
                 speeds.append(float(row["speed1"]))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from suanli.sched.cluster_state import CPU_TYPE, ClusterState
 from suanli.sched.job import SchedJob
 from suanli.spec.errors import SpecError
@@ -20,9 +18,9 @@ def load_trace(trace: str, workload: str, cluster: ClusterState, limit: int | No
 
         return load_sia_workload(workload_path(trace.removeprefix("sia-"), workload))[:limit]
     if trace == "philly":
-        from suanli.sched.traces.philly import DEFAULT_PATH, load_philly
+        from suanli.sched.traces.philly import load_philly
 
-        return load_philly(Path(workload) if workload else DEFAULT_PATH, gpu_types, limit)
+        return load_philly(workload or None, gpu_types, limit)
     if trace == "swf":
         from suanli.sched.traces.swf import load_swf
 

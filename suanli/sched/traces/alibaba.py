@@ -5,9 +5,11 @@ creation and deletion times. Pods that never ran (no deletion time) are skipped.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from suanli.sched.job import SchedJob
+from suanli.spec.datasets import read_text
 from suanli.spec.errors import SpecError
 from suanli.spec.job import Sharing
 
@@ -17,11 +19,9 @@ def load_alibaba_pods(
 ) -> list[SchedJob]:
     """`type_map` maps trace GPU models (T4, P100, V100M16, ...) to cluster accelerator slugs; a pod
     without a `gpu_spec` may run on any mapped type."""
-    path = Path(path)
-    if not path.exists():
-        raise SpecError(f"alibaba trace: file not found: {path}")
+    path = Path(path).absolute()
     jobs: list[SchedJob] = []
-    with path.open() as handle:
+    with io.StringIO(read_text(path)) as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
             try:
                 gpus, milli = int(row["num_gpu"]), int(row["gpu_milli"])

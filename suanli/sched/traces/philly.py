@@ -4,29 +4,30 @@
 from __future__ import annotations
 
 import csv
+import io
 from datetime import datetime
 from pathlib import Path
 
 from suanli.sched.job import SchedJob
+from suanli.spec.datasets import read_text
 from suanli.spec.errors import SpecError
 
-DEFAULT_PATH = Path("/work/shared/data/traces/philly/philly_jobs_pollux.csv")
+PHILLY_JOBS = "traces/philly/jobs.csv"  # under datasets/
 
 
-def load_philly(path: Path | str, accel_types: list[str], limit: int | None = None) -> list[SchedJob]:
-    """Jobs from the Philly CSV, submit times relative to the first job; `limit` keeps the first N."""
-    path = Path(path)
-    if not path.exists():
-        raise SpecError(f"philly trace: file not found: {path}")
+def load_philly(path: Path | str | None, accel_types: list[str], limit: int | None = None) -> list[SchedJob]:
+    """Jobs from a Philly CSV (default: the full list in datasets/), submit times relative to the
+    first job; `limit` keeps the first N."""
+    source = Path(path).absolute() if path else PHILLY_JOBS
     rows: list[tuple[float, float, int]] = []
-    with path.open() as handle:
+    with io.StringIO(read_text(source)) as handle:
         reader = csv.DictReader(handle)
         for line, row in enumerate(reader, start=2):
             try:
                 submit = datetime.fromisoformat(row["timestamp"]).timestamp()
                 duration, gpus = float(row["duration"]), int(float(row["num_gpus"]))
             except (KeyError, TypeError, ValueError):
-                raise SpecError(f"{path}:{line}: needs timestamp, duration (s) and num_gpus") from None
+                raise SpecError(f"{source}:{line}: needs timestamp, duration (s) and num_gpus") from None
             if duration > 0 and gpus > 0:
                 rows.append((submit, duration, gpus))
     rows.sort()

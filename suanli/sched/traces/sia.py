@@ -13,6 +13,7 @@ slowdown. The Gavel throughput table gets the same per-type steps/s, as in the a
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -22,9 +23,10 @@ import numpy as np
 from scipy.interpolate import LinearNDInterpolator
 
 from suanli.sched.job import SchedJob
-from suanli.spec.errors import SpecError
+from suanli.spec.datasets import dataset_path, read_text
+from suanli.spec.errors import DatasetError, SpecError
 
-DATA = Path(__file__).parent / "data" / "sia"
+SIA = "traces/sia"  # under datasets/
 # Sia profile suffix → (accelerator slug in the Suanli cluster, GPUs per node of the profiled node).
 PROFILED_TYPES = {"aws": ("t4", 4), "rtx": ("rtx-2080ti", 8), "dgx-ext": ("a100-sxm-40gb", 8)}
 # Per app: (epochs to run, calibration slowdown, checkpoint-restore seconds) — Sia's
@@ -40,8 +42,7 @@ APPS = {
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(io.StringIO(read_text(path))))
     return {key: np.array([float(r[key]) for r in rows]) for key in rows[0]}
 
 
@@ -55,7 +56,7 @@ class AppProfile:
 
     @classmethod
     def load(cls, app: str, suffix: str) -> AppProfile:
-        folder = DATA / "profiles" / app
+        folder = dataset_path(f"{SIA}/profiles/{app}")
         placements = _read(folder / f"placements-{suffix}.csv")
         ids = placements["placement"].astype(int)
         placements["num_nodes"] = np.array([len(str(p)) for p in ids], dtype=float)
@@ -183,10 +184,11 @@ def rigid_run(
 def workload_path(trace: str, workload: str | int) -> Path:
     """`--workload 3` → the copied Sia workload 3 of `trace`; anything else is a file path."""
     if isinstance(workload, int) or str(workload).isdigit():
-        path = DATA / "workloads" / trace / f"workload-{int(workload)}.csv"
-        if not path.exists():
-            raise SpecError(f"--workload: no {trace} workload {workload} (have {_available(trace)})")
-        return path
+        try:
+            return dataset_path(f"{SIA}/workloads/{trace}/workload-{int(workload)}.csv")
+        except DatasetError:
+            available = _available(trace)
+            raise SpecError(f"--workload: no {trace} workload {workload} (have {available})") from None
     path = Path(workload)
     if not path.exists():
         raise SpecError(f"--workload: file not found: {path}")
@@ -194,7 +196,11 @@ def workload_path(trace: str, workload: str | int) -> Path:
 
 
 def _available(trace: str) -> str:
-    found = sorted(int(p.stem.split("-")[1]) for p in (DATA / "workloads" / trace).glob("workload-*.csv"))
+    try:
+        folder = dataset_path(f"{SIA}/workloads/{trace}")
+    except DatasetError:
+        return "none"
+    found = sorted(int(p.name.split("-")[1].split(".")[0]) for p in folder.glob("workload-*.csv*"))
     return ", ".join(map(str, found)) or "none"
 
 
@@ -202,7 +208,7 @@ def load_sia_workload(path: Path | str, calibrated: bool = True) -> list[SchedJo
     """Jobs of a Sia workload CSV; a malformed row is an error naming file and line."""
     path = Path(path)
     jobs = []
-    with path.open() as handle:
+    with io.StringIO(read_text(path)) as handle:
         reader = csv.DictReader(handle)
         missing = {"name", "time", "application", "num_replicas", "batch_size"} - set(reader.fieldnames or [])
         if missing:

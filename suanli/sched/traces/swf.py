@@ -4,22 +4,20 @@ time. Each job becomes an `hpc` job on whole CPU nodes (`procs_per_node` process
 
 from __future__ import annotations
 
-import gzip
+import io
 import math
 from pathlib import Path
 
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.sched.job import SchedJob
+from suanli.spec.datasets import read_text
 from suanli.spec.errors import SpecError
 
 
 def load_swf(path: Path | str, procs_per_node: int = 1, limit: int | None = None) -> list[SchedJob]:
-    path = Path(path)
-    if not path.exists():
-        raise SpecError(f"swf trace: file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
+    path = Path(path).absolute()
     jobs: list[SchedJob] = []
-    with opener(path, "rt") as handle:
+    with io.StringIO(read_text(path)) as handle:
         for line_no, line in enumerate(handle, start=1):
             line = line.strip()
             if not line or line.startswith(";"):
