@@ -1,4 +1,4 @@
-"""`suanli perf predict RUNS.csv`: predict published training runs with the performance model."""
+"""`suanli perf predict [RUNS.csv]`: predict published training runs with the performance model."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import typer
 from suanli.cli import app
 from suanli.cli.output import console, print_json, table
 from suanli.perf.runs import parse_row, predict_case, read_runs
+from suanli.spec.datasets import dataset_path
+
+PUBLISHED_RUNS = "training_runs/training_runs.csv"  # under datasets/
 
 perf_app = typer.Typer(help="The performance model: predict training runs.", no_args_is_help=True)
 app.add_typer(perf_app, name="perf")
@@ -16,16 +19,18 @@ app.add_typer(perf_app, name="perf")
 
 @perf_app.command("predict")
 def predict(
-    runs: Path = typer.Argument(..., help="a CSV with the columns of shared/data/training_runs.csv"),
+    runs: Path = typer.Argument(
+        None, help=f"a runs CSV with the columns of datasets/{PUBLISHED_RUNS} (default: that file)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON (one object per row)"),
 ) -> None:
     """Predict every row whose model shape and layout are complete; list the others with the
     fields they lack. Each prediction follows its row's definition (see `basis`).
 
-    Example: suanli perf predict /work/shared/data/training_runs.csv --json
+    Example: suanli perf predict --json
     """
     predicted, skipped = [], []
-    for row in read_runs(runs):
+    for row in read_runs(runs or dataset_path(PUBLISHED_RUNS)):
         case = parse_row(row)
         if isinstance(case, list):
             skipped.append({"id": row.get("id") or "?", "missing": case})

@@ -1,4 +1,4 @@
-"""Published training runs (rows with the columns of shared/data/training_runs.csv): turn a row
+"""Published training runs (rows with the columns of datasets/training_runs/training_runs.csv): turn a row
 into a model, layout and reference cluster, and predict the metric the row measured, on the
 row's own basis (model or hardware FLOPs, 16-bit or FP8 peak, step time with the optimizer).
 """
