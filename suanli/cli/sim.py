@@ -44,7 +44,9 @@ def _run(
 def sim(
     ctx: typer.Context,
     trace: str = typer.Option("sia-saturn", help=f"one of {', '.join(TRACES)}"),
-    workload: str = typer.Option("1", help="Sia workload number, or a trace file"),
+    workload: str = typer.Option(
+        "1", help="Sia workload number, or a trace file (philly: default the full list in datasets/)"
+    ),
     cluster: Path = typer.Option(None, help=f"cluster YAML (default {DEFAULT_CLUSTER})"),
     policy: str = typer.Option("suanli", help=f"one of {', '.join(POLICIES)}"),
     seed: int = typer.Option(0, help="seed of the failure draws"),

@@ -11,7 +11,8 @@ ALIBABA_DEFAULT_TYPES = {"T4": "t4", "P100": "p100", "V100M16": "v100-16gb", "V1
 
 
 def load_trace(trace: str, workload: str, cluster: ClusterState, limit: int | None = None) -> list[SchedJob]:
-    """Jobs of `trace` (`workload` is a Sia workload number or a file path)."""
+    """Jobs of `trace` (`workload` is a Sia workload number or a file path; for `philly` a number or
+    nothing means the full Philly list in datasets/)."""
     gpu_types = [t for t in cluster.capacity if t != CPU_TYPE]
     if trace.startswith("sia-"):
         from suanli.sched.traces.sia import load_sia_workload, workload_path
@@ -20,7 +21,7 @@ def load_trace(trace: str, workload: str, cluster: ClusterState, limit: int | No
     if trace == "philly":
         from suanli.sched.traces.philly import load_philly
 
-        return load_philly(workload or None, gpu_types, limit)
+        return load_philly(None if not workload or workload.isdigit() else workload, gpu_types, limit)
     if trace == "swf":
         from suanli.sched.traces.swf import load_swf
 
