@@ -11,7 +11,7 @@ from suanli.sched.cluster_state import ClusterState, Slot
 from suanli.sched.fractional import FULL_MILLI, share_milli
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import find_slots
-from suanli.sched.policies.base import Policy, View
+from suanli.sched.policies.base import Policy, PolicyHooks, View
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
 
@@ -31,6 +31,7 @@ class Scheduler:
     def __init__(self, cluster: Cluster | ClusterState, policy: Policy) -> None:
         self.cluster = cluster if isinstance(cluster, ClusterState) else ClusterState.from_cluster(cluster)
         self.policy = policy
+        self.hooks = PolicyHooks.of(policy)
         self.jobs: dict[str, JobState] = {}  # pending and running
         self.done: dict[str, JobState] = {}  # finished and cancelled
         self.pending: dict[str, JobState] = {}  # the pending subset of `jobs`, in submission order
@@ -121,17 +122,18 @@ class Scheduler:
             for state in self.jobs.values():
                 if state.status == "running":
                     self._account(state, now_s)
-        self.policy.on_round(view)
+        if self.hooks.on_round:
+            self.hooks.on_round(view)
         if first_choice is not None:
             decisions = self._start_admitted(first_choice, view)
         elif self.policy.preemptive:
             decisions = self._preemptive_pass(view)
         else:
             decisions = self._greedy_pass(view)
-        if type(self.policy).on_bound is not Policy.on_bound:
+        if self.hooks.on_bound:
             for state in self.jobs.values():
                 if state.status == "running":
-                    self.policy.on_bound(state, view)
+                    self.hooks.on_bound(state, view)
         self.decision_s.append(time.perf_counter() - started)
         return decisions
 
@@ -200,8 +202,9 @@ class Scheduler:
         """The pending jobs' admission (job → type, in policy order) when all of them fit on their
         first-ranked type beside the running jobs, else None. Then `_preemptive_pass` would admit
         every job on its first type whatever the order (and preempt nobody), so ranking only the
-        pending jobs gives the same decisions at O(pending) instead of O(active) per event."""
-        if type(self.policy).rank is Policy.rank:
+        pending jobs gives the same decisions at O(pending) instead of O(active) per event. Only a
+        policy that declares `Hook.RANK` can rank the pending jobs alone."""
+        if self.hooks.rank is None:
             return None
         free = dict(self.cluster.free_milli_by_type)
         first_type: dict[str, str] = {}
@@ -215,9 +218,7 @@ class Scheduler:
             )
             if free[accel_type] < 0:
                 return None
-        ranked = self.policy.rank(list(self.pending.values()), view)
-        if ranked is None:
-            return None
+        ranked = self.hooks.rank(list(self.pending.values()), view)
         return {s.job.job_id: first_type[s.job.job_id] for s in ranked if s.job.job_id in first_type}
 
     def _start_admitted(self, admitted: dict[str, str], view: View) -> list[Decision]:

@@ -49,115 +49,149 @@ class SimResult:
 def simulate(
     cluster: Cluster | ClusterState, policy: Policy, jobs: list[SchedJob], config: SimConfig | None = None
 ) -> SimResult:
-    config = config or SimConfig()
-    rng = random.Random(config.seed)
-    scheduler = Scheduler(cluster, policy)
-    state = scheduler.cluster
-    fail_rate_per_gpu_s = config.failures_per_1k_gpu_month / 1000.0 / SECONDS_PER_MONTH
+    return _Simulation(cluster, policy, jobs, config or SimConfig()).run()
 
-    events: list[tuple[float, int, int, str, int]] = []
-    sequence = 0
 
-    def push(time_s: float, kind: int, job_id: str = "", version: int = 0) -> None:
-        nonlocal sequence
-        heapq.heappush(events, (time_s, kind, sequence, job_id, version))
-        sequence += 1
+class _Simulation:
+    """One run's event queue and bookkeeping around a `Scheduler`. Events are ordered by (time,
+    kind, sequence); a finish or failure event carries the version of the run (or of its predicted
+    finish) it was drawn for, and is dropped when that version has moved on."""
 
-    for job in sorted(jobs, key=lambda j: (j.submit_s, j.job_id)):
-        push(job.submit_s, _ARRIVAL, job.job_id)
-    by_id = {job.job_id: job for job in jobs}
-    if len(by_id) != len(jobs):
-        raise SpecError("workload: job ids must be unique")
-    version: dict[str, int] = {}  # of a job's run: start, preempt and failure bump it
-    finish_version: dict[str, int] = {}  # of its predicted finish: also bumped by speed changes
-    run_from: dict[str, float] = {}
-    rejected: dict[str, str] = {}
-    arrivals_left = len(jobs)
-    round_s = policy.round_s
-    round_pending = False
-    curve: list[tuple[float, float]] = []
+    def __init__(
+        self, cluster: Cluster | ClusterState, policy: Policy, jobs: list[SchedJob], config: SimConfig
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.rng = random.Random(config.seed)
+        self.scheduler = Scheduler(cluster, policy)
+        self.state = self.scheduler.cluster
+        self.fail_rate_per_gpu_s = config.failures_per_1k_gpu_month / 1000.0 / SECONDS_PER_MONTH
+        self.events: list[tuple[float, int, int, str, int]] = []
+        self.sequence = 0
+        for job in sorted(jobs, key=lambda j: (j.submit_s, j.job_id)):
+            self.push(job.submit_s, _ARRIVAL, job.job_id)
+        self.by_id = {job.job_id: job for job in jobs}
+        if len(self.by_id) != len(jobs):
+            raise SpecError("workload: job ids must be unique")
+        self.version: dict[str, int] = {}  # of a job's run: start, preempt and failure bump it
+        self.finish_version: dict[str, int] = {}  # of its predicted finish: also bumped by speed changes
+        self.run_from: dict[str, float] = {}
+        self.rejected: dict[str, str] = {}
+        self.arrivals_left = len(jobs)
+        self.round_pending = False
+        self.curve: list[tuple[float, float]] = []
 
-    def shares_gpu(job_id: str) -> bool:
-        return config.colocation_interference and by_id[job_id].sharing.mode == "fraction"
+    def run(self) -> SimResult:
+        round_s = self.policy.round_s
+        while self.events:
+            now = self.events[0][0]
+            is_round, colocation_changed = self._pop_events_at(now)
+            has_active = bool(self.scheduler.jobs)
+            if round_s is None or self.policy.tick_on_events or is_round:
+                colocation_changed |= self._decide(now)
+            if colocation_changed:
+                self._apply_colocation(now)
+            if round_s is not None and not self.round_pending and (has_active or self.arrivals_left):
+                self._push_next_round(now, round_s, has_active)
+        states = self.scheduler.all_jobs()
+        stride = max(1, len(self.curve) // self.config.utilization_samples)
+        metrics = summarize(states, self.state, self.scheduler.decision_s)
+        return SimResult(self.policy.name, states, self.rejected, metrics, self.curve[::stride])
 
-    def predict_finish(job_id: str) -> float:
-        finish_version[job_id] = finish_version.get(job_id, 0) + 1
-        finish_s = scheduler.finish_time_s(job_id)
-        push(finish_s, _FINISH, job_id, finish_version[job_id])
-        return finish_s
+    def push(self, time_s: float, kind: int, job_id: str = "", version: int = 0) -> None:
+        heapq.heappush(self.events, (time_s, kind, self.sequence, job_id, version))
+        self.sequence += 1
 
-    def apply_colocation(now_s: float) -> None:
-        """Set every running GPU-sharing job's speed from its current neighbours; re-predict the
-        finish of those whose speed changed."""
-        models_by_gpu: dict[tuple[int, int], list[tuple[str, str]]] = {}
-        for run in scheduler.jobs.values():
-            if run.status == "running" and shares_gpu(run.job.job_id):
-                for slot in state.held[run.job.job_id]:
-                    models_by_gpu.setdefault((slot.node, slot.gpu), []).append((run.job.job_id, run.job.app))
-        for job_id, speed in shared_gpu_speeds(models_by_gpu).items():
-            if speed != scheduler.jobs[job_id].speed:
-                scheduler.set_speed(job_id, speed, now_s)
-                predict_finish(job_id)
-
-    while events:
-        now = events[0][0]
-        is_round = False
-        colocation_changed = False
-        while events and events[0][0] <= now:
-            _, kind, _, job_id, ver = heapq.heappop(events)
+    def _pop_events_at(self, now: float) -> tuple[bool, bool]:
+        """Apply every event due at `now`: arrivals, round marks, current finishes and failures.
+        Returns (a round boundary was among them, a GPU-sharing job's neighbours changed)."""
+        is_round = colocation_changed = False
+        scheduler = self.scheduler
+        while self.events and self.events[0][0] <= now:
+            _, kind, _, job_id, ver = heapq.heappop(self.events)
             if kind == _ARRIVAL:
-                arrivals_left -= 1
+                self.arrivals_left -= 1
                 try:
-                    scheduler.submit(by_id[job_id])
+                    scheduler.submit(self.by_id[job_id])
                 except SpecError as exc:
-                    rejected[job_id] = str(exc)
+                    self.rejected[job_id] = str(exc)
             elif kind == _ROUND:
-                is_round, round_pending = True, False
+                is_round, self.round_pending = True, False
             elif (
                 job_id not in scheduler.jobs
-                or ver != (finish_version if kind == _FINISH else version)[job_id]
+                or ver != (self.finish_version if kind == _FINISH else self.version)[job_id]
             ):
                 continue
             elif kind == _FINISH:
                 scheduler.job_finished(job_id, now)
-                colocation_changed |= shares_gpu(job_id)
+                colocation_changed |= self._shares_gpu(job_id)
             else:
-                job, run = by_id[job_id], scheduler.jobs[job_id]
-                busy = max(0.0, now - run_from[job_id])
-                lost_s = busy % config.checkpoint_interval_s
-                scheduler.job_failed(job_id, now, lost_s * job.rate(run.accel_type or "") * run.speed)
-                colocation_changed |= shares_gpu(job_id)
-                version[job_id] += 1
-                finish_version[job_id] += 1
-        has_active = bool(scheduler.jobs)
-        if round_s is None or policy.tick_on_events or is_round:
-            decisions = scheduler.tick(now)
-            for decision in decisions:
-                job_id = decision.job_id
-                version[job_id] = version.get(job_id, 0) + 1
-                colocation_changed |= shares_gpu(job_id)
-                if decision.action != "start":
-                    finish_version[job_id] += 1
-                    continue
-                finish_s = predict_finish(job_id)
-                run_from[job_id] = scheduler.jobs[job_id].busy_from_s
-                if fail_rate_per_gpu_s > 0 and by_id[job_id].gpus > 0:
-                    fail_s = now + rng.expovariate(fail_rate_per_gpu_s * by_id[job_id].gpus)
-                    if fail_s < finish_s or shares_gpu(job_id):  # a shared job may finish later
-                        push(fail_s, _FAILURE, job_id, version[job_id])
-            busy, total = state.busy_accelerators()
-            if total:
-                curve.append((now, busy / total))
-        if colocation_changed:
-            apply_colocation(now)
-        if round_s is not None and not round_pending and (has_active or arrivals_left):
-            next_round = (math.floor(now / round_s) + 1) * round_s
-            if not has_active and events:
-                next_round = max(next_round, math.ceil(events[0][0] / round_s) * round_s)
-            push(next_round, _ROUND)
-            round_pending = True
+                self._fail(job_id, now)
+                colocation_changed |= self._shares_gpu(job_id)
+        return is_round, colocation_changed
 
-    states = scheduler.all_jobs()
-    stride = max(1, len(curve) // config.utilization_samples)
-    metrics = summarize(states, state, scheduler.decision_s)
-    return SimResult(policy.name, states, rejected, metrics, curve[::stride])
+    def _fail(self, job_id: str, now: float) -> None:
+        """The job loses the work since its last checkpoint and is queued again."""
+        job, run = self.by_id[job_id], self.scheduler.jobs[job_id]
+        busy = max(0.0, now - self.run_from[job_id])
+        lost_s = busy % self.config.checkpoint_interval_s
+        self.scheduler.job_failed(job_id, now, lost_s * job.rate(run.accel_type or "") * run.speed)
+        self.version[job_id] += 1
+        self.finish_version[job_id] += 1
+
+    def _decide(self, now: float) -> bool:
+        """Run a scheduling pass and follow its decisions: predict each started job's finish (and
+        draw its failure), invalidate a preempted one's. True if a GPU-sharing job moved."""
+        colocation_changed = False
+        for decision in self.scheduler.tick(now):
+            job_id = decision.job_id
+            self.version[job_id] = self.version.get(job_id, 0) + 1
+            colocation_changed |= self._shares_gpu(job_id)
+            if decision.action != "start":
+                self.finish_version[job_id] += 1
+                continue
+            finish_s = self._predict_finish(job_id)
+            self.run_from[job_id] = self.scheduler.jobs[job_id].busy_from_s
+            self._draw_failure(job_id, now, finish_s)
+        busy, total = self.state.busy_accelerators()
+        if total:
+            self.curve.append((now, busy / total))
+        return colocation_changed
+
+    def _draw_failure(self, job_id: str, now: float, finish_s: float) -> None:
+        """Poisson failures per GPU: the run's first failure, if it may come before its finish."""
+        gpus = self.by_id[job_id].gpus
+        if self.fail_rate_per_gpu_s > 0 and gpus > 0:
+            fail_s = now + self.rng.expovariate(self.fail_rate_per_gpu_s * gpus)
+            if fail_s < finish_s or self._shares_gpu(job_id):  # a shared job may finish later
+                self.push(fail_s, _FAILURE, job_id, self.version[job_id])
+
+    def _push_next_round(self, now: float, round_s: float, has_active: bool) -> None:
+        """The next round boundary; when the cluster is idle, the first one at or after the next event."""
+        next_round = (math.floor(now / round_s) + 1) * round_s
+        if not has_active and self.events:
+            next_round = max(next_round, math.ceil(self.events[0][0] / round_s) * round_s)
+        self.push(next_round, _ROUND)
+        self.round_pending = True
+
+    def _shares_gpu(self, job_id: str) -> bool:
+        return self.config.colocation_interference and self.by_id[job_id].sharing.mode == "fraction"
+
+    def _predict_finish(self, job_id: str) -> float:
+        self.finish_version[job_id] = self.finish_version.get(job_id, 0) + 1
+        finish_s = self.scheduler.finish_time_s(job_id)
+        self.push(finish_s, _FINISH, job_id, self.finish_version[job_id])
+        return finish_s
+
+    def _apply_colocation(self, now_s: float) -> None:
+        """Set every running GPU-sharing job's speed from its current neighbours; re-predict the
+        finish of those whose speed changed."""
+        models_by_gpu: dict[tuple[int, int], list[tuple[str, str]]] = {}
+        for run in self.scheduler.jobs.values():
+            if run.status == "running" and self._shares_gpu(run.job.job_id):
+                for slot in self.state.held[run.job.job_id]:
+                    models_by_gpu.setdefault((slot.node, slot.gpu), []).append((run.job.job_id, run.job.app))
+        for job_id, speed in shared_gpu_speeds(models_by_gpu).items():
+            if speed != self.scheduler.jobs[job_id].speed:
+                self.scheduler.set_speed(job_id, speed, now_s)
+                self._predict_finish(job_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from suanli.sched.policies.backfill import Backfill
-from suanli.sched.policies.base import Policy, View
+from suanli.sched.policies.base import Hook, Policy, View
 from suanli.sched.policies.fifo import Fifo
 from suanli.sched.policies.ftf import FinishTimeFairness
 from suanli.sched.policies.gavel import Gavel
@@ -23,4 +23,4 @@ def make_policy(name: str) -> Policy:
     return POLICIES[name]()
 
 
-__all__ = ["POLICIES", "Policy", "SpecError", "View", "make_policy"]
+__all__ = ["POLICIES", "Hook", "Policy", "View", "make_policy"]

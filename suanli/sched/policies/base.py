@@ -5,13 +5,19 @@ for each job, walks the accelerator types the policy `filter`s in and `score`s b
 the first one where `placement.find_slots` finds a whole gang. Preemptive policies re-rank running
 jobs too: a running job that falls out of the admitted set is preempted. Non-preemptive policies may
 `reserve` for a blocked job (EASY backfill) and stop or continue scanning (`continue_after_block`).
+
+Optional hooks are declared, not detected: a policy lists the `Hook`s it implements in `hooks`
+(as a Kubernetes plugin registers its extension points, or torchtitan's `TrainSpec` names its
+optional builders), and the scheduler binds exactly those once (`PolicyHooks.of`).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from enum import Enum
+from typing import ClassVar, Protocol
 
 from suanli.sched.cluster_state import ClusterState
 from suanli.sched.job import JobState, SchedJob
@@ -51,8 +57,21 @@ class View:
         return [s for s in self.jobs.values() if s.status == "running"]
 
 
-class Policy(ABC):
+class Hook(Enum):
+    """The optional hooks a policy may implement; it lists the ones it does in `Policy.hooks`, and the
+    scheduler calls exactly those (a method a policy defines but does not declare is never called)."""
+
+    RANK = "rank"  # rank(states, view) -> states: orders any subset of the active jobs alone
+    ON_ROUND = "on_round"  # on_round(view): once at the start of every scheduling pass
+    ON_BOUND = "on_bound"  # on_bound(state, view): after the pass, for every job holding resources
+
+
+class Policy(Protocol):
+    """What the `Scheduler` needs from a policy. Subclass it to inherit the default filter, score,
+    ranked_types, continue_after_block and may_start; `order` and `name` are required."""
+
     name: ClassVar[str]
+    hooks: ClassVar[frozenset[Hook]] = frozenset()
     preemptive: ClassVar[bool] = False
     round_s: float | None = None  # None: decide on every arrival and completion
     tick_on_events: bool = True  # round-based policies may still fill freed GPUs between rounds
@@ -76,13 +95,6 @@ class Policy(ABC):
     def order(self, view: View) -> list[JobState]:
         """The jobs to consider, most important first (pending only unless `preemptive`)."""
 
-    def rank(self, states: list[JobState], view: View) -> list[JobState] | None:
-        """`states`, some of the active jobs, in the order `order` would put them; None if this policy
-        cannot rank a subset alone. A policy that ranks subsets also promises that a running job's
-        `ranked_types` start with the type it runs on: then, while every job fits on its first type,
-        no order changes who runs where, and the scheduler ranks only the pending jobs."""
-        return None
-
     def continue_after_block(self, state: JobState, view: View) -> bool:
         """A job could not be placed: keep scanning the queue (True) or stop (False)?"""
         return True
@@ -91,8 +103,21 @@ class Policy(ABC):
         """Veto a start (e.g. one that would delay a backfill reservation)."""
         return True
 
-    def on_round(self, view: View) -> None:  # noqa: B027  (optional hook)
-        """Called once at the start of every scheduling pass."""
 
-    def on_bound(self, state: JobState, view: View) -> None:  # noqa: B027  (optional hook)
-        """Called after the pass for every job holding resources (running or just started)."""
+@dataclass(frozen=True)
+class PolicyHooks:
+    """The hooks a policy declared, bound to it (None: not declared). `rank` comes with a promise:
+    a running job's `ranked_types` start with the type it runs on, so that while every job fits on
+    its first type no order changes who runs where, and the scheduler may rank only pending jobs."""
+
+    rank: Callable[[list[JobState], View], list[JobState]] | None
+    on_round: Callable[[View], None] | None
+    on_bound: Callable[[JobState, View], None] | None
+
+    @classmethod
+    def of(cls, policy: Policy) -> PolicyHooks:
+        """Bind the declared hooks; TypeError naming the policy if it declares one it lacks."""
+        missing = sorted(h.value for h in policy.hooks if not callable(getattr(policy, h.value, None)))
+        if missing:
+            raise TypeError(f"policy {policy.name}: declares hook(s) {', '.join(missing)} without the method")
+        return cls(**{h.value: getattr(policy, h.value) if h in policy.hooks else None for h in Hook})

@@ -10,13 +10,14 @@ scheduler then runs the (job, type) pairs with the largest X / (share of rounds 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import linprog
 
 from suanli.sched.job import JobState
-from suanli.sched.policies.base import Policy, View
+from suanli.sched.policies.base import Hook, Policy, View
+from suanli.spec.errors import PlanInfeasible
 
 
 def gavel_allocation(
@@ -36,14 +37,14 @@ def gavel_allocation(
             row_type[t, j * types + t] = gpus[j]
     bounds = [(0.0, 1.0 if allowed[j, t] else 0.0) for j in range(jobs) for t in range(types)]
     if objective == "max_sum":
-        result = linprog(
+        x = _solve(
+            objective,
             -throughput.ravel(),
             A_ub=np.vstack([row_job, row_type]),
             b_ub=np.concatenate([np.ones(jobs), capacity]),
             bounds=bounds,
-            method="highs",
         )
-        return result.x.reshape(jobs, types)
+        return x.reshape(jobs, types)
     # max-min: maximise z with Σ_t (T[j,t]/max_t T[j,t])·X[j,t] ≥ z for every job.
     norm = throughput / np.maximum(throughput.max(axis=1, keepdims=True), 1e-12)
     a_fair = np.zeros((jobs, n + 1))
@@ -53,19 +54,34 @@ def gavel_allocation(
     a_cap = np.hstack([np.vstack([row_job, row_type]), np.zeros((jobs + types, 1))])
     c = np.zeros(n + 1)
     c[n] = -1.0
-    result = linprog(
+    x = _solve(
+        objective,
         c,
         A_ub=np.vstack([a_cap, a_fair]),
         b_ub=np.concatenate([np.ones(jobs), capacity, np.zeros(jobs)]),
         bounds=[*bounds, (0.0, None)],
-        method="highs",
     )
-    return result.x[:n].reshape(jobs, types)
+    return x[:n].reshape(jobs, types)
+
+
+def _solve(objective: str, c: np.ndarray, **constraints: Any) -> np.ndarray:
+    """HiGHS's optimum, or PlanInfeasible naming the policy, the objective and the solver's verdict
+    (bad input such as a NaN throughput, infeasible, unbounded, iteration limit, numerical trouble)."""
+    try:
+        result = linprog(c, method="highs", **constraints)
+    except ValueError as exc:
+        raise PlanInfeasible(f"gavel: the {objective} allocation LP was refused: {exc}") from None
+    if result.status != 0:
+        raise PlanInfeasible(
+            f"gavel: the {objective} allocation LP did not solve (status {result.status}: {result.message})"
+        )
+    return result.x
 
 
 @dataclass
 class Gavel(Policy):
     name = "gavel"
+    hooks = frozenset({Hook.ON_ROUND, Hook.ON_BOUND})
     reads_progress = False
     preemptive = True
     moves_running = True

@@ -27,12 +27,13 @@ from typing import ClassVar
 
 from suanli.sched.job import JobState
 from suanli.sched.metrics import share_runtime_s
-from suanli.sched.policies.base import Policy, View
+from suanli.sched.policies.base import Hook, Policy, View
 
 
 @dataclass
 class SuanliPolicy(Policy):
     name = "suanli"
+    hooks = frozenset({Hook.RANK, Hook.ON_ROUND})
     preemptive: ClassVar[bool] = True
     rho_guard: float = 1.7
     stickiness: float = 2.0

@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from suanli.sched.job import JobState
-from suanli.sched.policies.base import Policy, View
+from suanli.sched.policies.base import Hook, Policy, View
 
 
 @dataclass
 class Tiresias(Policy):
     name = "tiresias"
+    hooks = frozenset({Hook.RANK, Hook.ON_ROUND})
     preemptive = True
     # Queue boundaries in GPU-seconds of attained service (Pollux's Tiresias baseline uses one
     # boundary at 16 GPU-hours; more entries give more queues).
