@@ -1,5 +1,5 @@
 """The Slurm executor: the batch script it writes, and jobs run through a real single-node Slurm
-(Debian's slurm-wlm + munge, set up here as in /work/shared/notes/slurm-on-localhost.md)."""
+(Debian's slurm-wlm + munge; the `slurm_conf` fixture below writes a one-node configuration)."""
 
 from __future__ import annotations
 
