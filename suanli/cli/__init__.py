@@ -5,25 +5,26 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from suanli.spec.errors import SpecError
+from suanli.spec.errors import SuanliError
 
 USER_ERROR_EXIT = 2
-
-
-def fail(message: str) -> typer.Exit:
-    """Print a user error as one line on stderr; return the Exit to raise (status 2)."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(USER_ERROR_EXIT)
+FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 class SuanliGroup(TyperGroup):
-    """Turns every user-facing error raised by a command into one line and exit status 2."""
+    """The one place a command's error meets the user: any `SuanliError` (or a file the user named that
+    cannot be read) is printed as `error: <line>` on stderr, one line per problem, exit status 2."""
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except (SpecError, FileNotFoundError) as exc:
-            raise fail(str(exc)) from None
+        except SuanliError as exc:
+            lines = str(exc).splitlines() or [type(exc).__name__]
+        except FILE_ERRORS as exc:
+            lines = [f"{exc.filename}: {exc.strerror}"]
+        for line in lines:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(USER_ERROR_EXIT)
 
 
 app = typer.Typer(
@@ -34,6 +35,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from suanli.cli import comm, ft, perf, plan, service, show, sim, train, validate  # noqa: E402  (the verbs register themselves on `app`)
+from suanli.cli import comm, ft, perf, plan, service, share, show, sim, train, validate  # noqa: E402  (the verbs register themselves on `app`)
 
-__all__ = ["app", "comm", "fail", "ft", "perf", "plan", "service", "show", "sim", "train", "validate"]
+__all__ = ["app", "comm", "ft", "perf", "plan", "service", "share", "show", "sim", "train", "validate"]

@@ -19,6 +19,7 @@ class Node:
     leaf: int
     free_milli: list[int]
     mig: list[list[tuple[int, int]]] = field(default_factory=list)  # per GPU: (start, size)
+    modes: list[str] = field(default_factory=list)  # per GPU: the sharing mode it holds, "" when empty
     whole_free: int = -1  # GPUs with nothing on them, kept up to date by bind/release
 
     def __post_init__(self) -> None:
@@ -38,6 +39,7 @@ class Slot:
     milli: int = FULL_MILLI
     mig_start: int | None = None
     mig_size: int = 0
+    mode: str = "exclusive"  # a GPU holds one sharing mode at a time (MIG and MPS cannot mix)
 
 
 @dataclass
@@ -55,6 +57,8 @@ class ClusterState:
             self.by_type.setdefault(node.accel_type, []).append(index)
             if not node.mig:
                 node.mig = [[] for _ in node.free_milli]
+            if not node.modes:
+                node.modes = ["" if milli == FULL_MILLI else "exclusive" for milli in node.free_milli]
         self.free_whole_by_type = {
             t: sum(self.nodes[i].whole_free for i in ix) for t, ix in self.by_type.items()
         }
@@ -97,11 +101,17 @@ class ClusterState:
             node = self.nodes[slot.node]
             if node.free_milli[slot.gpu] < slot.milli:
                 raise SpecError(f"job {job_id}: {node.name} GPU {slot.gpu} has no room for {slot.milli}/1000")
+            if node.modes[slot.gpu] not in ("", slot.mode):
+                raise SpecError(
+                    f"job {job_id}: {node.name} GPU {slot.gpu} holds {node.modes[slot.gpu]} jobs;"
+                    f" a {slot.mode} job cannot share it"
+                )
         for slot in slots:
             node = self.nodes[slot.node]
             was_whole = node.free_milli[slot.gpu] == FULL_MILLI
             node.free_milli[slot.gpu] -= slot.milli
             self.free_milli_by_type[node.accel_type] -= slot.milli
+            node.modes[slot.gpu] = slot.mode
             if slot.mig_start is not None:
                 node.mig[slot.gpu].append((slot.mig_start, slot.mig_size))
             if was_whole:
@@ -117,6 +127,7 @@ class ClusterState:
             if slot.mig_start is not None:
                 node.mig[slot.gpu].remove((slot.mig_start, slot.mig_size))
             if node.free_milli[slot.gpu] == FULL_MILLI:
+                node.modes[slot.gpu] = ""
                 node.whole_free += 1
                 self.free_whole_by_type[node.accel_type] += 1
 

@@ -1,10 +1,10 @@
-"""Fractional accelerators: MIG geometry, memory/core shares, the settings a launcher applies, and
-the slowdown of co-located jobs.
+"""Fractional accelerators: MIG placement, the share of a GPU a sliced job holds, and the slowdown of
+co-located jobs.
 
-MIG geometry follows NVIDIA's MIG User Guide, "Supported MIG Profiles" (A100/H100): a GPU has 8
-memory slices and 7 compute slices; each GPU-instance profile occupies `size` memory slices starting
-at one of a fixed set of `starts`, and two instances may not overlap. A100-40GB names (1g.5gb …)
-and 80 GB names (1g.10gb …, A100-80GB and H100-80GB) share the same geometry.
+MIG geometry is data (`suanli/catalog/sharing.yaml`, from NVIDIA's MIG User Guide): a profile
+occupies `memory_slices` consecutive memory slices starting at one of its `starts`, and two GPU
+instances never overlap. Which GPU a slice goes to is `placement.find_slots`; whether it may share
+that GPU at all (one sharing mode per GPU) is `ClusterState.bind`.
 """
 
 from __future__ import annotations
@@ -12,108 +12,72 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
 from functools import cache
 
+from suanli.spec.catalog import CATALOG
 from suanli.spec.datasets import read_text
 from suanli.spec.errors import SpecError
 from suanli.spec.job import Sharing
+from suanli.spec.sharing import MIG_COMPUTE_SLICES, MigModel, MigProfile
 
-MEMORY_SLICES = 8
-COMPUTE_SLICES = 7
 FULL_MILLI = 1000
 
 
-@dataclass(frozen=True)
-class MigProfile:
-    name: str
-    compute_slices: int
-    size: int  # memory slices
-    starts: tuple[int, ...]
-
-
-def _profiles(gb_per_slice: int) -> dict[str, MigProfile]:
-    rows = [  # (compute slices, memory slices, allowed starts) — MIG User Guide placement diagram
-        (1, 1, (0, 1, 2, 3, 4, 5, 6)),
-        (1, 2, (0, 2, 4, 6)),
-        (2, 2, (0, 2, 4)),
-        (3, 4, (0, 4)),
-        (4, 4, (0,)),
-        (7, 8, (0,)),
-    ]
-    out = {}
-    for compute, size, starts in rows:
-        name = f"{compute}g.{size * gb_per_slice}gb"
-        out[name] = MigProfile(name, compute, size, starts)
-    return out
-
-
-MIG_PROFILES: dict[str, dict[str, MigProfile]] = {
-    "a100-sxm-40gb": _profiles(5),
-    "a100-sxm-80gb": _profiles(10),
-    "h100-sxm": _profiles(10),
-}
+def mig_model(accel_type: str) -> MigModel:
+    model = CATALOG.sharing(accel_type, field="sharing").mig
+    if model is None:
+        raise SpecError(f"sharing.mig_profile: {CATALOG.sharing(accel_type).refusal('mig')}")
+    return model
 
 
 def mig_profile(accel_type: str, name: str) -> MigProfile:
-    table = MIG_PROFILES.get(accel_type)
-    if table is None:
-        raise SpecError(f"sharing.mig_profile: {accel_type} does not support MIG (A100/H100 only)")
-    if name not in table:
-        raise SpecError(
-            f"sharing.mig_profile: {name!r} is not a {accel_type} profile; one of {sorted(table)}"
-        )
-    return table[name]
+    model = mig_model(accel_type)
+    profile = model.profile(name)
+    if profile is None:
+        known = ", ".join(p.name for p in model.profiles)
+        raise SpecError(f"sharing.mig_profile: {name!r} is not a MIG profile of {accel_type}; one of {known}")
+    return profile
 
 
-def mig_place(occupied: list[tuple[int, int]], profile: MigProfile) -> int | None:
-    """First start where `profile` fits next to the `occupied` (start, size) instances, or None."""
+def _fits(used: set[int], start: int, size: int) -> bool:
+    return not used & set(range(start, start + size))
+
+
+def mig_place(occupied: list[tuple[int, int]], profile: MigProfile, model: MigModel) -> int | None:
+    """The start for `profile` next to the `occupied` (start, size) instances, or None if none fits.
+
+    Of the free starts, the one that leaves the most room for what may come next: the most
+    (profile, start) placements still open, each weighted by its memory slices, so a 1g goes to the
+    end of the GPU and a later 4g (start 0 only) or 3g still fits. Lowest start on a tie.
+    """
     used = {s for start, size in occupied for s in range(start, start + size)}
+    best: tuple[int, int] | None = None
     for start in profile.starts:
-        if not used & set(range(start, start + profile.size)):
-            return start
-    return None
+        if not _fits(used, start, profile.memory_slices):
+            continue
+        after = used | set(range(start, start + profile.memory_slices))
+        room = sum(
+            p.memory_slices for p in model.profiles for s in p.starts if _fits(after, s, p.memory_slices)
+        )
+        if best is None or room > best[0]:
+            best = (room, start)
+    return None if best is None else best[1]
 
 
 def share_milli(sharing: Sharing, accel_type: str) -> int:
-    """How much of one accelerator (in 1/1000) a sharing request occupies."""
+    """How much of one accelerator (in 1/1000) a sharing request occupies.
+
+    A MIG instance counts its compute slices rounded down (1g = 142), so the seven 1g, or 4g + 3g,
+    that the geometry admits never add up past one GPU; the geometry, not this count, decides
+    whether an instance fits. Shares (MPS, time-slicing) round up: they must never oversubscribe.
+    """
     if sharing.mode == "exclusive":
         return FULL_MILLI
     if sharing.mode == "mig":
         profile = mig_profile(accel_type, sharing.mig_profile or "")
-        return math.ceil(FULL_MILLI * profile.compute_slices / COMPUTE_SLICES)
+        return FULL_MILLI * profile.compute_slices // MIG_COMPUTE_SLICES
     fraction = max(sharing.memory_fraction or 0.0, sharing.core_fraction or 0.0)
     return max(1, math.ceil(FULL_MILLI * fraction))
-
-
-def launcher_settings(
-    sharing: Sharing, accel_type: str, gpu_index: int, memory_gb: float, mig_start: int | None = None
-) -> dict[str, str]:
-    """Environment a launcher sets for one fractional process.
-
-    MIG: the device is addressed as `MIG-<gpu>/<gi start>/0` (GPU instance by placement, compute
-    instance 0). Shares: CUDA MPS's `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` caps SMs; HAMi-core's
-    `CUDA_DEVICE_MEMORY_LIMIT` / `CUDA_DEVICE_SM_LIMIT` enforce limits without MPS; and PyTorch's
-    `torch.cuda.set_per_process_memory_fraction` is passed as `SUANLI_TORCH_MEMORY_FRACTION`.
-    """
-    if sharing.mode == "exclusive":
-        return {"CUDA_VISIBLE_DEVICES": str(gpu_index)}
-    if sharing.mode == "mig":
-        profile = mig_profile(accel_type, sharing.mig_profile or "")
-        start = mig_start if mig_start is not None else profile.starts[0]
-        return {
-            "CUDA_VISIBLE_DEVICES": f"MIG-{gpu_index}/{start}/0",
-            "SUANLI_MIG_PROFILE": profile.name,
-        }
-    core = sharing.core_fraction or sharing.memory_fraction or 1.0
-    memory = sharing.memory_fraction or sharing.core_fraction or 1.0
-    return {
-        "CUDA_VISIBLE_DEVICES": str(gpu_index),
-        "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": str(max(1, round(core * 100))),
-        "CUDA_DEVICE_MEMORY_LIMIT": f"{max(1, math.floor(memory * memory_gb * 1024))}m",
-        "CUDA_DEVICE_SM_LIMIT": str(max(1, round(core * 100))),
-        "SUANLI_TORCH_MEMORY_FRACTION": f"{memory:.3f}",
-    }
 
 
 LUCID_COLOCATION_CSV = "traces/lucid/data_colocate_info.csv"  # under datasets/

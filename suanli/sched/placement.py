@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from suanli.sched.cluster_state import ClusterState, Slot
-from suanli.sched.fractional import FULL_MILLI, mig_place, mig_profile, share_milli
+from suanli.sched.fractional import FULL_MILLI, mig_model, mig_place, mig_profile, share_milli
 from suanli.sched.job import SchedJob
 
 
@@ -14,7 +14,7 @@ def find_slots(state: ClusterState, job: SchedJob, accel_type: str) -> tuple[Slo
         return None
     if job.is_fractional:
         return _fractional(state, job, accel_type, node_ids)
-    need = job.width
+    need = job.width_on(accel_type)
     if state.free_whole_by_type.get(accel_type, 0) < need:
         return None
     return _pack_whole(state, need, node_ids)
@@ -59,21 +59,24 @@ def _fractional(
     state: ClusterState, job: SchedJob, accel_type: str, node_ids: list[int]
 ) -> tuple[Slot, ...] | None:
     """Each of the job's `gpus` shares goes on the fullest GPU that still has room (best fit), so that
-    whole GPUs stay free for gangs; MIG shares also need a free, aligned slice range."""
+    whole GPUs stay free for gangs; only onto a GPU empty or holding the same sharing mode (MIG
+    instances and MPS clients cannot share a GPU); MIG shares also need a free, aligned slice range."""
+    mode = job.sharing.mode
     milli = share_milli(job.sharing, accel_type)
-    profile = mig_profile(accel_type, job.sharing.mig_profile or "") if job.sharing.mode == "mig" else None
+    profile = mig_profile(accel_type, job.sharing.mig_profile or "") if mode == "mig" else None
+    model = mig_model(accel_type) if mode == "mig" else None
     taken: set[tuple[int, int]] = set()
     slots: list[Slot] = []
-    for _ in range(job.gpus):
+    for _ in range(job.gpus_on(accel_type)):
         best: tuple[int, int, int, int | None] | None = None
         for i in node_ids:
             node = state.nodes[i]
             for gpu, free in enumerate(node.free_milli):
-                if free < milli or (i, gpu) in taken:
+                if free < milli or (i, gpu) in taken or node.modes[gpu] not in ("", mode):
                     continue
                 start = None
-                if profile is not None:
-                    start = mig_place(node.mig[gpu], profile)
+                if profile is not None and model is not None:
+                    start = mig_place(node.mig[gpu], profile, model)
                     if start is None:
                         continue
                 if best is None or free < best[0]:
@@ -82,7 +85,7 @@ def _fractional(
             return None
         _, i, gpu, start = best
         taken.add((i, gpu))
-        slots.append(Slot(i, gpu, milli, start, profile.size if profile else 0))
+        slots.append(Slot(i, gpu, milli, start, profile.memory_slices if profile else 0, mode))
     return tuple(slots)
 
 

@@ -139,9 +139,11 @@ class Parallelism(Spec):
 
 
 class Sharing(Spec):
-    """How much of an accelerator the job needs: whole (`exclusive`), a MIG profile, or shares."""
+    """How much of an accelerator the job needs: whole (`exclusive`), a MIG profile, shares under
+    MPS (`fraction`: SMs and memory capped per client) or time-slicing (`timeslice`: memory fenced
+    by the runtime only). Which modes an accelerator offers: `suanli/catalog/sharing.yaml`."""
 
-    mode: Literal["exclusive", "mig", "fraction"] = "exclusive"
+    mode: Literal["exclusive", "mig", "fraction", "timeslice"] = "exclusive"
     mig_profile: str | None = Field(default=None, pattern=r"^\d+g\.\d+gb$")
     memory_fraction: float | None = Field(default=None, gt=0, le=1)
     core_fraction: float | None = Field(default=None, gt=0, le=1)
@@ -166,6 +168,8 @@ class Sharing(Spec):
             raise ValueError("mig sharing needs a profile such as 1g.10gb")
         if self.mode == "fraction" and self.memory_fraction is None and self.core_fraction is None:
             raise ValueError("fraction sharing needs memory_fraction and/or core_fraction")
+        if self.mode == "timeslice" and self.memory_fraction is None:
+            raise ValueError("timeslice sharing needs memory_fraction (its share of device memory)")
         return self
 
 

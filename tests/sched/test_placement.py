@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suanli.sched.fractional import FULL_MILLI, MIG_PROFILES, launcher_settings, mig_place
+from suanli.sched.fractional import FULL_MILLI, mig_model, mig_place
 from suanli.sched.placement import find_slots, nodes_and_leaves
 from suanli.spec.job import Sharing
 from tests.sched.conftest import job, make_cluster
@@ -58,19 +58,20 @@ def test_gang_prefers_one_leaf():
 
 def test_mig_geometry_a100():
     """NVIDIA MIG User Guide: an A100 holds 7×1g, or 3g+3g, or 4g+3g, but never 4g+4g or 4×2g."""
-    p = MIG_PROFILES["a100-sxm-40gb"]
+    model = mig_model("a100-sxm-40gb")
+    p = {profile.name: profile for profile in model.profiles}
     occupied: list[tuple[int, int]] = []
     for _ in range(7):
-        start = mig_place(occupied, p["1g.5gb"])
+        start = mig_place(occupied, p["1g.5gb"], model)
         assert start is not None
-        occupied.append((start, p["1g.5gb"].size))
-    assert mig_place(occupied, p["1g.5gb"]) is None
-    assert mig_place([(0, 4)], p["3g.20gb"]) == 4
-    assert mig_place([(0, 4)], p["4g.20gb"]) is None
+        occupied.append((start, p["1g.5gb"].memory_slices))
+    assert mig_place(occupied, p["1g.5gb"], model) is None
+    assert mig_place([(0, 4)], p["3g.20gb"], model) == 4
+    assert mig_place([(0, 4)], p["4g.20gb"], model) is None
     twos: list[tuple[int, int]] = []
     for _ in range(3):
-        twos.append((mig_place(twos, p["2g.10gb"]), 2))
-    assert mig_place(twos, p["2g.10gb"]) is None
+        twos.append((mig_place(twos, p["2g.10gb"], model), 2))
+    assert mig_place(twos, p["2g.10gb"], model) is None
 
 
 def test_mig_jobs_pack_onto_one_gpu_until_it_is_full():
@@ -85,15 +86,6 @@ def test_mig_jobs_pack_onto_one_gpu_until_it_is_full():
     assert placed[0][0] == placed[1][0] and {placed[0][1], placed[1][1]} == {0, 4}
     assert placed[2][0] != placed[0][0]  # the third 3g goes to a second GPU
     assert cluster.free_whole_by_type["a100-sxm-40gb"] == 6
-
-
-def test_launcher_settings_for_shares():
-    env = launcher_settings(Sharing(memory_fraction=0.25, core_fraction=0.5), "t4", 3, memory_gb=16)
-    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"
-    assert env["CUDA_DEVICE_MEMORY_LIMIT"] == "4096m"
-    assert env["SUANLI_TORCH_MEMORY_FRACTION"] == "0.250"
-    mig = launcher_settings(Sharing(mode="mig", mig_profile="1g.10gb"), "h100-sxm", 2, 80, mig_start=6)
-    assert mig["CUDA_VISIBLE_DEVICES"] == "MIG-2/6/0"
 
 
 def test_lucid_colocation_slowdowns_come_from_the_measured_pairs():
