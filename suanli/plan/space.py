@@ -15,12 +15,11 @@ from suanli.perf import memory as mem
 from suanli.perf.pipeline import split_layers
 from suanli.perf.step import Workload, stage_memory_bytes
 from suanli.spec.accelerator import Accelerator
-from suanli.spec.catalog import CATALOG
 from suanli.spec.cluster import Cluster
-from suanli.spec.errors import SpecError
-from suanli.spec.job import AcceleratorRequest, JobSpec, Parallelism
+from suanli.spec.job import JobSpec, Parallelism
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
+from suanli.spec.request import pinned_pools, resolve
 
 MICRO_BATCHES = (1, 2, 4, 8)
 MAX_VPP = 8
@@ -46,48 +45,28 @@ class Target:
     per_node: int
 
 
-def _matches(request: AcceleratorRequest, accelerator: Accelerator) -> bool:
-    if request.name is not None:
-        try:
-            return CATALOG.accelerator(request.name).slug == accelerator.slug
-        except SpecError:
-            return request.name.lower() == accelerator.slug
-    memory = accelerator.memory_gb or 0
-    if request.min_memory_gb is not None and memory < request.min_memory_gb:
-        return False
-    return request.max_memory_gb is None or memory <= request.max_memory_gb
-
-
 def targets(job: JobSpec, cluster: Cluster) -> tuple[list[Target], list[str]]:
-    """Pools the job may run on with the GPU count it asks for, and why the others are out."""
-    found, reasons = [], []
-    for pool in cluster.pools:
-        accelerator = cluster.accelerator_of(pool.name)
+    """Pools the job may run on with the GPU count each of its alternatives asks for, and why the
+    others are out. A job that names no accelerator may use each accelerator pool whole."""
+    if job.resources.accelerators:
+        resolution = resolve(job, cluster)
+        wanted = {(host.pool, option.count) for option in resolution.options for host in option.hosts}
+        reasons = [f"{r.request}: {r.reason}" for r in resolution.refused]
+    else:
+        wanted = {(pool, cluster.accelerator_count(pool)) for pool in pinned_pools(job, cluster)}
+        reasons = []
+    order = {pool.name: i for i, pool in enumerate(cluster.pools)}
+    found = []
+    for pool, count in sorted(wanted, key=lambda pc: (order[pc[0]], pc[1])):
+        accelerator = cluster.accelerator_of(pool)
         if accelerator is None:
-            continue
-        if job.resources.pool and job.resources.pool != pool.name:
-            continue
-        available = cluster.accelerator_count(pool.name)
-        per_node = cluster.node_type_of(pool.name).accelerators_per_node
-        requests = job.resources.accelerators
-        matching = [r for r in requests if _matches(r, accelerator)] if requests else None
-        if matching == []:
             continue
         unknown = [f for f in ("bf16/fp16 peak", "memory") if _unknown(accelerator, f)]
         if unknown:
             what = " and ".join(unknown)
-            reasons.append(f"pool {pool.name}: the catalog does not know the {what} of {accelerator.slug}")
+            reasons.append(f"pool {pool}: the catalog does not know the {what} of {accelerator.slug}")
             continue
-        counts = sorted({r.count for r in matching}) if matching else [available]
-        for count in counts:
-            if count > available:
-                reasons.append(
-                    f"pool {pool.name} has {available} {accelerator.slug}, the job asks for {count}"
-                )
-                continue
-            found.append(Target(pool.name, accelerator, count, per_node))
-    if job.resources.pool and not any(p.name == job.resources.pool for p in cluster.pools):
-        raise SpecError(f"resources.pool: no pool {job.resources.pool!r} in cluster {cluster.name!r}")
+        found.append(Target(pool, accelerator, count, cluster.node_type_of(pool).accelerators_per_node))
     return found, reasons
 
 

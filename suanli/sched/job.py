@@ -6,8 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from suanli.sched.cluster_state import CPU_TYPE
+from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
 from suanli.spec.job import JobSpec, Sharing
+from suanli.spec.request import resolve
 
 JobKind = Literal["training", "inference", "hpc"]
 JobStatus = Literal["pending", "running", "finished", "cancelled"]
@@ -17,8 +20,10 @@ JobStatus = Literal["pending", "running", "finished", "cancelled"]
 class SchedJob:
     """One job as the scheduler sees it.
 
-    `runtime_s` maps accelerator type → isolated run time at `gpus` (work is 1.0; a job progresses at
+    `runtime_s` maps accelerator type → isolated run time (work is 1.0; a job progresses at
     1 / runtime_s[type] per second on that type). Types missing from it are not allowed.
+    `gpus_by_type` is the gang size on each type where a request's alternatives differ
+    (SkyPilot's `{H100: 8, A100: 16}`); a type missing from it takes `gpus`.
     `throughput` is the per-type rate a throughput-table policy (Gavel) optimises; by default the
     progress rate itself.
     """
@@ -37,6 +42,7 @@ class SchedJob:
     gpus_max: int | None = None
     cpu_nodes: int = 0
     app: str = ""
+    gpus_by_type: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.gpus < 0 or (self.gpus == 0 and self.cpu_nodes == 0):
@@ -51,6 +57,14 @@ class SchedJob:
     def width(self) -> int:
         """Gang size in scheduling slots: GPUs, or whole nodes for a CPU (HPC) job."""
         return self.gpus if self.gpus else self.cpu_nodes
+
+    def gpus_on(self, accel_type: str | None) -> int:
+        """GPUs the gang needs on `accel_type` (`gpus` when the type is unknown or not listed)."""
+        return self.gpus_by_type.get(accel_type or "", self.gpus)
+
+    def width_on(self, accel_type: str | None) -> int:
+        """Gang size in scheduling slots on `accel_type`: its GPUs there, or its CPU nodes."""
+        return self.gpus_on(accel_type) if self.gpus else self.cpu_nodes
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -106,45 +120,38 @@ class JobState:
         return self.remaining * self.job.runtime_s[kind]
 
 
-def sched_job_from_spec(spec: JobSpec, job_id: str, submit_s: float, runtime_s: dict[str, float]) -> SchedJob:
-    """A `SchedJob` for a user's `JobSpec`; `runtime_s` comes from the planner's estimate per type
-    (or the walltime) and is restricted to the types the spec accepts."""
-    requests = spec.resources.accelerators
-    if not requests:
-        nodes = spec.num_nodes if isinstance(spec.num_nodes, int) else 1
+def sched_job_from_spec(
+    spec: JobSpec, cluster: Cluster, job_id: str, submit_s: float, runtime_s: dict[str, float]
+) -> SchedJob:
+    """A `SchedJob` for a user's `JobSpec` on `cluster`: each accelerator type the request resolves
+    to, with its own count (`{H100: 8, A100: 16}` is a gang of 8 on H100 or 16 on A100), and
+    `runtime_s` (the planner's estimate per type, or the walltime) restricted to those types."""
+    options = resolve(spec, cluster).options
+    common = {
+        "job_id": job_id,
+        "submit_s": submit_s,
+        "kind": spec.kind,
+        "queue": spec.queue,
+        "priority": spec.priority,
+        "estimate_s": spec.walltime_s,
+        "sharing": spec.sharing,
+    }
+    if options[0].accelerator is None:
         return SchedJob(
-            job_id=job_id,
-            submit_s=submit_s,
             gpus=0,
-            cpu_nodes=nodes,
-            runtime_s={"cpu": runtime_s.get("cpu", spec.walltime_s or 3600.0)},
-            kind=spec.kind,
-            queue=spec.queue,
-            priority=spec.priority,
-            estimate_s=spec.walltime_s,
-            sharing=spec.sharing,
+            cpu_nodes=options[0].hosts[0].nodes,
+            runtime_s={CPU_TYPE: runtime_s.get(CPU_TYPE, spec.walltime_s or 3600.0)},
+            **common,
         )
-    allowed = {_slug(r.name) for r in requests if r.name}
-    types = {t: r for t, r in runtime_s.items() if not allowed or t in allowed}
+    counts: dict[str, int] = {}
+    for option in options:
+        if option.accel_type in runtime_s:
+            counts.setdefault(option.accel_type, option.count)
+    first = next((o for o in options if o.accel_type in counts), options[0])
     return SchedJob(
-        job_id=job_id,
-        submit_s=submit_s,
-        gpus=requests[0].count,
-        gpus_max=requests[0].count_max,
-        runtime_s=types,
-        kind=spec.kind,
-        queue=spec.queue,
-        priority=spec.priority,
-        estimate_s=spec.walltime_s,
-        sharing=spec.sharing,
+        gpus=first.count,
+        gpus_max=first.count_max,
+        gpus_by_type=counts,
+        runtime_s={t: runtime_s[t] for t in counts},
+        **common,
     )
-
-
-def _slug(name: str) -> str:
-    """Catalog slug of an accelerator name or alias (`a100` → `a100-sxm-80gb`); unknown names stay."""
-    from suanli.spec.catalog import CATALOG
-
-    try:
-        return CATALOG.accelerator(name).slug
-    except SpecError:
-        return name.lower()

@@ -53,11 +53,11 @@ class Scheduler:
         if job.is_fractional:
             for t in known:
                 share_milli(job.sharing, t)  # raises on a MIG profile the type cannot host
-        elif max(capacity[t] for t in known) < job.width:
+        elif all(capacity[t] < job.width_on(t) for t in known):
             biggest = max(known, key=lambda t: capacity[t])
             unit = "nodes" if job.gpus == 0 else "GPUs"
             raise SpecError(
-                f"job {job.job_id}: asks for {job.width} {unit} but the largest"
+                f"job {job.job_id}: asks for {job.width_on(biggest)} {unit} but the largest"
                 f" matching pool ({biggest}) has {capacity[biggest]}"
             )
         self.jobs[job.job_id] = self.pending[job.job_id] = JobState(job=job)
@@ -76,8 +76,9 @@ class Scheduler:
         if slots is None:
             slots = find_slots(self.cluster, job, accel_type)
             if slots is None:
+                width = job.width_on(accel_type)
                 raise SpecError(
-                    f"job {job.job_id}: no free room for its {job.width} slot(s) on {accel_type} to adopt it"
+                    f"job {job.job_id}: no free room for its {width} slot(s) on {accel_type} to adopt it"
                 )
         self._check_slots(job, accel_type, slots)
         self.submit(job)
@@ -154,7 +155,7 @@ class Scheduler:
                     "job_id": s.job.job_id,
                     "status": s.status,
                     "queue": s.job.queue,
-                    "gpus": s.job.width,
+                    "gpus": s.job.width_on(s.accel_type),
                     "accel_type": s.accel_type,
                     "placement": [list(p) for p in s.placement],
                     "progress": round(s.progress, 4),
@@ -185,8 +186,8 @@ class Scheduler:
         for state in self.policy.order(view):
             for accel_type in self.policy.ranked_types(state, view):
                 need = (
-                    state.job.gpus * share_milli(state.job.sharing, accel_type)
-                    or state.job.width * FULL_MILLI
+                    state.job.gpus_on(accel_type) * share_milli(state.job.sharing, accel_type)
+                    or state.job.width_on(accel_type) * FULL_MILLI
                 )
                 if free.get(accel_type, 0) >= need:
                     free[accel_type] -= need
@@ -214,7 +215,8 @@ class Scheduler:
                 continue
             accel_type = first_type[state.job.job_id] = types[0]
             free[accel_type] -= (
-                state.job.gpus * share_milli(state.job.sharing, accel_type) or state.job.width * FULL_MILLI
+                state.job.gpus_on(accel_type) * share_milli(state.job.sharing, accel_type)
+                or state.job.width_on(accel_type) * FULL_MILLI
             )
             if free[accel_type] < 0:
                 return None
@@ -224,7 +226,8 @@ class Scheduler:
     def _start_admitted(self, admitted: dict[str, str], view: View) -> list[Decision]:
         """Start the admitted jobs that are pending, widest first (ties in policy order)."""
         decisions = []
-        for job_id, accel_type in sorted(admitted.items(), key=lambda kv: -self.jobs[kv[0]].job.width):
+        widest = sorted(admitted.items(), key=lambda kv: -self.jobs[kv[0]].job.width_on(kv[1]))
+        for job_id, accel_type in widest:
             state = self.jobs[job_id]
             if state.status == "pending":
                 decision = self._try_start(state, [accel_type], view)
@@ -247,7 +250,7 @@ class Scheduler:
         """Start a pending job on `slots`: hold them, charge its queue, begin a run segment."""
         self.cluster.bind(state.job.job_id, slots)
         queue = state.job.queue
-        self.queue_held[queue] = self.queue_held.get(queue, 0) + state.job.width
+        self.queue_held[queue] = self.queue_held.get(queue, 0) + state.job.width_on(accel_type)
         state.status, state.accel_type, state.speed = "running", accel_type, 1.0
         state.placement = self.cluster.describe(slots)
         state.segment_start_s = now_s
@@ -259,8 +262,9 @@ class Scheduler:
     def _check_slots(self, job: SchedJob, accel_type: str, slots: tuple[Slot, ...]) -> None:
         """One line naming the first reason `slots` cannot hold `job` on `accel_type` now."""
         milli = share_milli(job.sharing, accel_type) if job.is_fractional else FULL_MILLI
-        if len(slots) != job.width or len({(s.node, s.gpu) for s in slots}) != len(slots):
-            raise SpecError(f"job {job.job_id}: placement needs {job.width} distinct slots, got {len(slots)}")
+        width = job.width_on(accel_type)
+        if len(slots) != width or len({(s.node, s.gpu) for s in slots}) != len(slots):
+            raise SpecError(f"job {job.job_id}: placement needs {width} distinct slots, got {len(slots)}")
         for slot in slots:
             if not 0 <= slot.node < len(self.cluster.nodes):
                 raise SpecError(f"job {job.job_id}: placement names node {slot.node}, which does not exist")
@@ -290,14 +294,14 @@ class Scheduler:
 
     def _release(self, state: JobState) -> None:
         self.cluster.release(state.job.job_id)
-        self.queue_held[state.job.queue] -= state.job.width
+        self.queue_held[state.job.queue] -= state.job.width_on(state.accel_type)
 
     # ---- progress accounting --------------------------------------------------------------------
     def _account(self, state: JobState, now_s: float) -> None:
         """Credit progress and GPU time for [last accounting, now) of a running job."""
         if state.status != "running" or now_s <= state.segment_start_s:
             return
-        width = state.job.width
+        width = state.job.width_on(state.accel_type)
         state.attained_gpu_s += (now_s - state.segment_start_s) * width
         busy = max(0.0, now_s - max(state.segment_start_s, state.busy_from_s))
         state.run_s += busy

@@ -119,7 +119,7 @@ class Controller:
             for job in self.store.list_jobs(states={"pending", "starting", "running"}):
                 spec = self.spec_of(job)
                 if job.state == "pending":
-                    self.scheduler.submit(job.id, spec, self._candidates(job), now, job.plan)
+                    self._requeue_after_restart(job, spec, now)
                     continue
                 run = self.run_of(job)
                 if job.state == "starting":
@@ -128,20 +128,29 @@ class Controller:
                         self.store.transition(
                             job.id, "starting", "pending", now, "not started before a restart"
                         )
-                        self.scheduler.submit(job.id, spec, self._candidates(job), now, job.plan)
+                        self._requeue_after_restart(job, spec, now)
                         continue
                     self.store.transition(
                         job.id, "starting", "running", now, "found after a restart", engine_id=engine_id
                     )
-                self.scheduler.adopt(job.id, spec, run.placement, now)
+                unaccounted = self.scheduler.adopt(job.id, spec, run.placement, now)
+                if unaccounted:
+                    self.store.set_fields(job.id, reason=unaccounted)
+
+    def _requeue_after_restart(self, job: Job, spec: JobSpec, now: float) -> None:
+        """Queue a pending job again; one the cluster can no longer hold (its pools shrank or went
+        away while the server was down) fails with the scheduler's reason."""
+        try:
+            self.scheduler.submit(job.id, spec, self._candidates(job), now, job.plan)
+        except SpecError as exc:
+            self.store.transition(job.id, "pending", "failed", now, f"unplaceable after a restart: {exc}")
 
     # submissions and cancellations -------------------------------------------------------------
 
     def submit(self, spec: JobSpec, candidates: list[Placement], plan: dict[str, Any] | None) -> Job:
         with self.lock:
             data = spec.model_dump(mode="json", by_alias=True)
-            data["_candidates"] = [p.to_dict() for p in candidates]
-            job = self.store.add_job(data, plan, self.clock())
+            job = self.store.add_job(data, plan, self.clock(), [p.to_dict() for p in candidates])
             try:
                 self.scheduler.submit(job.id, spec, candidates, self.clock(), plan)
             except SpecError as exc:  # the scheduler refuses it: nothing may stay half-written
@@ -315,7 +324,7 @@ class Controller:
 
     @staticmethod
     def _candidates(job: Job) -> list[Placement]:
-        return [Placement(**p) for p in job.spec.get("_candidates", [])]
+        return [Placement(**p) for p in job.candidates]
 
     def pool_allocation(self) -> dict[str, tuple[float, float]]:
         """Per pool: (allocated, total) in accelerators, or in CPUs for a CPU-only pool."""
@@ -330,4 +339,4 @@ class Controller:
         return result
 
     def spec_of(self, job: Job) -> JobSpec:
-        return JobSpec.model_validate({k: v for k, v in job.spec.items() if not k.startswith("_")})
+        return JobSpec.model_validate(job.spec)

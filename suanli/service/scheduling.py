@@ -4,17 +4,17 @@ job holds whole nodes, so on the one-node local pool command jobs run one at a t
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.job import SchedJob, sched_job_from_spec
+from suanli.sched.placement import find_slots
 from suanli.sched.policies import make_policy
 from suanli.sched.scheduler import Scheduler
 from suanli.service.executors.base import Placement
-from suanli.spec import CATALOG, Cluster, JobSpec, SpecError
+from suanli.spec import Cluster, JobSpec, SpecError
 
 DEFAULT_RUNTIME_S = 3600.0
 
@@ -40,8 +40,9 @@ class SchedulerPort(Protocol):
     def job_failed(self, job_id: int, now_s: float) -> None:
         """The job's run failed and it will run again: release its resources, queue it."""
 
-    def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> None:
-        """A job already running when the server (re)started: hold its resources."""
+    def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> str | None:
+        """A job already running when the server (re)started: hold its resources. None, or why
+        they cannot be held (the job runs on; the reason goes on its record)."""
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Per pool: nodes, accelerators and CPUs, total and allocated, and per-node use."""
@@ -68,15 +69,7 @@ class SuanliScheduler:
         runtime_s = {p.accelerator or CPU_TYPE: spec.walltime_s or DEFAULT_RUNTIME_S for p in candidates}
         if plan and plan.get("time_to_train_s") and plan.get("accelerator") in runtime_s:
             runtime_s[plan["accelerator"]] = plan["time_to_train_s"]
-        # sched_job_from_spec matches request names against types as written: give it catalog slugs
-        requests = [
-            r.model_copy(update={"name": CATALOG.accelerator(r.name).slug}) if r.name else r
-            for r in spec.resources.accelerators
-        ]
-        resolved = spec.model_copy(
-            update={"resources": spec.resources.model_copy(update={"accelerators": requests})}
-        )
-        return sched_job_from_spec(resolved, str(job_id), now_s, runtime_s)
+        return sched_job_from_spec(spec, self.cluster, str(job_id), now_s, runtime_s)
 
     def submit(
         self, job_id: int, spec: JobSpec, candidates: list[Placement], now_s: float, plan: dict | None = None
@@ -84,16 +77,22 @@ class SuanliScheduler:
         self._candidates[job_id] = candidates
         self.inner.submit(self._sched_job(job_id, spec, candidates, now_s, plan))
 
+    def _holds(self, job_id: int) -> bool:
+        """Whether the scheduler tracks the job (pending or running). The controller also reports
+        the end of runs the scheduler does not hold: an adopted job that found no room after a
+        restart runs on unaccounted."""
+        return str(job_id) in self.inner.jobs
+
     def cancel(self, job_id: int) -> None:
-        with contextlib.suppress(SpecError):
+        if self._holds(job_id):
             self.inner.cancel(str(job_id))
 
     def job_finished(self, job_id: int, now_s: float) -> None:
-        with contextlib.suppress(SpecError):
+        if self._holds(job_id):
             self.inner.job_finished(str(job_id), now_s)
 
     def job_failed(self, job_id: int, now_s: float) -> None:
-        with contextlib.suppress(SpecError):
+        if self._holds(job_id):
             self.inner.job_failed(str(job_id), now_s, lost_progress=0.0)
 
     def tick(self, now_s: float) -> list[Decision]:
@@ -118,13 +117,23 @@ class SuanliScheduler:
             decisions.append(Decision(job_id, placement))
         return decisions
 
-    def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> None:
-        """Hold slots of its accelerator type for a job that was already running before a restart."""
+    def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> str | None:
+        """Hold slots of its accelerator type for a job that was already running before a restart;
+        when there is no room (the cluster shrank while the server was down) the job runs on
+        unaccounted and the reason is returned for its record."""
         self._candidates[job_id] = [placement]
-        job = self._sched_job(job_id, spec, [placement], now_s, None)
-        # no room (the cluster shrank while the server was down): it runs on, unaccounted
-        with contextlib.suppress(SpecError):
-            self.inner.adopt(job, placement.accelerator or CPU_TYPE, now_s)
+        try:
+            job = self._sched_job(job_id, spec, [placement], now_s, None)
+        except SpecError as exc:  # no pool of the cluster as it is now could ever hold it
+            return f"running unaccounted after a restart: {exc}"
+        accel_type = placement.accelerator or CPU_TYPE
+        if find_slots(self.inner.cluster, job, accel_type) is None:
+            width = job.width_on(accel_type)
+            return (
+                f"running unaccounted after a restart: no free room for its {width} slot(s) on {accel_type}"
+            )
+        self.inner.adopt(job, accel_type, now_s)
+        return None
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         result: dict[str, dict[str, Any]] = {}

@@ -54,6 +54,7 @@ class JobRow(Base):
     spec: Mapped[dict] = mapped_column(JSON)
     plan: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     placement: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    candidates: Mapped[list | None] = mapped_column(JSON, nullable=True)  # placements admission allows
     executor: Mapped[str | None] = mapped_column(String(20), nullable=True)
     engine_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -115,6 +116,7 @@ class Job:
     spec: dict[str, Any]
     plan: dict[str, Any] | None
     placement: dict[str, Any] | None
+    candidates: list[dict[str, Any]]
     executor: str | None
     engine_id: str | None
     attempt: int
@@ -139,6 +141,7 @@ class Job:
             spec=row.spec,
             plan=row.plan,
             placement=row.placement,
+            candidates=row.candidates or [],
             executor=row.executor,
             engine_id=row.engine_id,
             attempt=row.attempt,
@@ -200,8 +203,15 @@ class Store:
 
     # jobs ---------------------------------------------------------------------------------------
 
-    def add_job(self, spec: dict[str, Any], plan: dict[str, Any] | None, now: float | None = None) -> Job:
-        """Insert an accepted job and its first transition in one transaction."""
+    def add_job(
+        self,
+        spec: dict[str, Any],
+        plan: dict[str, Any] | None,
+        now: float | None = None,
+        candidates: list[dict[str, Any]] | None = None,
+    ) -> Job:
+        """Insert an accepted job (the user's spec as submitted, the planner's plan, the placements
+        admission allows) and its first transition in one transaction."""
         now = time.time() if now is None else now
         with self._sessions.begin() as session:
             row = JobRow(
@@ -212,6 +222,7 @@ class Store:
                 state="pending",
                 spec=spec,
                 plan=plan,
+                candidates=candidates,
                 attempt=0,
                 reason="",
                 cancel_requested=0,

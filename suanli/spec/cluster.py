@@ -51,18 +51,25 @@ class Cluster(Spec):
         if duplicate:
             raise ValueError(f"pool name {duplicate!r} is used twice")
         inline_nodes = {n.slug: n for n in self.node_types}
-        inline_accels = {a.slug: a for a in self.accelerators}
         for index, pool in enumerate(self.pools):
             node = inline_nodes.get(pool.node_type.lower()) or CATALOG.node_type(
                 pool.node_type, field=f"pools[{index}].node_type"
             )
             self._node_types[pool.name] = node
             if node.accelerator:
-                accel = inline_accels.get(node.accelerator) or CATALOG.accelerator(
-                    node.accelerator, field=f"pools[{index}].node_type.accelerator"
-                )
+                accel = self.find_accelerator(node.accelerator, field=f"pools[{index}].node_type.accelerator")
                 self._accelerators[pool.name] = accel
         return self
+
+    def find_accelerator(self, name: str, field: str = "") -> Accelerator:
+        """An accelerator by slug or alias: one this file defines inline, else the catalog's."""
+        from suanli.spec.catalog import CATALOG, _normalise
+
+        key = _normalise(name)
+        for accel in self.accelerators:
+            if key == accel.slug or key in {_normalise(alias) for alias in accel.aliases}:
+                return accel
+        return CATALOG.accelerator(name, field=field)
 
     def node_type_of(self, pool: str) -> NodeType:
         return self._node_types[pool]

@@ -126,14 +126,22 @@ def test_gavel_lp_gives_each_type_to_the_job_that_gains_most():
 
 def test_job_spec_becomes_a_sched_job_restricted_to_its_accelerators():
     from suanli.sched.job import sched_job_from_spec
-    from suanli.spec.job import JobSpec
+    from suanli.spec import Cluster, JobSpec
 
     spec = JobSpec.model_validate(
         {"name": "ft", "run": "python train.py", "resources": {"accelerators": "A100:8"}, "walltime": "2h"}
     )
+    pools = [
+        {"name": "a100", "node_type": "hgx-a100", "nodes": 1},
+        {"name": "h100", "node_type": "hgx-h100", "nodes": 1},
+    ]
+    cluster = Cluster.model_validate({"name": "c", "pools": pools})
     runtimes = {"a100-sxm-80gb": 3600.0, "h100-sxm": 1800.0}
-    job = sched_job_from_spec(spec, "ft-1", 0.0, runtimes)
+    job = sched_job_from_spec(spec, cluster, "ft-1", 0.0, runtimes)
     assert job.gpus == 8 and job.types == ("a100-sxm-80gb",) and job.estimate_s == 7200.0
     sched = Scheduler(make_cluster({"h100-sxm": (1, 8)}), make_policy("suanli"))
     with pytest.raises(SpecError, match="none of its accelerator types"):
         sched.submit(job)
+    h100_only = Cluster.model_validate({"name": "h", "pools": pools[1:]})
+    with pytest.raises(SpecError, match="a100:8: no pool has a100-sxm-80gb"):
+        sched_job_from_spec(spec, h100_only, "ft-2", 0.0, runtimes)

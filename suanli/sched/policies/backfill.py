@@ -29,7 +29,7 @@ def free_at(view: View, accel_type: str, need: int) -> tuple[float, int]:
     if free >= need:
         return view.now_s, free - need
     ends = sorted(
-        (max(s.segment_start_s, s.busy_from_s) + s.remaining_s(), s.job.width)
+        (max(s.segment_start_s, s.busy_from_s) + s.remaining_s(), s.job.width_on(s.accel_type))
         for s in view.running()
         if s.accel_type == accel_type
     )
@@ -72,7 +72,7 @@ class Backfill(Policy):
     def continue_after_block(self, state: JobState, view: View) -> bool:
         if self._reservation is None:
             types = self.ranked_types(state, view)
-            best = min(((*free_at(view, t, state.job.width), t) for t in types), default=None)
+            best = min(((*free_at(view, t, state.job.width_on(t)), t) for t in types), default=None)
             if best is not None:
                 self._reservation = Reservation(best[2], best[0], best[1])
         return True
@@ -83,8 +83,8 @@ class Backfill(Policy):
             return True
         if view.now_s + state.job.expected_s() * state.remaining <= r.shadow_s:
             return True
-        if state.job.width <= r.spare:
-            r.spare -= state.job.width
+        if state.job.width_on(accel_type) <= r.spare:
+            r.spare -= state.job.width_on(accel_type)
             return True
         return False
 

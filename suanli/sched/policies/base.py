@@ -80,7 +80,7 @@ class Policy(Protocol):
 
     def filter(self, job: SchedJob, accel_type: str, view: View) -> bool:
         """Can the job ever run on this type here (big enough pool, type allowed)?"""
-        return accel_type in job.runtime_s and view.capacity.get(accel_type, 0) >= job.width
+        return accel_type in job.runtime_s and view.capacity.get(accel_type, 0) >= job.width_on(accel_type)
 
     def score(self, job: SchedJob, accel_type: str, view: View) -> float:
         """Higher is better; by default the job's speed on the type."""
