@@ -12,7 +12,7 @@ from suanli.spec.catalog import CATALOG
 from suanli.spec.errors import SpecError
 from suanli.spec.io import read_yaml, validate
 from suanli.spec.model import ModelSpec
-from suanli.spec.plan import Layout, Plan
+from suanli.spec.plan import Layout, Plan, StageAssignment
 
 
 class DataConfig(Spec):
@@ -58,13 +58,46 @@ class MetricsConfig(Spec):
     )
 
 
+class MoEOptions(Spec):
+    capacity_factor: float | None = Field(
+        default=None, gt=0, description="tokens an expert accepts, × its even share; None = never drop"
+    )
+    balance_loss_coefficient: float = Field(
+        default=0.01, ge=0, description="weight of the Switch load-balance loss (Fedus et al. use 0.01)"
+    )
+
+
+class ParallelOptions(Spec):
+    """What a `Layout` does not say but the runtime needs to run it."""
+
+    dp_replicate: int = Field(
+        default=1,
+        ge=1,
+        description="HSDP: FSDP2 shards within groups of dp / dp_replicate, replicates across",
+    )
+    batch_shares: list[int] | None = Field(
+        default=None,
+        description="mixed-speed data parallelism: sequences per step of each data-parallel rank "
+        "(default: the plan's data-parallel groups, else an even split)",
+    )
+    emulated_slowdown: list[float] | None = Field(
+        default=None,
+        description="benchmarks: data-parallel rank i computes slowdown[i] times slower (CPU emulation of "
+        "a slower accelerator)",
+    )
+
+
 class TrainConfig(Spec):
     model: str | ModelSpec = Field(description="catalog slug or an inline model")
     accelerator: str | None = Field(default=None, description="catalog slug; None = detect (CPU if none)")
     plan: str | Plan | None = Field(
         default=None, description="a planner Plan (file or inline); gives the layout"
     )
-    layout: Layout | None = Field(default=None, description="the parallel layout when no plan is given")
+    layout: Layout | Literal["auto"] | None = Field(
+        default=None, description="the parallel layout when no plan is given; auto = ask the planner"
+    )
+    parallel: ParallelOptions = Field(default_factory=ParallelOptions)
+    moe: MoEOptions = Field(default_factory=MoEOptions)
     seq_len: int = Field(gt=0)
     global_batch_size: int = Field(gt=0, description="sequences per optimizer step, across all ranks")
     steps: int = Field(gt=0)
@@ -93,16 +126,52 @@ class TrainConfig(Spec):
         return self.plan
 
     def resolved_layout(self, world_size: int | None = None) -> Layout:
-        """The plan's layout, else the configured one, else plain DDP over `world_size` processes."""
+        """The plan's layout, else the configured one, else plain DDP over `world_size` processes.
+
+        A mixed-speed plan (data-parallel groups of different pools) runs as one data-parallel
+        group of all its ranks, each taking its share of the batch (`batch_shares`)."""
         plan = self.resolved_plan()
         if plan is not None:
+            groups = data_parallel_groups(plan)
+            if groups:
+                return plan.layout.model_copy(update={"dp": sum(g.layout.dp for g in groups if g.layout)})
             return plan.layout
+        if self.layout == "auto":
+            raise SpecError(
+                "layout: auto must be resolved by the planner first (suanli.runtime.parallel.auto)"
+            )
         return self.layout or Layout(dp=world_size or 1, zero_stage=0)
+
+    def resolved_batch_shares(self, dp: int) -> list[int]:
+        """Sequences per step of each data-parallel rank: configured, the plan's groups, or even."""
+        if self.parallel.batch_shares is not None:
+            shares = self.parallel.batch_shares
+        else:
+            plan = self.resolved_plan()
+            groups = data_parallel_groups(plan) if plan is not None else []
+            shares = [
+                g.global_batch // g.layout.dp
+                for g in groups
+                if g.layout and g.global_batch
+                for _ in range(g.layout.dp)
+            ]
+        if not shares:
+            return [self.global_batch_size // dp] * dp
+        if len(shares) != dp or sum(shares) != self.global_batch_size:
+            raise SpecError(
+                f"parallel.batch_shares: {shares} must give {dp} data-parallel ranks "
+                f"{self.global_batch_size} sequences in all"
+            )
+        return shares
 
     def predicted_step_time_s(self) -> float | None:
         """The planner's step time for this layout, when the plan carries an estimate."""
         plan = self.resolved_plan()
         return plan.estimate.step_time_s if plan is not None and plan.estimate is not None else None
+
+
+def data_parallel_groups(plan: Plan) -> list[StageAssignment]:
+    return [s for s in plan.stages if s.kind == "data-parallel-group"]
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -3,7 +3,8 @@
 Sample `i` of the run is a pure function of `i`, so a run resumes from a step number alone: the
 global batch of step `s` is samples `[s * B, (s + 1) * B)`, and data-parallel rank `r` of `W` takes
 the `r`-th contiguous slice of it. One process with gradient accumulation and `W` processes with
-data parallelism therefore see exactly the same tokens.
+data parallelism therefore see exactly the same tokens. Mixed-speed data parallelism gives ranks
+slices of different sizes (`shares`), still covering the same samples.
 """
 
 from __future__ import annotations
@@ -77,22 +78,32 @@ class BatchLoader:
         micro_batch: int,
         rank: int = 0,
         world_size: int = 1,
+        shares: list[int] | None = None,
     ) -> None:
-        per_rank, rest = divmod(global_batch, world_size)
-        if rest or per_rank % micro_batch:
+        if shares is None:
+            per_rank, rest = divmod(global_batch, world_size)
+            if rest or per_rank % micro_batch:
+                raise SpecError(
+                    f"global_batch_size {global_batch} must be a multiple of dp ({world_size}) x micro_batch "
+                    f"({micro_batch})"
+                )
+            shares = [per_rank] * world_size
+        odd = next((s for s in shares if s <= 0 or s % micro_batch), None)
+        if len(shares) != world_size or sum(shares) != global_batch or odd is not None:
             raise SpecError(
-                f"global_batch_size {global_batch} must be a multiple of dp ({world_size}) x micro_batch "
-                f"({micro_batch})"
+                f"batch shares {shares}: need {world_size} positive multiples of micro_batch ({micro_batch}) "
+                f"summing to global_batch_size {global_batch}"
             )
         self.source, self.seq_len, self.global_batch = source, seq_len, global_batch
-        self.micro_batch, self.rank, self.per_rank = micro_batch, rank, per_rank
+        self.micro_batch, self.rank, self.per_rank = micro_batch, rank, shares[rank]
+        self.offset = sum(shares[:rank])
 
     @property
     def accumulation_steps(self) -> int:
         return self.per_rank // self.micro_batch
 
     def micro_batches(self, step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        first = step * self.global_batch + self.rank * self.per_rank
+        first = step * self.global_batch + self.offset
         for offset in range(0, self.per_rank, self.micro_batch):
             rows = [self.source.sample(first + offset + i, self.seq_len + 1) for i in range(self.micro_batch)]
             tokens = torch.from_numpy(np.stack(rows))

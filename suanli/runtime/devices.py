@@ -122,3 +122,27 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so wall-clock step times are true ones."""
     if device.type != "cpu":
         torch.accelerator.synchronize(device)
+
+
+def check_present(backend: DeviceBackend, processes: int) -> None:
+    """Refuse, in one line, a backend whose devices or collective library this machine lacks."""
+    import torch.distributed as dist
+
+    if backend.device_type != "cpu":
+        present = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+        if present is None or present.type != backend.device_type:
+            seen = present.type if present is not None else "no accelerator"
+            raise SpecError(
+                f"accelerator family {backend.family!r} runs on {backend.device_type!r} devices; this machine "
+                f"has {seen} (run on a {backend.family} node, or leave accelerator: unset to use what is here)"
+            )
+        count = torch.accelerator.device_count()
+        if count < processes:
+            raise SpecError(
+                f"{processes} processes need {processes} {backend.device_type} devices; this node has {count}"
+            )
+    if processes > 1 and not dist.is_backend_available(backend.collective_backend):
+        raise SpecError(
+            f"collective backend {backend.collective_backend!r} (family {backend.family!r}) is not built into "
+            "this PyTorch"
+        )
