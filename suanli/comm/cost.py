@@ -16,7 +16,7 @@ Mixed-Precision" (2018) and the hierarchical all-to-all of Tutel / DeepSpeed-MoE
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from suanli.comm.topology import GroupLinks, calibration
@@ -37,15 +37,26 @@ class Proto:
     intra_step_us: float
     net_step_us: float
     bw_factor: float
+    bw_cap_gb_s: float = math.inf  # LL: NCCL's llMaxBw, the most an LL transfer moves
 
 
 PROTOCOLS = ("ll", "ll128", "simple")
 
 
+def ll_max_bw_gb_s(g: GroupLinks) -> float:
+    """NCCL's cap on LL bandwidth (tuning.cc llMaxBws): by link generation on one node, by node
+    count beyond (Intel-host row)."""
+    table = calibration()["nccl_tuning"]["ll_max_bw_gb_s"]
+    if g.nodes == 1:
+        return table["one_node"].get(g.link, table["one_node"]["other"])
+    return table["two_nodes" if g.nodes == 2 else "more_nodes"]
+
+
 @lru_cache(maxsize=65536)
-def protocol(family: str, name: str, g: GroupLinks) -> Proto:
-    """NCCL's latencies and bandwidth share of protocol `name` for an algorithm `family`
-    (ring | tree | nvls | nvls_tree | collnet), plus the group's fabric latency."""
+def protocol(family: str, name: str, g: GroupLinks, share_family: str | None = None) -> Proto:
+    """NCCL's latencies of protocol `name` for a latency `family` (ring | tree | nvls | nvls_tree |
+    collnet | pat), plus the group's fabric latency; the payload share of `share_family` (default:
+    the same family; ring for families NCCL gives no share) and the LL cap."""
     lat = calibration()["nccl_latency_us"]
     bw = calibration()["nccl_protocol_bw"]
     intra_class = "pci" if g.intra_class == "pci" else "nvlink"
@@ -54,8 +65,14 @@ def protocol(family: str, name: str, g: GroupLinks) -> Proto:
     base = lat["base"].get(family, lat["base"]["ring"])
     intra_us = max(intra_table.get(name, intra_table.get("simple", 0.0)), g.intra_latency_us)
     net_us = net_table.get(name, net_table.get("simple", 0.0)) + g.fabric_latency_us
-    share = bw.get(family, bw["ring"]).get(name, 1.0)
-    return Proto(name, base.get(name, base.get("simple", 0.0)), intra_us, net_us, share)
+    share = bw.get(share_family or family, bw["ring"]).get(name, 1.0)
+    cap = ll_max_bw_gb_s(g) if name == "ll" else math.inf
+    return Proto(name, base.get(name, base.get("simple", 0.0)), intra_us, net_us, share, cap)
+
+
+def _rate(bw_gb_s: float, p: Proto) -> float:
+    """Payload bandwidth of a link of `bw_gb_s` under protocol `p`: its share, at most the LL cap."""
+    return min(bw_gb_s * p.bw_factor, p.bw_cap_gb_s)
 
 
 def _log2_ceil(n: int) -> int:
@@ -101,7 +118,7 @@ def ring_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
     net_steps = 2 * g.nodes if g.nodes > 1 else 0
     latency_us = p.launch_us + max(0, steps - net_steps) * p.intra_step_us + net_steps * p.net_step_us
     volume = 2 * (n - 1) / n * message_bytes
-    return (latency_us + _transfer_us(volume, _ring_bw_gb_s(g) * p.bw_factor)) * US
+    return (latency_us + _transfer_us(volume, _rate(_ring_bw_gb_s(g), p))) * US
 
 
 def double_binary_tree_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
@@ -117,7 +134,7 @@ def double_binary_tree_all_reduce_s(message_bytes: float, g: GroupLinks, p: Prot
         algbw = min(0.5 * intra, g.node_net_bw_gb_s)
     else:
         algbw = 0.5 * min(intra, g.node_net_bw_gb_s)
-    return (latency_us + _transfer_us(message_bytes, algbw * p.bw_factor)) * US
+    return (latency_us + _transfer_us(message_bytes, _rate(algbw, p))) * US
 
 
 def _nvls_algbw_gb_s(g: GroupLinks) -> float:
@@ -152,7 +169,7 @@ def in_network_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> fl
         else (g.intra_bw_gb_s * r / (2 * (r - 1)) if r > 1 else math.inf)
     )
     algbw = min(intra_algbw, g.node_net_bw_gb_s)
-    return (latency_us + _transfer_us(message_bytes, algbw * p.bw_factor)) * US
+    return (latency_us + _transfer_us(message_bytes, _rate(algbw, p))) * US
 
 
 def _halving_reduce_scatter_us(message_bytes: float, g: GroupLinks, p: Proto) -> float:
@@ -162,12 +179,12 @@ def _halving_reduce_scatter_us(message_bytes: float, g: GroupLinks, p: Proto) ->
     intra_steps, net_steps = _log2_ceil(r), _log2_ceil(m)
     time_us = intra_steps * p.intra_step_us + net_steps * p.net_step_us
     if r > 1:
-        time_us += _transfer_us((r - 1) / r * message_bytes, g.intra_bw_gb_s * p.bw_factor)
+        time_us += _transfer_us((r - 1) / r * message_bytes, _rate(g.intra_bw_gb_s, p))
     for step in range(net_steps):
         chunk = message_bytes / r / 2 ** (step + 1)
-        time_us += _transfer_us(chunk, _step_net_bw_per_rank_gb_s(g, 2**step) * p.bw_factor)
+        time_us += _transfer_us(chunk, _rate(_step_net_bw_per_rank_gb_s(g, 2**step), p))
     if r & (r - 1) or m & (m - 1):  # not a power of two: fold the extra ranks in first (MPICH)
-        time_us += p.net_step_us + _transfer_us(message_bytes, g.net_bw_per_rank_gb_s * p.bw_factor)
+        time_us += p.net_step_us + _transfer_us(message_bytes, _rate(g.net_bw_per_rank_gb_s, p))
     return time_us
 
 
@@ -178,9 +195,9 @@ def rabenseifner_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> 
 
 
 def hierarchical_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
-    """2-D: intra-node reduce-scatter, all-reduce of 1/r of the buffer across nodes on every rail
-    at once (the cheaper of ring and recursive halving-doubling), intra-node all-gather. With
-    NVSwitch reduction the intra phases run through the switch."""
+    """2-D: intra-node reduce-scatter, ring all-reduce of 1/r of the buffer across nodes on every
+    rail at once, intra-node all-gather. With NVSwitch reduction the intra phases run through the
+    switch."""
     r, m = g.ranks_per_node, g.nodes
     if r > 1 and g.in_switch_reduction and p.name == "simple":
         nvls = NVLS_BUSBW_OVER_LINK * g.intra_bw_gb_s
@@ -188,16 +205,14 @@ def hierarchical_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> 
         intra_us = 2 * nvls_step_us + _transfer_us(2 * (r - 1) / r * message_bytes, nvls)
     elif r > 1:
         intra_us = 2 * (r - 1) * p.intra_step_us + _transfer_us(
-            2 * (r - 1) / r * message_bytes, g.intra_bw_gb_s * p.bw_factor
+            2 * (r - 1) / r * message_bytes, _rate(g.intra_bw_gb_s, p)
         )
     else:
         intra_us = 0.0
     shard = message_bytes / r
-    rail_bw = g.net_bw_per_rank_gb_s * p.bw_factor
+    rail_bw = _rate(g.net_bw_per_rank_gb_s, p)
     ring_us = 2 * (m - 1) * p.net_step_us + _transfer_us(2 * (m - 1) / m * shard, rail_bw)
-    rail = replace(g, n_ranks=m, ranks_per_node=1, node_net_bw_gb_s=g.net_bw_per_rank_gb_s)
-    rhd_us = 2 * _halving_reduce_scatter_us(shard, rail, p)
-    return (p.launch_us + intra_us + min(ring_us, rhd_us)) * US
+    return (p.launch_us + intra_us + ring_us) * US
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +225,7 @@ def ring_all_gather_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
     n = g.n_ranks
     steps, net_steps = n - 1, g.nodes - 1
     latency_us = p.launch_us + (steps - net_steps) * p.intra_step_us + net_steps * p.net_step_us
-    return (latency_us + _transfer_us((n - 1) / n * message_bytes, _ring_bw_gb_s(g) * p.bw_factor)) * US
+    return (latency_us + _transfer_us((n - 1) / n * message_bytes, _rate(_ring_bw_gb_s(g), p))) * US
 
 
 ring_reduce_scatter_s = ring_all_gather_s
@@ -232,8 +247,8 @@ def bruck_all_gather_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
     n, r, m = g.n_ranks, g.ranks_per_node, g.nodes
     time_us = p.launch_us + _log2_ceil(r) * p.intra_step_us + _log2_ceil(m) * p.net_step_us
     block = message_bytes / n
-    time_us += _transfer_us((r - 1) * block, g.intra_bw_gb_s * p.bw_factor) if r > 1 else 0.0
-    time_us += _transfer_us((n - r) * block, _uniform_net_bw_per_rank_gb_s(g) * p.bw_factor)
+    time_us += _transfer_us((r - 1) * block, _rate(g.intra_bw_gb_s, p)) if r > 1 else 0.0
+    time_us += _transfer_us((n - r) * block, _rate(_uniform_net_bw_per_rank_gb_s(g), p))
     return time_us * US
 
 
@@ -242,8 +257,8 @@ def hierarchical_all_gather_s(message_bytes: float, g: GroupLinks, p: Proto) -> 
     the mirror (intra first) and costs the same."""
     r, m = g.ranks_per_node, g.nodes
     time_us = p.launch_us + (r - 1) * p.intra_step_us + (m - 1) * p.net_step_us
-    time_us += _transfer_us((m - 1) / m * message_bytes / r, g.net_bw_per_rank_gb_s * p.bw_factor)
-    time_us += _transfer_us((r - 1) / r * message_bytes, g.intra_bw_gb_s * p.bw_factor) if r > 1 else 0.0
+    time_us += _transfer_us((m - 1) / m * message_bytes / r, _rate(g.net_bw_per_rank_gb_s, p))
+    time_us += _transfer_us((r - 1) / r * message_bytes, _rate(g.intra_bw_gb_s, p)) if r > 1 else 0.0
     return time_us * US
 
 
@@ -252,10 +267,11 @@ hierarchical_reduce_scatter_s = hierarchical_all_gather_s
 
 def nvls_all_gather_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
     """NVSwitch multicast inside one node: each rank's block is written once and the switch fans
-    it out; NVLS busbw as for all-reduce (SimAI calbusbw.h)."""
+    it out, but every rank still receives (r-1)/r of the output over its own link, so busbw stays at
+    the link's achievable rate ('370GB/s ... for non-allreduce operations', nccl-tests#212); the gain
+    over a ring is the single step."""
     r = g.ranks_per_node
-    busbw = NVLS_BUSBW_OVER_LINK * g.intra_bw_gb_s
-    return (p.launch_us + p.intra_step_us + _transfer_us((r - 1) / r * message_bytes, busbw)) * US
+    return (p.launch_us + p.intra_step_us + _transfer_us((r - 1) / r * message_bytes, g.intra_bw_gb_s)) * US
 
 
 nvls_reduce_scatter_s = nvls_all_gather_s
@@ -268,19 +284,17 @@ nvls_reduce_scatter_s = nvls_all_gather_s
 def ring_broadcast_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
     """Pipelined chain (NCCL ring broadcast): the first chunk walks the chain, the rest streams."""
     fill_us = (g.n_ranks - g.nodes) * p.intra_step_us + (g.nodes - 1) * p.net_step_us
-    return (p.launch_us + fill_us + _transfer_us(message_bytes, _ring_bw_gb_s(g) * p.bw_factor)) * US
+    return (p.launch_us + fill_us + _transfer_us(message_bytes, _rate(_ring_bw_gb_s(g), p))) * US
 
 
 def binomial_broadcast_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
     """Binomial tree: log2(n) rounds, each forwarding the whole message (small messages)."""
     net_rounds, intra_rounds = _log2_ceil(g.nodes), _log2_ceil(g.ranks_per_node)
     time_us = p.launch_us + net_rounds * (
-        p.net_step_us + _transfer_us(message_bytes, g.net_bw_per_rank_gb_s * p.bw_factor)
+        p.net_step_us + _transfer_us(message_bytes, _rate(g.net_bw_per_rank_gb_s, p))
     )
     if intra_rounds:
-        time_us += intra_rounds * (
-            p.intra_step_us + _transfer_us(message_bytes, g.intra_bw_gb_s * p.bw_factor)
-        )
+        time_us += intra_rounds * (p.intra_step_us + _transfer_us(message_bytes, _rate(g.intra_bw_gb_s, p)))
     return time_us * US
 
 
@@ -288,7 +302,7 @@ def scatter_all_gather_broadcast_s(message_bytes: float, g: GroupLinks, p: Proto
     """Van de Geijn: binomial scatter of n blocks, then a ring all-gather (large messages)."""
     n = g.n_ranks
     scatter_us = _log2_ceil(g.nodes) * p.net_step_us + _log2_ceil(g.ranks_per_node) * p.intra_step_us
-    scatter_us += _transfer_us((n - 1) / n * message_bytes, _ring_bw_gb_s(g) * p.bw_factor)
+    scatter_us += _transfer_us((n - 1) / n * message_bytes, _rate(_ring_bw_gb_s(g), p))
     return scatter_us * US + ring_all_gather_s(message_bytes, g, p)
 
 
@@ -304,8 +318,8 @@ def direct_all_to_all_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
     latency_us = p.launch_us + (p.intra_step_us if r > 1 else 0.0)
     if g.nodes > 1:
         latency_us += p.net_step_us + (n - r) * NET_OVERHEAD_US
-    intra_us = _transfer_us((r - 1) / n * message_bytes, g.intra_bw_gb_s * p.bw_factor) if r > 1 else 0.0
-    net_us = _transfer_us((n - r) / n * message_bytes, _uniform_net_bw_per_rank_gb_s(g) * p.bw_factor)
+    intra_us = _transfer_us((r - 1) / n * message_bytes, _rate(g.intra_a2a_bw_gb_s, p)) if r > 1 else 0.0
+    net_us = _transfer_us((n - r) / n * message_bytes, _rate(_uniform_net_bw_per_rank_gb_s(g), p))
     return (latency_us + max(intra_us, net_us)) * US
 
 
@@ -316,10 +330,10 @@ def hierarchical_all_to_all_s(message_bytes: float, g: GroupLinks, p: Proto) -> 
     r, m = g.ranks_per_node, g.nodes
     time_us = p.launch_us
     if r > 1:
-        time_us += p.intra_step_us + _transfer_us((r - 1) / r * message_bytes, g.intra_bw_gb_s * p.bw_factor)
+        time_us += p.intra_step_us + _transfer_us((r - 1) / r * message_bytes, _rate(g.intra_a2a_bw_gb_s, p))
     if m > 1:
         time_us += p.net_step_us + (m - 1) * NET_OVERHEAD_US
-        time_us += _transfer_us((m - 1) / m * message_bytes, _uniform_net_bw_per_rank_gb_s(g) * p.bw_factor)
+        time_us += _transfer_us((m - 1) / m * message_bytes, _rate(_uniform_net_bw_per_rank_gb_s(g), p))
     return time_us * US
 
 

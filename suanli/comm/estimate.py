@@ -42,7 +42,7 @@ def p2p_time_s(cluster: Cluster, pool_a: str, pool_b: str, message_bytes: float,
             raise SpecError(f"p2p: pools {pool_a!r} and {pool_b!r} cannot share a node")
         latency_us = max(a.intra_latency_us, 1.0)
         return cost.p2p_s(
-            message_bytes, a.intra_bw_by_ranks[min(1, len(a.intra_bw_by_ranks) - 1)], latency_us
+            message_bytes, a.intra_by_ranks[min(1, len(a.intra_by_ranks) - 1)].ring_gb_s, latency_us
         )
     rail_gb_s = min(a.nic_bw_by_ranks[0], b.nic_bw_by_ranks[0])
     hops = 1 if pool_a == pool_b and a.nodes <= a.shape.nodes_per_leaf else 3

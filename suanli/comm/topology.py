@@ -19,6 +19,7 @@ from functools import cache, lru_cache
 
 import networkx as nx
 
+from suanli.comm.links import IntraBandwidth, accelerator_link, intra_bandwidth, intra_graph
 from suanli.spec.calibration import load_calibration
 from suanli.spec.cluster import Cluster, Fabric
 from suanli.spec.errors import SpecError
@@ -35,68 +36,18 @@ def _efficiency(name: str) -> float:
     return calibration()["link_efficiency"][name]["value"]
 
 
-def intra_link_class(node: NodeType) -> str:
-    """`nvlink` (switch or mesh of accelerator links), `pci` (PCIe tree) or `net` (no intra fabric)."""
-    kind = node.topology.kind
-    if kind == "pcie-tree":
-        return "pci"
-    if kind == "none":
-        return "net"
-    return "nvlink"
-
-
-def intra_efficiency(node: NodeType, accelerator_slug: str | None) -> float:
-    kind = node.topology.kind
-    if kind == "pcie-tree":
-        return _efficiency("pcie")
-    if kind == "nvswitch":
-        hopper = (accelerator_slug or "").startswith(("h100", "h200", "h800", "h20"))
-        return _efficiency("nvlink_hopper" if hopper else "nvlink")
-    return _efficiency("mesh")
-
-
 def nic_efficiency(gbit_s: float) -> float:
     return _efficiency("nic_400g" if gbit_s >= 400 else "nic")
 
 
-def _mesh_edges(node: NodeType) -> set[tuple[int, int]]:
-    topo, n = node.topology, node.accelerators_per_node
-    edges: set[tuple[int, int]] = set()
-    groups = [list(range(n))] if topo.links is None and topo.groups is None else topo.groups or []
-    for group in groups:
-        edges |= {(a, b) for a in group for b in group if a < b}
-    edges |= {(min(a, b), max(a, b)) for a, b in topo.links or []}
-    return edges
-
-
-def intra_bw_gb_s(node: NodeType, accelerator_slug: str | None, ranks: int) -> float:
-    """Achievable bandwidth per rank and direction among the first `ranks` accelerators of a node.
-
-    NVSwitch: every rank keeps its full link. Point-to-point meshes: `link_bw_gb_s` is the
-    accelerator's aggregate over its links, so a group uses the share of links that stay inside
-    it (multiple rings over edge-disjoint cycles). PCIe tree: the accelerator's link, or the
-    switch uplink when the group spans switches.
-    """
-    topo = node.topology
-    if topo.kind == "none":
-        return node.nic_bw_gb_s * nic_efficiency(max((n.gbit_s for n in node.nics), default=100))
-    eff = intra_efficiency(node, accelerator_slug)
-    if topo.kind == "nvswitch":
-        return topo.link_bw_gb_s * eff
-    members = set(range(ranks))
-    if topo.kind == "pcie-tree":
-        groups = topo.groups or [list(range(node.accelerators_per_node))]
-        spanned = sum(1 for group in groups if members & set(group))
-        bw = (
-            topo.link_bw_gb_s
-            if spanned <= 1
-            else min(topo.link_bw_gb_s, topo.uplink_bw_gb_s or topo.link_bw_gb_s)
-        )
-        return bw * eff
-    edges = _mesh_edges(node)
-    degree = [sum(1 for a, b in edges if i in (a, b)) for i in range(node.accelerators_per_node)]
-    inside = min(sum(1 for a, b in edges if i in (a, b) and a in members and b in members) for i in members)
-    return topo.link_bw_gb_s * eff * inside / max(1, max(degree))
+def intra_by_ranks(node: NodeType) -> tuple[IntraBandwidth, ...]:
+    """Index r-1: what the first r accelerators of a node get from its links graph (`comm.links`).
+    A node without accelerator links (CPU node) reaches node-mates through its NICs."""
+    if node.topology.kind == "none" or node.accelerators_per_node == 0:
+        nic = node.nic_bw_gb_s * nic_efficiency(max((n.gbit_s for n in node.nics), default=100))
+        net = IntraBandwidth(nic, node.nic_bw_gb_s, nic, node.nic_bw_gb_s, "net")
+        return tuple(net for _ in range(max(1, node.accelerators_per_node)))
+    return tuple(intra_bandwidth(node, range(r)) for r in range(1, node.accelerators_per_node + 1))
 
 
 def group_nic_bw_gb_s(node: NodeType, ranks: int) -> float:
@@ -165,12 +116,12 @@ class PoolModel:
     accelerators_per_node: int
     nodes: int
     accelerator: str | None
-    intra_class: str
+    link: str  # link generation of the accelerator links (catalog links table)
     intra_latency_us: float
     in_switch_reduction: bool
-    nvidia_nvlink: bool
+    nvidia: bool
     shape: FabricShape
-    intra_bw_by_ranks: tuple[float, ...]  # index r-1: per-rank intra bandwidth for r ranks per node
+    intra_by_ranks: tuple[IntraBandwidth, ...]  # index r-1: what r ranks per node get from the links graph
     nic_bw_by_ranks: tuple[float, ...]  # index r-1: node NIC bandwidth for r ranks per node
     nic_port_bw_by_ranks: tuple[float, ...]  # the same at line rate (what NCCL's tuning sees)
 
@@ -195,19 +146,18 @@ def pool_model(cluster: Cluster, pool: str) -> PoolModel:
         known = ", ".join(p.name for p in cluster.pools)
         raise SpecError(f"pool: {pool!r} is not in cluster {cluster.name!r} (pools: {known})") from None
     per_node = node.accelerators_per_node or 1
-    accel = node.accelerator
+    accel = cluster.accelerator_of(pool)
     model = PoolModel(
         pool=pool,
         accelerators_per_node=per_node,
         nodes=nodes,
-        accelerator=accel,
-        intra_class=intra_link_class(node),
+        accelerator=node.accelerator,
+        link=accelerator_link(node),
         intra_latency_us=node.topology.link_latency_us,
         in_switch_reduction=node.topology.kind == "nvswitch" and node.topology.in_switch_reduction,
-        nvidia_nvlink=node.topology.kind == "nvswitch"
-        and (cluster.accelerator_of(pool) is not None and cluster.accelerator_of(pool).vendor == "NVIDIA"),
+        nvidia=accel is not None and accel.vendor == "NVIDIA",
         shape=fabric_shape(cluster, node),
-        intra_bw_by_ranks=tuple(intra_bw_gb_s(node, accel, r) for r in range(1, per_node + 1)),
+        intra_by_ranks=intra_by_ranks(node),
         nic_bw_by_ranks=tuple(group_nic_bw_gb_s(node, r) for r in range(1, per_node + 1)),
         nic_port_bw_by_ranks=tuple(
             group_nic_bw_gb_s(node, r) / max(1e-9, _mean_nic_efficiency(node)) for r in range(1, per_node + 1)
@@ -233,9 +183,13 @@ class GroupLinks:
     n_ranks: int
     ranks_per_node: int
     nodes: int
-    intra_bw_gb_s: float  # per rank, direction, achievable
+    intra_bw_gb_s: float  # per rank, direction, achievable: ring / chain / tree over the node's links
+    intra_line_bw_gb_s: float  # the same at line rate
+    intra_a2a_bw_gb_s: float  # per rank, direction, achievable: uniform all-to-all inside the node
+    intra_a2a_line_bw_gb_s: float
     intra_latency_us: float
-    intra_class: str  # nvlink | pci | net
+    intra_class: str  # nvlink (accelerator links only) | pci (crosses PCIe or sockets) | net
+    link: str  # link generation of the accelerator links
     node_net_bw_gb_s: float  # the group's NIC bandwidth per node, achievable
     node_net_port_bw_gb_s: float  # the same at line rate
     switch_hops: int
@@ -245,7 +199,7 @@ class GroupLinks:
     nodes_per_leaf: int
     in_switch_reduction: bool  # NVLS-style, inside the node
     in_network_reduction: bool  # SHARP-style, in the fabric
-    nvidia_nvlink: bool
+    nvidia_nvlink: bool  # NVIDIA accelerators on NVLink only (LL128 and NVLS need it)
 
     @property
     def net_bw_per_rank_gb_s(self) -> float:
@@ -272,13 +226,18 @@ def group_links(model: PoolModel, n_ranks: int, ranks_per_node: int) -> GroupLin
             f"ranks: a group of {n_ranks} ranks ({local} per node, {nodes} nodes) does not fit pool "
             f"{model.pool!r} ({model.nodes} nodes x {model.accelerators_per_node})"
         )
+    intra = model.intra_by_ranks[local - 1]
     return GroupLinks(
         n_ranks=n_ranks,
         ranks_per_node=local,
         nodes=nodes,
-        intra_bw_gb_s=model.intra_bw_by_ranks[local - 1],
+        intra_bw_gb_s=intra.ring_gb_s,
+        intra_line_bw_gb_s=intra.ring_line_gb_s,
+        intra_a2a_bw_gb_s=intra.a2a_gb_s,
+        intra_a2a_line_bw_gb_s=intra.a2a_line_gb_s,
         intra_latency_us=model.intra_latency_us,
-        intra_class=model.intra_class,
+        intra_class=intra.link_class,
+        link=model.link,
         node_net_bw_gb_s=model.nic_bw_by_ranks[local - 1],
         node_net_port_bw_gb_s=model.nic_port_bw_by_ranks[local - 1],
         switch_hops=switch_hops(nodes, model.shape),
@@ -286,9 +245,9 @@ def group_links(model: PoolModel, n_ranks: int, ranks_per_node: int) -> GroupLin
         oversubscription=model.shape.oversubscription,
         hop_latency_us=model.shape.hop_latency_us,
         nodes_per_leaf=model.shape.nodes_per_leaf,
-        in_switch_reduction=model.in_switch_reduction,
+        in_switch_reduction=model.in_switch_reduction and intra.link_class == "nvlink",
         in_network_reduction=model.shape.in_network_reduction,
-        nvidia_nvlink=model.nvidia_nvlink,
+        nvidia_nvlink=model.nvidia and intra.link_class == "nvlink",
     )
 
 
@@ -333,37 +292,17 @@ def build_graph(cluster: Cluster, pools: list[str] | None = None) -> nx.Graph:
 
 
 def _wire_intra(graph: nx.Graph, node: NodeType, accs: list, host: tuple, pool: str, local_node: int) -> None:
-    topo = node.topology
-    if topo.kind == "nvswitch":
-        switch = ("nvswitch", pool, local_node)
-        graph.add_node(switch, kind="nvswitch")
-        for acc in accs:
-            graph.add_edge(
-                acc, switch, bw_gb_s=topo.link_bw_gb_s, latency_us=topo.link_latency_us, level="intra"
-            )
-    elif topo.kind == "pcie-tree":
-        groups = topo.groups or [list(range(len(accs)))]
-        for g, group in enumerate(groups):
-            switch = ("pcie", pool, local_node, g)
-            graph.add_node(switch, kind="pcie-switch")
-            uplink = topo.uplink_bw_gb_s or topo.link_bw_gb_s
-            graph.add_edge(switch, host, bw_gb_s=uplink, latency_us=topo.link_latency_us, level="intra")
-            for i in group:
-                graph.add_edge(
-                    accs[i], switch, bw_gb_s=topo.link_bw_gb_s, latency_us=topo.link_latency_us, level="intra"
-                )
-    elif topo.kind != "none":
-        edges = _mesh_edges(node)
-        degree = max(1, max(sum(1 for e in edges if i in e) for i in range(len(accs))))
-        for a, b in edges:
-            graph.add_edge(
-                accs[a],
-                accs[b],
-                bw_gb_s=topo.link_bw_gb_s / degree,
-                latency_us=topo.link_latency_us,
-                level="intra",
-            )
-    if topo.kind != "pcie-tree":
+    """The node's links graph (`comm.links.intra_graph`), its accelerators renamed to `accs`."""
+    inner = intra_graph(node)
+    rename = {v: accs[v] if isinstance(v, int) else (v[0], pool, local_node, *v[1:]) for v in inner}
+    rename[("host",)] = host
+    for u, v, data in inner.edges(data=True):
+        a, b = rename[u], rename[v]
+        for end in (a, b):
+            if end not in graph:
+                graph.add_node(end, kind="accelerator" if end in accs else end[0])
+        graph.add_edge(a, b, bw_gb_s=data["line"], latency_us=node.topology.link_latency_us, level="intra")
+    if node.topology.kind != "pcie-tree" and node.topology.pcie is None:
         for acc in accs:
             graph.add_edge(acc, host, bw_gb_s=64.0, latency_us=2.0, level="pcie")
 

@@ -36,8 +36,8 @@ def test_rail_optimized_leaves_take_one_nic_of_each_node(hgx_cluster) -> None:  
 def test_mesh_group_uses_only_the_links_inside_it(mixed_cluster) -> None:  # type: ignore[no-untyped-def]
     ascend = pool_model(mixed_cluster, "ascend")  # 8-NPU HCCS full mesh, 196 GB/s aggregate
     # 4 ranks keep 3 of their 7 links, 8 ranks all 7
-    assert ascend.intra_bw_by_ranks[7] == pytest.approx(ascend.intra_bw_by_ranks[3] * 7 / 3)
-    assert ascend.intra_bw_by_ranks[7] < 196
+    assert ascend.intra_by_ranks[7].ring_gb_s == pytest.approx(ascend.intra_by_ranks[3].ring_gb_s * 7 / 3)
+    assert ascend.intra_by_ranks[7].ring_gb_s < 196
 
 
 def test_pcie_group_spanning_switches_is_limited_by_the_uplink() -> None:
@@ -48,8 +48,8 @@ def test_pcie_group_spanning_switches_is_limited_by_the_uplink() -> None:
         name="c", pools=[{"name": "p", "node_type": node["slug"], "nodes": 1}], node_types=[node]
     )
     model = pool_model(cluster, "p")
-    assert model.intra_class == "pci"
-    assert model.intra_bw_by_ranks[7] == pytest.approx(model.intra_bw_by_ranks[3] / 2)  # 16 vs 32 GB/s
+    assert model.intra_by_ranks[7].link_class == "pci"
+    assert model.intra_by_ranks[7].ring_gb_s == pytest.approx(model.intra_by_ranks[3].ring_gb_s / 2)  # 16 vs 32 GB/s
 
 
 def test_group_outside_the_cluster_is_rejected(hgx_cluster) -> None:  # type: ignore[no-untyped-def]
