@@ -169,12 +169,14 @@ def main() -> None:
     for title in ("per_collective", "per_fabric"):
         for key, v in report[title].items():
             print(
-                f"{title[4:]:10} {key:28} {v['points']} points, max {v['max_error_pct']} %, median {v['median_error_pct']} %"
+                f"{title[4:]:10} {key:28} {v['points']} points, max {v['max_error_pct']} %, "
+                f"median {v['median_error_pct']:.1f} %"
             )
     print(
         f"measured rows: max busbw error {report['max_busbw_error_pct']} %, median "
-        f"{report['median_busbw_error_pct']} %, {report['within_15_pct']}/{report['busbw_points']} within 15 %, "
-        f"latency floor ratio {report['latency_floor_ratio']}x; {len(report['reported_apart'])} rows reported apart"
+        f"{report['median_busbw_error_pct']} %, {report['within_15_pct']}/{report['busbw_points']} "
+        f"within 15 %, latency floor ratio {report['latency_floor_ratio']}x; "
+        f"{len(report['reported_apart'])} rows reported apart"
     )
 
 
