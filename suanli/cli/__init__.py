@@ -35,6 +35,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from suanli.cli import comm, ft, perf, plan, service, share, show, sim, train, validate  # noqa: E402  (the verbs register themselves on `app`)
+from suanli.cli import comm, ft, perf, plan, port, service, share, show, sim, train, validate  # noqa: E402  (the verbs register themselves on `app`)
 
-__all__ = ["app", "comm", "ft", "perf", "plan", "service", "share", "show", "sim", "train", "validate"]
+__all__ = [
+    "app", "comm", "ft", "perf", "plan", "port", "service", "share", "show", "sim", "train", "validate",
+]  # fmt: skip

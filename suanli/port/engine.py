@@ -83,9 +83,12 @@ def _parse(path: Path, display: str) -> cst.Module:
     try:
         return cst.parse_module(text)
     except cst.ParserSyntaxError as exc:
-        raise SpecError(
-            f"{display}:{exc.raw_line}:{exc.raw_column + 1}: syntax error: {exc.message.splitlines()[0]}"
-        ) from None
+        line, column, message = exc.editor_line, exc.editor_column, exc.message.splitlines()[0]
+        try:  # Python's own parser names the cause better ("'(' was never closed")
+            compile(text, display, "exec", dont_inherit=True)
+        except SyntaxError as python:
+            line, column, message = python.lineno or line, python.offset or column, python.msg
+        raise SpecError(f"{display}:{line}:{column}: syntax error: {message}") from None
 
 
 def read_sources(paths: list[Path]) -> Sources:

@@ -1,0 +1,115 @@
+"""Check a port by running it: the first steps' losses of the ported script against the original's.
+
+Scripts report their loss the way training scripts do (`step 3 loss 2.31`, `loss=2.31`); the check
+reads those lines from stdout, stops the script once it has enough of them, and compares step by step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+_LOSS = re.compile(r"\bloss\b[\s:=]+([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", re.IGNORECASE)
+LOSS_REL_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    script: str
+    ran: bool  # exited 0, or was stopped after the asked number of losses
+    losses: list[float]
+    error: str  # the last line of stderr when it did not run
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    original: RunOutcome
+    ported: RunOutcome
+    compared_steps: int
+    max_rel_diff: float | None
+
+    @property
+    def same_losses(self) -> bool | None:
+        """None when there is nothing to compare with (the original cannot run here)."""
+        if not self.original.ran or not self.compared_steps:
+            return None
+        return self.max_rel_diff is not None and self.max_rel_diff <= LOSS_REL_TOL
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "original": vars(self.original),
+            "ported": vars(self.ported),
+            "compared_steps": self.compared_steps,
+            "max_rel_diff": self.max_rel_diff,
+            "same_losses": self.same_losses,
+        }
+
+
+def parse_losses(text: str) -> list[float]:
+    return [float(match.group(1)) for match in map(_LOSS.search, text.splitlines()) if match]
+
+
+def run_script(
+    script: Path, steps: int | None = None, timeout_s: float = 300.0, nproc: int = 1
+) -> RunOutcome:
+    """Run `script` with this interpreter (under torchrun when nproc > 1, reading rank 0's output), in
+    its own folder, until it ends or has printed `steps` losses."""
+    command = [sys.executable, script.name]
+    if nproc > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        command += ["--local-ranks-filter=0", script.name]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        process = subprocess.Popen(
+            command, cwd=script.parent, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+        )
+        timer = threading.Timer(timeout_s, process.kill)
+        timer.start()
+        losses: list[float] = []
+        stopped = False
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                losses.extend(parse_losses(line))
+                if steps is not None and len(losses) >= steps:
+                    stopped = True
+                    process.terminate()
+                    break
+            process.wait()
+        finally:
+            timer.cancel()
+        stderr.seek(0)
+        lines = [line for line in stderr.read().splitlines() if line.strip()]
+    ran = stopped or process.returncode == 0
+    error = "" if ran else (lines[-1] if lines else f"exit status {process.returncode}")
+    return RunOutcome(str(script), ran, losses, error)
+
+
+def compare(original: RunOutcome, ported: RunOutcome, steps: int | None) -> CheckResult:
+    count = min(len(original.losses), len(ported.losses)) if original.ran else 0
+    if steps is not None:
+        count = min(count, steps)
+    diffs = [
+        abs(a - b) / max(abs(a), abs(b), 1e-12)
+        for a, b in zip(original.losses[:count], ported.losses[:count], strict=True)
+    ]
+    worst = max(diffs) if diffs else None
+    if worst is not None and any(math.isnan(d) for d in diffs):
+        worst = math.inf
+    return CheckResult(original, ported, count, worst)
+
+
+def check(
+    original: Path, ported: Path, steps: int | None = 5, timeout_s: float = 300.0, nproc: int = 1
+) -> CheckResult:
+    """Run both scripts (the original may fail here: then only the ported run is judged)."""
+    before = run_script(original, steps, timeout_s, nproc)
+    after = run_script(ported, steps, timeout_s, nproc)
+    return compare(before, after, steps)
