@@ -21,6 +21,7 @@ from suanli.service.executors.base import (
     read_exit_code,
     read_log,
 )
+from suanli.service.executors.slices import sliced_run
 
 CANCEL_GRACE_S = 5.0
 
@@ -43,6 +44,7 @@ class LocalExecutor:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def submit(self, run: Run) -> str:
+        run = sliced_run(run, self.name)  # a sliced job sees only its slice (docs/sharing.md)
         run.run_dir.mkdir(parents=True, exist_ok=True)
         script = run.run_dir / "job.sh"
         script.write_text("#!/bin/bash\n" + job_script(run))

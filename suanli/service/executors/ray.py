@@ -4,10 +4,10 @@ it again; its entrypoint is the shared job script, its resources the scheduler's
 from __future__ import annotations
 
 import contextlib
-import math
 import shlex
 
 from suanli.service.executors.base import Run, RunStatus, finished_status, job_script, read_exit_code
+from suanli.service.executors.slices import ray_gpus, sliced_run
 from suanli.spec import SpecError
 
 
@@ -24,11 +24,12 @@ class RayExecutor:
             raise SpecError(f"--ray-address: cannot reach Ray's job API at {address}: {exc}") from None
 
     def submit(self, run: Run) -> str:
+        run = sliced_run(run, self.name)  # fractional num_gpus below, the slice's env and node helper here
         run.run_dir.mkdir(parents=True, exist_ok=True)
         script = run.run_dir / "job.sh"
         script.write_text("#!/bin/bash\n" + job_script(run))
         placement = run.placement
-        gpus = math.ceil(placement.accelerators / placement.nodes) if placement.accelerators else 0
+        gpus = ray_gpus(run)
         return self.client.submit_job(
             entrypoint=f"bash {shlex.quote(str(script))}",
             submission_id=run.key,

@@ -12,6 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from suanli.sched.launch import slurm_gres
 from suanli.service.executors.base import (
     Run,
     RunStatus,
@@ -20,6 +21,7 @@ from suanli.service.executors.base import (
     read_exit_code,
     read_log,
 )
+from suanli.service.executors.slices import grant_of, sliced_run
 
 PENDING_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "RESV_DEL_HOLD", "REQUEUE_HOLD", "SUSPENDED"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
@@ -46,7 +48,8 @@ def sbatch_options(run: Run, partition: str | None = None) -> dict[str, str]:
     if placement.accelerators:
         per_node = math.ceil(placement.accelerators / placement.nodes)
         kind = f"{placement.accelerator}:" if placement.accelerator else ""
-        options["gres"] = f"gpu:{kind}{per_node}"
+        grant = grant_of(run)  # a slice is requested as MIG / MPS / shard GRES, enforced by the site's Slurm
+        options["gres"] = slurm_gres(grant) if grant else f"gpu:{kind}{per_node}"
     if spec.resources.memory_gb:
         options["mem"] = f"{math.ceil(spec.resources.memory_gb)}G"
     if spec.walltime_s:
@@ -59,7 +62,7 @@ def sbatch_options(run: Run, partition: str | None = None) -> dict[str, str]:
 
 def batch_script(run: Run, partition: str | None = None) -> str:
     header = "\n".join(f"#SBATCH --{key}={value}" for key, value in sbatch_options(run, partition).items())
-    return f"#!/bin/bash\n{header}\n\n{job_script(run)}"
+    return f"#!/bin/bash\n{header}\n\n{job_script(sliced_run(run, 'slurm'))}"
 
 
 class SlurmExecutor:
