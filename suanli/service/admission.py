@@ -9,17 +9,21 @@ from pathlib import Path
 
 from pydantic import Field
 
+from suanli.sched.launch import slice_grant
 from suanli.service.executors.base import Placement
 from suanli.spec import Cluster, JobSpec, NodeType, SpecError
 from suanli.spec.base import Spec
 from suanli.spec.request import resolve
+from suanli.spec.sharing import ShareMode
 
 
 class QueueConfig(Spec):
-    """A queue and its quota: the most one job in it may ask for (None = no limit)."""
+    """A queue and its quota: the most one job in it may ask for (None = no limit), and the ways
+    its jobs may share an accelerator (docs/sharing.md)."""
 
     max_accelerators: int | None = Field(default=None, ge=0)
     max_cpus: float | None = Field(default=None, ge=0)
+    sharing: list[ShareMode] = Field(default_factory=lambda: ["exclusive", "mig", "fraction", "timeslice"])
     description: str = ""
 
 
@@ -86,4 +90,25 @@ def admit(spec: JobSpec, cluster: Cluster, config: ServiceConfig) -> list[Placem
             f"resources.cpus: asks for {total_cpus:g} CPUs, over the quota of queue {spec.queue!r} "
             f"({queue.max_cpus:g})"
         )
-    return candidate_placements(spec, cluster)
+    if spec.sharing.mode not in queue.sharing:
+        raise SpecError(
+            f"sharing.mode: queue {spec.queue!r} allows {', '.join(queue.sharing)}, not {spec.sharing.mode}"
+        )
+    return _sliceable(spec, candidate_placements(spec, cluster))
+
+
+def _sliceable(spec: JobSpec, placements: list[Placement]) -> list[Placement]:
+    """The placements whose accelerator can enforce the job's sharing; SpecError with the first
+    accelerator's reason when none can."""
+    kept, refusals = [], []
+    for placement in placements:
+        per_node = -(-placement.accelerators // placement.nodes) if placement.accelerators else 0
+        try:
+            slice_grant(spec.sharing, placement.accelerator, per_node)
+        except SpecError as exc:
+            refusals.append(str(exc))
+            continue
+        kept.append(placement)
+    if refusals and not kept:
+        raise SpecError(refusals[0])
+    return kept

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from suanli.service.admission import QueueConfig, ServiceConfig, admit
 from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.local import LocalExecutor
 from suanli.service.executors.slices import ray_gpus, sliced_run
 from suanli.service.executors.slurm import batch_script, sbatch_options
-from suanli.spec import JobSpec, SpecError
+from suanli.spec import Cluster, JobSpec, SpecError
 from tests.service.conftest import wait_for
 
 A100 = "a100-sxm-80gb"
@@ -138,3 +139,31 @@ def test_a_job_whose_slice_cannot_be_provided_fails_with_the_reason(tmp_path, mo
     status = wait_for(lambda: (s := executor.poll(run)).state not in {"pending", "running"} and s, 30)
     assert status.state == "failed"
     assert "MIG 4g.40gb: 1 instance(s) wanted, 0 free or creatable on this node" in executor.logs(run)
+
+
+def _cluster(node_type: str) -> Cluster:
+    return Cluster.model_validate({"name": "c", "pools": [{"name": "p", "node_type": node_type, "nodes": 1}]})
+
+
+def _sliced_spec(sharing: dict, accelerator: str, queue: str = "default") -> JobSpec:
+    return JobSpec.model_validate(
+        {
+            "name": "s",
+            "run": "true",
+            "queue": queue,
+            "sharing": sharing,
+            "resources": {"accelerators": accelerator},
+        }
+    )
+
+
+def test_admission_checks_the_queue_modes_and_what_the_accelerator_can_enforce():
+    config = ServiceConfig(queues={"default": QueueConfig(), "inference": QueueConfig(sharing=["mig"])})
+    a100 = _cluster("hgx-a100")
+    assert admit(_sliced_spec({"mig": "1g.10gb"}, "A100:1", "inference"), a100, config)
+    with pytest.raises(SpecError, match=r"sharing\.mode: queue 'inference' allows mig, not fraction"):
+        admit(_sliced_spec({"core_fraction": 0.5}, "A100:1", "inference"), a100, config)
+    with pytest.raises(SpecError, match=r"l40s offers no MIG \(no MIG: absent from the MIG User Guide"):
+        admit(_sliced_spec({"mig": "1g.10gb"}, "L40S:1"), _cluster("l40s-pcie-8"), config)
+    with pytest.raises(SpecError, match=r"not a MIG profile of a100-sxm-80gb"):
+        admit(_sliced_spec({"mig": "1g.18gb"}, "A100:1"), a100, config)
