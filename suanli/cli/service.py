@@ -128,6 +128,17 @@ class Client:
         return response.json()
 
 
+def _slice(sharing: dict[str, Any] | None) -> str:
+    """How much of each accelerator the job holds: `whole`, a MIG profile, or its MPS / time-slice share."""
+    mode = (sharing or {}).get("mode", "exclusive")
+    if mode == "exclusive":
+        return "whole"
+    if mode == "mig":
+        return str(sharing["mig_profile"])  # type: ignore[index]
+    share = sharing.get("core_fraction") or sharing.get("memory_fraction")  # type: ignore[union-attr]
+    return f"{'mps' if mode == 'fraction' else 'time-slice'} {share:.0%}"
+
+
 def _job_row(job: dict[str, Any]) -> list[str]:
     placement = job.get("placement") or {}
     figures = job.get("figures") or {}
@@ -140,6 +151,7 @@ def _job_row(job: dict[str, Any]) -> list[str]:
         job["state"],
         placement.get("pool", "-"),
         str(placement.get("nodes", "-")),
+        _slice(job.get("spec", {}).get("sharing")),
         f"{figures['mfu']:.1%}" if "mfu" in figures else "-",
         f"{age_s:.0f}s" if age_s < 120 else f"{age_s / 60:.0f}m",
     ]
@@ -191,7 +203,7 @@ def queue(
     if as_json:
         print_json(jobs)
         return
-    columns = ["id", "name", "kind", "queue", "state", "pool", "nodes", "MFU", "age"]
+    columns = ["id", "name", "kind", "queue", "state", "pool", "nodes", "slice", "MFU", "age"]
     console.print(table("Jobs", columns, [_job_row(j) for j in jobs]))
 
 
