@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from suanli.cli import app, fail
+from suanli.cli import app
+from suanli.spec.errors import ExecutorError
 
 
 @app.command("train")
@@ -28,4 +29,4 @@ def train(
     processes = nproc or load_config(config).resolved_layout().dp
     code = launch(config, processes, inject_failure_at_step, max_restarts)
     if code != 0:
-        raise fail(f"training exited with status {code} (see the rank output above)")
+        raise ExecutorError(f"training exited with status {code} (see the rank output above)")
