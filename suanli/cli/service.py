@@ -16,7 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from suanli.cli import app
 from suanli.cli.output import console, print_json, table
-from suanli.spec import SpecError
+from suanli.spec.errors import ExecutorError, PlanInfeasible, SpecError, StoreError, SuanliError
 
 DEFAULT_PORT = 8470
 SERVER_OPTION = typer.Option(
@@ -106,6 +106,12 @@ def up(
 # the client -------------------------------------------------------------------------------------------
 
 
+# the server's error kind, back from the one HTTP status the API gives each kind
+ERROR_KINDS: dict[int, type[SuanliError]] = {
+    kind.http_status: kind for kind in (SpecError, PlanInfeasible, ExecutorError, StoreError)
+}
+
+
 class Client:
     def __init__(self, server: str | None, token: str | None = None) -> None:
         self.url = (server or f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
@@ -116,7 +122,7 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError:
-            raise SpecError(
+            raise SuanliError(
                 f"cannot reach the Suanli service at {self.url}: is `suanli up` running?"
             ) from None
         if response.status_code >= 400:
@@ -124,7 +130,7 @@ class Client:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise SpecError(str(detail))
+            raise ERROR_KINDS.get(response.status_code, SuanliError)(str(detail))
         return response.json()
 
 

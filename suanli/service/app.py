@@ -7,13 +7,13 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -25,7 +25,11 @@ from suanli.service.planning import plan_job, planner_available, search_plans
 from suanli.service.scheduling import SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
+from suanli.spec.errors import SuanliError
 from suanli.spec.io import parse_yaml
+
+if TYPE_CHECKING:
+    from suanli.service.replay import TraceReplay
 
 WEB_DIR = Path(__file__).parent / "web"
 JOB_BODY = {
@@ -102,17 +106,50 @@ def parse_job(body: bytes, content_type: str) -> JobSpec:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The service: the control loop (started and stopped with the app), the API routes in groups,
+    one error handler, the dashboard."""
     controller = build_controller(settings)
     config = settings.config
+    app = FastAPI(
+        title="Suanli",
+        version="0.1.0",
+        summary="Submit, schedule, run and watch AI and HPC jobs on heterogeneous clusters.",
+        lifespan=_lifespan(controller, _replay(controller, settings)),
+    )
+    app.state.controller = controller
+    app.state.settings = settings
+    app.add_exception_handler(SuanliError, suanli_error)  # type: ignore[arg-type]
+    app.include_router(jobs_router(controller, config), tags=["jobs"])
+    app.include_router(cluster_router(controller, config), tags=["cluster"])
+    app.include_router(planner_router(controller), tags=["planner"])
+    app.include_router(observability_router(controller, config), tags=["observability"])
+    app.add_api_route("/", dashboard, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app
 
-    replay = None
-    if settings.trace:
-        from suanli.service.replay import TraceReplay
 
-        replay = TraceReplay.load(
-            controller, config, settings.trace, settings.trace_workload, settings.trace_limit
-        )
+def dashboard() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html")
 
+
+async def suanli_error(_: Request, exc: SuanliError) -> JSONResponse:
+    """Every user-facing error kind → its one HTTP status, with the one-line reason as `detail`."""
+    return JSONResponse(status_code=exc.http_status, content={"detail": one_line(str(exc))})
+
+
+def _replay(controller: Controller, settings: Settings) -> TraceReplay | None:
+    if not settings.trace:
+        return None
+    from suanli.service.replay import TraceReplay
+
+    return TraceReplay.load(
+        controller, settings.config, settings.trace, settings.trace_workload, settings.trace_limit
+    )
+
+
+def _lifespan(
+    controller: Controller, replay: TraceReplay | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         controller.start()
@@ -124,18 +161,25 @@ def create_app(settings: Settings) -> FastAPI:
         controller.stop()
         controller.store.close()
 
-    app = FastAPI(
-        title="Suanli",
-        version="0.1.0",
-        summary="Submit, schedule, run and watch AI and HPC jobs on heterogeneous clusters.",
-        lifespan=lifespan,
-    )
-    app.state.controller = controller
-    app.state.settings = settings
+    return lifespan
 
-    @app.exception_handler(SpecError)
-    async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": one_line(str(exc))})
+
+def job_view(controller: Controller, job: Job, with_metrics: bool = False) -> dict[str, Any]:
+    """A job as the API shows it: its record, the user's spec, figures from its metrics (and, when
+    asked, the recent metrics and checkpoints)."""
+    view = job.to_dict()
+    view["spec"] = {k: v for k, v in job.spec.items() if not k.startswith("_")}
+    records = controller.store.metrics(job.id, limit=2000) if with_metrics or job.state == "running" else []
+    view["figures"] = metrics.job_figures(records)
+    if with_metrics:
+        view["metrics"] = records[-200:]
+        view["checkpoints"] = controller.store.checkpoints(job.id)
+    return view
+
+
+def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
+    """Submit, list, show, cancel a job, and read (or follow) its output."""
+    router = APIRouter()
 
     def require_writer(request: Request) -> None:
         given = request.headers.get("authorization", "")
@@ -148,25 +192,10 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, f"job {job_id}: no such job")
         return job
 
-    def job_view(job: Job, with_metrics: bool = False) -> dict[str, Any]:
-        view = job.to_dict()
-        view["spec"] = {k: v for k, v in job.spec.items() if not k.startswith("_")}
-        records = (
-            controller.store.metrics(job.id, limit=2000) if with_metrics or job.state == "running" else []
-        )
-        view["figures"] = metrics.job_figures(records)
-        if with_metrics:
-            view["metrics"] = records[-200:]
-            view["checkpoints"] = controller.store.checkpoints(job.id)
-        return view
-
-    # jobs --------------------------------------------------------------------------------------------
-
-    @app.post(
+    @router.post(
         "/jobs",
         status_code=201,
         dependencies=[Depends(require_writer)],
-        tags=["jobs"],
         openapi_extra=JOB_BODY,
         responses={
             401: {"description": "no or wrong bearer token"},
@@ -182,11 +211,11 @@ def create_app(settings: Settings) -> FastAPI:
 
         def plan_and_store() -> dict[str, Any]:  # the planner and the durable write, off the event loop
             job = controller.submit(spec, candidates, plan_job(spec, controller.cluster))
-            return job_view(job)
+            return job_view(controller, job)
 
         return await asyncio.to_thread(plan_and_store)
 
-    @app.get("/jobs", tags=["jobs"])
+    @router.get("/jobs")
     def list_jobs(
         state: str | None = Query(None, description="comma-separated states, or active / finished"),
         queue: str | None = None,
@@ -199,51 +228,54 @@ def create_app(settings: Settings) -> FastAPI:
             for item in state.split(","):
                 states |= {"active": set(ACTIVE_STATES), "finished": set(TERMINAL_STATES)}.get(item, {item})
         return [
-            job_view(j)
+            job_view(controller, j)
             for j in controller.store.list_jobs(states=states, queue=queue, kind=kind, limit=limit)
         ]
 
-    @app.get("/jobs/{job_id}", tags=["jobs"])
+    @router.get("/jobs/{job_id}")
     def show_job(job_id: int) -> dict[str, Any]:
         """One job: spec, plan, placement, state history, metrics and checkpoints."""
-        return job_view(get_job(job_id), with_metrics=True)
+        return job_view(controller, get_job(job_id), with_metrics=True)
 
-    @app.post("/jobs/{job_id}/cancel", dependencies=[Depends(require_writer)], tags=["jobs"])
+    @router.post("/jobs/{job_id}/cancel", dependencies=[Depends(require_writer)])
     def cancel_job(job_id: int) -> dict[str, Any]:
         get_job(job_id)
         job = controller.cancel(job_id)
-        return job_view(job) if job else {}
+        return job_view(controller, job) if job else {}
 
-    @app.get("/jobs/{job_id}/logs", tags=["jobs"])
+    @router.get("/jobs/{job_id}/logs")
     async def job_logs(job_id: int, follow: bool = False) -> Response:
         """The run's output; `follow=true` streams it until the job ends."""
         job = get_job(job_id)
         if not follow:
             started = job.attempt > 0
             return PlainTextResponse(controller.executor.logs(controller.run_of(job)) if started else "")
+        return StreamingResponse(_follow_logs(controller, job_id), media_type="text/plain")
 
-        async def stream() -> AsyncIterator[str]:
-            sent = 0
-            while True:
-                current = controller.store.get(job_id)
-                started = current.attempt > 0  # a queued job has no output yet: wait for it to start
-                text = (
-                    await asyncio.to_thread(controller.executor.logs, controller.run_of(current))
-                    if started
-                    else ""
-                )
-                if len(text) > sent:
-                    yield text[sent:]
-                    sent = len(text)
-                if current.state in TERMINAL_STATES:
-                    return
-                await asyncio.sleep(0.3)
+    return router
 
-        return StreamingResponse(stream(), media_type="text/plain")
 
-    # cluster ---------------------------------------------------------------------------------------
+async def _follow_logs(controller: Controller, job_id: int) -> AsyncIterator[str]:
+    """A job's output as it grows, until the job ends."""
+    sent = 0
+    while True:
+        current = controller.store.get(job_id)
+        text = ""
+        if current.attempt > 0:  # a queued job has no output until it starts
+            text = await asyncio.to_thread(controller.executor.logs, controller.run_of(current))
+        if len(text) > sent:
+            yield text[sent:]
+            sent = len(text)
+        if current.state in TERMINAL_STATES:
+            return
+        await asyncio.sleep(0.3)
 
-    @app.get("/nodes", tags=["cluster"])
+
+def cluster_router(controller: Controller, config: ServiceConfig) -> APIRouter:
+    """Pools and nodes, utilisation history, queues, recent state changes."""
+    router = APIRouter()
+
+    @router.get("/nodes")
     def nodes() -> dict[str, Any]:
         """Pools and nodes with what is allocated on each."""
         with controller.lock:
@@ -267,12 +299,12 @@ def create_app(settings: Settings) -> FastAPI:
             "pools": pools,
         }
 
-    @app.get("/utilization", tags=["cluster"])
+    @router.get("/utilization")
     def utilization(window_s: float = Query(600, gt=0)) -> dict[str, Any]:
         """Allocated share per pool over the last `window_s` seconds: {pool: [[time, ratio], …]}."""
         return controller.store.pool_history(controller.clock() - window_s)
 
-    @app.get("/queues", tags=["cluster"])
+    @router.get("/queues")
     def queues() -> list[dict[str, Any]]:
         active = controller.store.list_jobs(states=set(ACTIVE_STATES))
         return [
@@ -285,16 +317,20 @@ def create_app(settings: Settings) -> FastAPI:
             for name, queue in sorted(config.queues.items())
         ]
 
-    @app.get("/events", tags=["cluster"])
+    @router.get("/events")
     def events(limit: int = Query(50, ge=1, le=1000), failures_only: bool = False) -> list[dict[str, Any]]:
         """Recent state changes; `failures_only`: failures, cancellations and re-queues (recoveries)."""
         to_states = {"failed", "cancelled", "pending"} if failures_only else None
         changes = controller.store.recent_transitions(limit, to_states)
         return [c for c in changes if not failures_only or c["from"] is not None]
 
-    # planner -----------------------------------------------------------------------------------------
+    return router
 
-    @app.post("/plan", tags=["planner"], openapi_extra=JOB_BODY)
+
+def planner_router(controller: Controller) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/plan", openapi_extra=JOB_BODY)
     async def plan(request: Request, objective: str = "time", top: int = Query(3, ge=1, le=50)) -> list[dict]:
         """Plans for a JobSpec (YAML or JSON body) on this service's cluster, best first."""
         spec = parse_job(await request.body(), request.headers.get("content-type", ""))
@@ -302,15 +338,19 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(501, "planner: suanli.plan is not installed in this build")
         return await asyncio.to_thread(search_plans, spec, controller.cluster, objective, top)
 
-    # observability -----------------------------------------------------------------------------------
+    return router
 
-    @app.get("/metrics", tags=["observability"], response_class=PlainTextResponse)
+
+def observability_router(controller: Controller, config: ServiceConfig) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> Response:
         return Response(
             metrics.render(controller, list(config.queues)), media_type="text/plain; version=0.0.4"
         )
 
-    @app.get("/healthz", tags=["observability"])
+    @router.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {
             "ok": True,
@@ -319,11 +359,4 @@ def create_app(settings: Settings) -> FastAPI:
             "policy": controller.scheduler.policy,
         }
 
-    # dashboard ------------------------------------------------------------------------------------------
-
-    @app.get("/", include_in_schema=False)
-    def dashboard() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html")
-
-    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    return app
+    return router
