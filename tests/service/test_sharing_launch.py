@@ -167,3 +167,15 @@ def test_admission_checks_the_queue_modes_and_what_the_accelerator_can_enforce()
         admit(_sliced_spec({"mig": "1g.10gb"}, "L40S:1"), _cluster("l40s-pcie-8"), config)
     with pytest.raises(SpecError, match=r"not a MIG profile of a100-sxm-80gb"):
         admit(_sliced_spec({"mig": "1g.18gb"}, "A100:1"), a100, config)
+
+
+def test_suanli_queue_labels_each_jobs_slice():
+    from suanli.cli.service import _slice
+
+    assert _slice(None) == "whole" and _slice({"mode": "exclusive"}) == "whole"
+    assert (
+        _slice(JobSpec.model_validate({"name": "m", "sharing": {"mig": "1g.10gb"}}).sharing.model_dump())
+        == "1g.10gb"
+    )
+    assert _slice({"mode": "fraction", "core_fraction": 0.25, "memory_fraction": None}) == "mps 25%"
+    assert _slice({"mode": "timeslice", "memory_fraction": 0.5}) == "time-slice 50%"

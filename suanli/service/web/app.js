@@ -64,6 +64,15 @@ function renderPools(nodes, history, now) {
   }).join("");
 }
 
+// how much of each accelerator a job holds, as `suanli queue` shows it
+function sliceOf(j) {
+  const s = j.spec?.sharing;
+  if (!s || s.mode === "exclusive") return "";
+  if (s.mode === "mig") return ` × ${escape(s.mig_profile)}`;
+  const share = s.core_fraction ?? s.memory_fraction;
+  return ` × ${s.mode === "fraction" ? "mps" : "time-slice"} ${pct(share)}`;
+}
+
 function renderJobs(jobs, now) {
   const running = jobs.filter((j) => j.state === "running" || j.state === "starting");
   const queued = jobs.filter((j) => j.state === "pending");
@@ -71,7 +80,7 @@ function renderJobs(jobs, now) {
   fill("running", running.map((j) => row(j, [
     `<td>${j.id}</td>`, `<td>${escape(j.name)}</td>`, `<td>${j.kind}</td>`,
     `<td>${escape(j.placement?.pool ?? "")}</td>`, `<td>${j.placement?.nodes ?? ""}</td>`,
-    `<td>${j.placement?.accelerators || "–"}</td>`, `<td>${num(j.figures.step)}</td>`,
+    `<td>${j.placement?.accelerators || "–"}${sliceOf(j)}</td>`, `<td>${num(j.figures.step)}</td>`,
     `<td>${pct(j.figures.mfu)}</td>`, `<td>${pct(j.figures.goodput)}</td>`, `<td>${num(j.figures.tokens_per_s)}</td>`,
   ])), "nothing running");
   fill("queue", queued.map((j) => row(j, [
