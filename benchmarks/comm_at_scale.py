@@ -1,7 +1,9 @@
-"""Modelled gain of our algorithm selection over NCCL's own pick, at 128, 1,024 and 8,192 GPUs.
+"""Modelled gain of our algorithm selection over the best NCCL algorithm, at 128, 1,024 and 8,192 GPUs.
 
-Both picks are timed with the same cost models (`comm.cost`); NCCL's pick comes from its tuning
-logic (`comm.nccl_model`). Clusters: the HGX H100 rail-optimized fat tree
+The judge is the fastest of the algorithms NCCL v2.30.7-1 offers for the call (ring, tree, NVLS,
+NVLS-tree, CollNet, PAT), timed with the same cost models (`comm.cost`) and the same per-step latency
+table as ours: every figure is *modelled*, and a gain is what an algorithm NCCL lacks earns on the
+model. NCCL's own tuner pick (`comm.nccl_model`) is listed beside it. Clusters: the HGX H100 rail-optimized fat tree
 (examples/clusters/hgx-h100-1024.yaml, rebuilt with 1,024 nodes for 8,192 GPUs) and the mixed
 example cluster (examples/clusters/mixed-center.yaml: 2:1 oversubscribed fat tree). A group lives
 in one pool, so on the mixed cluster each accelerator pool is measured at 128 ranks, and its fabric
@@ -16,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from suanli.comm.select import nccl_baseline, select
+from suanli.comm.select import nccl_baseline, nccl_best, select
 from suanli.comm.topology import group_links, pool_model
 from suanli.spec import Cluster, load
 
@@ -56,24 +58,26 @@ def measure() -> list[dict]:
         for collective in COLLECTIVES:
             points = []
             for size in SIZES:
-                ours, nccl = (
-                    select(collective, float(size), links),
-                    nccl_baseline(collective, float(size), links),
-                )
+                ours = select(collective, float(size), links)
+                judge = nccl_best(collective, float(size), links)
+                tuner = nccl_baseline(collective, float(size), links)
                 points.append(
                     {
                         "size_bytes": size,
                         "ours": f"{ours.algorithm}/{ours.protocol}",
-                        "nccl": f"{nccl.algorithm}/{nccl.protocol}",
+                        "nccl_best": f"{judge.algorithm}/{judge.protocol}",
+                        "nccl_tuner_pick": f"{tuner.algorithm}/{tuner.protocol}",
                         "ours_us": round(ours.time_s * 1e6, 2),
-                        "nccl_us": round(nccl.time_s * 1e6, 2),
-                        "gain_pct": round((nccl.time_s / ours.time_s - 1) * 100, 1),
+                        "nccl_best_us": round(judge.time_s * 1e6, 2),
+                        "nccl_tuner_pick_us": round(tuner.time_s * 1e6, 2),
+                        "gain_pct": round((judge.time_s / ours.time_s - 1) * 100, 1),
                     }
                 )
             winning = _ranges([p["gain_pct"] >= GAIN_BAR * 100 for p in points])
             rows.append(
                 {
                     "case": label,
+                    "figures": "modelled",
                     "pool": pool,
                     "ranks": ranks,
                     "collective": collective,
@@ -116,6 +120,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
+    print("Modelled gain over the best NCCL algorithm under the same cost model")
     print(
         "| case | ranks | collective | max gain | gain at 1 MiB | gain at 8 GiB | sizes with >= 10 % gain |"
     )
@@ -137,7 +142,8 @@ def main() -> None:
             for p in r["points"]:
                 print(
                     f"  {_size(p['size_bytes']):>8}  ours {p['ours']:24} {p['ours_us']:>12.1f} us   "
-                    f"nccl {p['nccl']:18} {p['nccl_us']:>12.1f} us   gain {p['gain_pct']:6.1f} %"
+                    f"nccl best {p['nccl_best']:18} {p['nccl_best_us']:>12.1f} us   "
+                    f"(tuner {p['nccl_tuner_pick']})   gain {p['gain_pct']:6.1f} %"
                 )
 
 
