@@ -1,17 +1,23 @@
-"""Checkpoint engine benchmark: blocking time, persist throughput, recovery time and memory over saves.
+"""Checkpoint engine benchmark: training time lost per save, blocking, persist rate, recovery, memory.
 
-All measurements use one sharded state (DTensors over a 4-rank gloo mesh, like FSDP) of
---total-gb, emulating 2 nodes x 2 ranks with one checkpoint agent per node:
+One sharded state (DTensors over a 4-rank gloo mesh, like FSDP) of --total-gb, emulating 2 nodes x
+2 ranks with one supervised checkpoint agent per node. Every rank runs a stand-in training step
+(single-threaded matmuls) so that what a save costs the steps around it can be measured:
 
-- blocking time of one save for torch.save (each rank its shard), DCP save, DCP async_save and ours;
-- our persist throughput (save start until the checkpoint is committed on disk) against the disk's
-  own sequential write rate, measured in the same run the same way (each rank writes its share in
-  16 MiB chunks, then fsync);
-- time to restore from the agents' memory and from disk;
-- resident memory of each rank over --rss-saves consecutive saves (memory tiers only).
+- **time lost per save** = blocking + the signed extra time of the following steps over the
+  median undisturbed step, counted until the save's background work is done and one step after;
+  measured the same way for `torch.save` (each rank its shard, with and without its CRC-32),
+  DCP `save`, DCP `async_save` and ours (in-loop copy and overlapped copy; "ours" is the mode the
+  runtime's `CopyModeChoice` picks, the cheaper one);
+- blocking time alone (the "stall") for the same methods;
+- our persist throughput (save start until committed on disk, with replica traffic and checksums)
+  against the disk's own sequential write rate, sampled before and after and averaged;
+- restore time from the agents' memory; resident memory over --rss-saves saves (memory tiers);
+- steps lost after a real SIGKILL of a random rank at a random moment of a running job that saves
+  every step (the job restarts under the launcher and reports the step it restored).
 
-    python benchmarks/checkpoint.py                  # 2 GB state, prints a table
-    python benchmarks/checkpoint.py --quick --json   # 128 MB state, under a minute, prints JSON
+    python benchmarks/checkpoint.py --quick --json   # 512 MB state, about a minute
+    python benchmarks/checkpoint.py                  # 2 GB state
 """
 
 from __future__ import annotations
@@ -20,16 +26,22 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20
 TENSOR_BYTES = 32 << 20
 RANKS_PER_NODE = 2
+MATMUL = 384  # the stand-in step: MATMUL^3 multiply-adds, repeated
+KILL_STATE_BYTES = 64 << 20
+KILL_STEPS = 400
 
 
 def _rss_bytes() -> int:
@@ -37,17 +49,20 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _worker(out: Path, total_bytes: int, saves: int, rss_saves: int, agent_dir: Path) -> None:
+def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> None:
     import torch
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor, Shard
 
+    from suanli.ft.checkpoint.agent import AGENT_DIR_ENV
     from suanli.ft.checkpoint.engine import CheckpointEngine
 
+    torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    agent_dir = Path(os.environ[AGENT_DIR_ENV])
     mesh = init_device_mesh("cpu", (world,))
     async_group = dist.new_group(backend="gloo")  # async_save's collectives run beside the main thread's
     local_bytes = total_bytes // world
@@ -64,203 +79,323 @@ def _worker(out: Path, total_bytes: int, saves: int, rss_saves: int, agent_dir: 
         "optimizer": {f"layers.{i}.exp_avg": sharded(-i) for i in range(count - (count // 3 or 1))},
     }
     state_bytes = sum(t.to_local().nbytes for part in state.values() for t in part.values())
+    local = {key: t.to_local() for part in state.values() for key, t in part.items()}
     folder = out / "data"
-    results: dict[str, float] = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, float | str] = {}
+    a, b = torch.randn(MATMUL, MATMUL), torch.randn(MATMUL, MATMUL)
 
-    def timed(action) -> float:
-        dist.barrier()
+    def train_step(before_update=lambda: None) -> tuple[float, float]:
+        """(seconds, of which waiting before the update): forward/backward, wait, update, sync."""
         start = time.perf_counter()
-        action()
-        elapsed = time.perf_counter() - start
-        dist.barrier()
-        return elapsed
+        for _ in range(12):
+            torch.mm(a, b)
+        wait_start = time.perf_counter()
+        before_update()
+        waited_s = time.perf_counter() - wait_start
+        dist.barrier()  # data parallel: the slowest rank sets the pace
+        return time.perf_counter() - start, waited_s
 
     def slowest(value: float) -> float:
         gathered = [0.0] * world
         dist.all_gather_object(gathered, value)
         return max(gathered)
 
-    # The disk's own sequential write rate, all ranks at once, each writing its share then fsync.
-    chunk = os.urandom(CHUNK_BYTES)
-    folder.mkdir(parents=True, exist_ok=True)
+    def anyone(flag: bool) -> bool:
+        gathered = [False] * world
+        dist.all_gather_object(gathered, flag)
+        return any(gathered)
 
-    def write_sequential() -> None:
+    chunk = os.urandom(CHUNK_BYTES)
+
+    def disk_rate_gb_s() -> float:
+        """The disk's own sequential write rate, all ranks at once, each its share then fsync."""
+        dist.barrier()
+        start = time.perf_counter()
         with open(folder / f"sequential-{rank}.bin", "wb") as handle:
             for _ in range(state_bytes // CHUNK_BYTES):
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
+        elapsed = slowest(time.perf_counter() - start)
+        (folder / f"sequential-{rank}.bin").unlink()
+        return world * (state_bytes // CHUNK_BYTES) * CHUNK_BYTES / elapsed / 1e9
 
-    results["disk_write_gb_s"] = (
-        world * (state_bytes // CHUNK_BYTES) * CHUNK_BYTES / slowest(timed(write_sequential)) / 1e9
-    )
-    (folder / f"sequential-{rank}.bin").unlink()
+    disk_before = disk_rate_gb_s()
+    baseline = [slowest(train_step()[0]) for _ in range(8)]
+    baseline_s = statistics.median(baseline[2:])
 
-    local = {key: t.to_local() for part in state.values() for key, t in part.items()}
-    torch_save, torch_save_fsync, dcp_save, dcp_async = [], [], [], []
-    for repeat in range(2):
-        path = folder / f"torch-save-{rank}-{repeat}.pt"
-        torch_save.append(slowest(timed(lambda path=path: torch.save(local, path))))
+    def time_lost(save, busy, before_update=lambda: None) -> tuple[float, float]:
+        """(blocking s, time lost s) of one save, for every method alike.
 
-        def fsync_file(path=path) -> None:
-            with open(path, "rb+") as handle:
-                os.fsync(handle.fileno())
+        Blocking: the save call plus the wait before the next update. Lost: the save call plus
+        the signed excess over the baseline of every following step until the save's background
+        work is done (at least one step).
+        """
+        dist.barrier()
+        start = time.perf_counter()
+        save()
+        save_s = slowest(time.perf_counter() - start)
+        extra_s, waited_s, steps = 0.0, 0.0, 0
+        while steps == 0 or anyone(busy()):
+            step_s, waited = train_step(before_update if steps == 0 else lambda: None)
+            extra_s += slowest(step_s) - baseline_s
+            waited_s = max(waited_s, slowest(waited))
+            steps += 1
+        return save_s + waited_s, save_s + extra_s
 
-        torch_save_fsync.append(torch_save[-1] + slowest(timed(fsync_file)))
-        path.unlink()
-        dcp_save.append(slowest(timed(lambda r=repeat: dcp.save(state, checkpoint_id=folder / f"dcp-{r}"))))
-        pending = []
+    def fsync_path(path: Path) -> None:
+        with open(path, "rb+") as handle:
+            os.fsync(handle.fileno())
 
-        def start_async_save(r=repeat, pending=pending) -> None:
-            pending.append(
-                dcp.async_save(state, checkpoint_id=folder / f"async-{r}", process_group=async_group)
+    measured: dict[str, list[tuple[float, float]]] = {}
+    for repeat in range(saves):
+        path = folder / f"torch-save-{rank}.pt"
+        for crc in (True, False):
+            torch.serialization.set_crc32_options(crc)
+            key = "torch_save" if crc else "torch_save_no_crc"
+            measured.setdefault(key, []).append(
+                time_lost(lambda path=path: torch.save(local, path), lambda: False)
             )
-
-        dcp_async.append(slowest(timed(start_async_save)))
+            measured.setdefault(key + "_fsync", []).append(
+                time_lost(lambda path=path: (torch.save(local, path), fsync_path(path)), lambda: False)
+            )
+        torch.serialization.set_crc32_options(True)
+        path.unlink()
+        measured.setdefault("dcp_save", []).append(
+            time_lost(lambda r=repeat: dcp.save(state, checkpoint_id=folder / f"dcp-{r}"), lambda: False)
+        )
+        pending = []
+        measured.setdefault("dcp_async_save", []).append(
+            time_lost(
+                lambda r=repeat, pending=pending: pending.append(
+                    dcp.async_save(state, checkpoint_id=folder / f"async-{r}", process_group=async_group)
+                ),
+                lambda pending=pending: not pending[0].done(),
+            )
+        )
         pending[0].result()
         dist.barrier()
         if rank == 0:
             for name in (f"dcp-{repeat}", f"async-{repeat}"):
                 shutil.rmtree(folder / name)
-    results["torch_save_s"] = statistics.mean(torch_save)
-    results["torch_save_fsync_s"] = statistics.mean(torch_save_fsync)
-    results["dcp_save_s"] = statistics.mean(dcp_save)
-    results["dcp_async_save_s"] = statistics.mean(dcp_async)
+    for key, values in measured.items():
+        results[f"{key}_blocking_s"] = statistics.mean(v[0] for v in values)
+        results[f"{key}_lost_s"] = statistics.mean(v[1] for v in values)
 
-    node = rank // RANKS_PER_NODE
-    nodes = world // RANKS_PER_NODE
+    node, nodes = rank // RANKS_PER_NODE, world // RANKS_PER_NODE
     engine = CheckpointEngine(
         folder / "ours", rank, world, node_id=node, nodes=nodes, agent_dir=agent_dir, keep_last=2
     )
-    blocking, persist = [], []
-    for step in range(1, saves + 1):
-        dist.barrier()
+    ours: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    persist = []
+    step = 0
+    for overlap in [False, True] * (saves + 1):  # the first two saves fault in both memory slots
+        step += 1
         start = time.perf_counter()
-        engine.save(step, state)
-        blocking.append(slowest(time.perf_counter() - start))
+        blocking_s, lost_s = time_lost(
+            lambda step=step, overlap=overlap: engine.save(step, state, overlap=overlap),
+            engine.busy,
+            engine.wait_for_snapshot,  # the runtime waits here, before the optimizer step
+        )
         engine.wait()
         persist.append(slowest(time.perf_counter() - start))
-    results["ours_first_save_s"] = blocking[0]
-    results["ours_save_s"] = statistics.mean(
-        blocking[2:] or blocking
-    )  # both memory slots warm after two saves
-    results["ours_persist_s"] = statistics.mean(persist[2:] or persist)
+        if step > 2:
+            ours[overlap].append((blocking_s, lost_s))
+    for overlap, name in ((False, "ours_in_loop_copy"), (True, "ours_overlapped_copy")):
+        results[f"{name}_blocking_s"] = statistics.mean(v[0] for v in ours[overlap])
+        results[f"{name}_lost_s"] = statistics.mean(v[1] for v in ours[overlap])
+    # what the runtime's CopyModeChoice does on a CPU: use the mode that lost less time per save
+    chosen = min(("ours_in_loop_copy", "ours_overlapped_copy"), key=lambda n: results[f"{n}_lost_s"])
+    results["ours_mode"] = chosen
+    results["ours_blocking_s"] = results[f"{chosen}_blocking_s"]
+    results["ours_lost_s"] = results[f"{chosen}_lost_s"]
+    results["ours_persist_s"] = statistics.mean(persist[2:])
     results["ours_persist_gb_s"] = world * state_bytes / results["ours_persist_s"] / 1e9
+    disk_after = disk_rate_gb_s()
+    results["disk_write_before_gb_s"], results["disk_write_after_gb_s"] = disk_before, disk_after
+    results["disk_write_gb_s"] = (disk_before + disk_after) / 2
+    results["baseline_step_s"] = baseline_s
 
-    def scramble() -> None:
-        for part in state.values():
-            for tensor in part.values():
-                tensor.to_local().fill_(7.0)
-
-    scramble()
-    restored = []
-    results["recovery_from_memory_s"] = slowest(timed(lambda: restored.append(engine.load(state))))
-    memory_tier = engine.restored.tier
-    intact = bool((state["model"]["layers.0.weight"].to_local() == 0).all())
+    for part in state.values():
+        for tensor in part.values():
+            tensor.to_local().fill_(7.0)
+    dist.barrier()
+    start = time.perf_counter()
+    restored_step = engine.load(state)
+    results["recovery_from_memory_s"] = slowest(time.perf_counter() - start)
+    results["recovery_tier"] = engine.restored.tier
+    intact = restored_step == step and bool((state["model"]["layers.0.weight"].to_local() == 0).all())
     engine.close()
-    # The same restore with the two nodes' roles swapped: each rank's snapshot now comes from the
-    # replica its node placed on the *other* node's agent (what happens when a node is lost).
-    scramble()
-    peer_engine = CheckpointEngine(
-        folder / "ours", rank, world, node_id=(node + 1) % nodes, nodes=nodes, agent_dir=agent_dir
-    )
-    results["recovery_from_peer_memory_s"] = slowest(timed(lambda: peer_engine.load(state)))
-    peer_node = int(peer_engine.restored.where.rsplit(" ", 1)[1])
-    intact = intact and peer_node != node and bool((state["model"]["layers.0.weight"].to_local() == 0).all())
-    peer_engine.close()
-    scramble()
-    disk_engine = CheckpointEngine(folder / "ours", rank, world, node_id=node, nodes=nodes)
-    results["recovery_from_disk_s"] = slowest(timed(lambda: restored.append(disk_engine.load(state))))
-    disk_engine.close()
-    results["steps_lost"] = saves - restored[0]
 
     memory_engine = CheckpointEngine(
         folder / "memory-only", rank, world, node_id=node, nodes=nodes, agent_dir=agent_dir, disk_every=10**9
     )
     rss = []
-    for step in range(1, rss_saves + 1):
-        memory_engine.save(step, state)
+    for save_step in range(1, rss_saves + 1):
+        memory_engine.save(save_step, state)
         memory_engine.wait()
         rss.append(_rss_bytes())
     memory_engine.close()
-    settled = min(10, len(rss) - 1)
-    growth = [(rss[-1] - rss[settled]) / 2**20]
-    results["rss_growth_mb"] = slowest(growth[0])
+    settled = min(5, len(rss) - 1)
+    results["rss_growth_mb"] = slowest((rss[-1] - rss[settled]) / 2**20)
     results["rss_mb"] = slowest(rss[-1] / 2**20)
     if rank == 0:
         results.update(
-            state_gb=world * state_bytes / 1e9,
-            ranks=world,
-            saves=saves,
-            rss_saves=rss_saves,
-            restored_tier=memory_tier,
-            restored_intact=intact,
+            state_gb=world * state_bytes / 1e9, ranks=world, saves=saves, rss_saves=rss_saves, intact=intact
         )
         (out / "results.json").write_text(json.dumps(results))
     dist.destroy_process_group()
 
 
+def _kill_worker(out: Path) -> None:
+    """A job that saves every step (overlapped copy) until killed; after a restart it reports and exits."""
+    import torch
+    import torch.distributed as dist
+
+    from suanli.ft.checkpoint.agent import AGENT_DIR_ENV
+    from suanli.ft.checkpoint.engine import CheckpointEngine
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+    weights = torch.zeros(KILL_STATE_BYTES // 4 // world)
+    state = {"model": {"w": weights}, "step": 0}
+    engine = CheckpointEngine(
+        out / "kill-ckpt",
+        rank,
+        world,
+        node_id=rank // RANKS_PER_NODE,
+        nodes=world // RANKS_PER_NODE,
+        agent_dir=Path(os.environ[AGENT_DIR_ENV]),
+        disk_every=10**9,
+    )
+    if attempt > 0:
+        restored = engine.load(state)
+        if rank == 0:
+            (out / "restored.json").write_text(json.dumps({"step": restored, "tier": engine.restored.tier}))
+        engine.close()
+        dist.destroy_process_group()
+        return
+    (out / f"pid-{rank}").write_text(str(os.getpid()))
+    a = torch.randn(MATMUL, MATMUL)
+    with open(out / f"progress-{rank}", "a") as progress:
+        for step in range(1, KILL_STEPS + 1):
+            for _ in range(6):
+                torch.mm(a, a)
+            engine.wait_for_snapshot()
+            weights.fill_(step)  # the "optimizer step": the state now is step `step`'s
+            state["step"] = step
+            dist.barrier()
+            progress.write(f"{step}\n")
+            progress.flush()
+            engine.save(step, state, overlap=True)
+    engine.close()
+    dist.destroy_process_group()
+
+
+def _steps_lost_after_kill(out: Path, ranks: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    agent_dir = out / "kill-agents"
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from suanli.ft.checkpoint.launcher import launch; "
+            f"sys.exit(launch({__file__!r}, ['--kill-worker', {str(out)!r}], {ranks}, max_restarts=1, "
+            f"agent_dir={str(agent_dir)!r}, agent_nodes={ranks // RANKS_PER_NODE}))",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    victim = rng.randrange(ranks)
+    progress = out / f"progress-{victim}"
+    deadline = time.monotonic() + 60
+    while not (progress.exists() and len(progress.read_text().split()) >= 5):
+        if time.monotonic() > deadline or job.poll() is not None:
+            raise RuntimeError("the kill job did not start stepping")
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 1.0))
+    os.kill(int((out / f"pid-{victim}").read_text()), signal.SIGKILL)
+    time.sleep(0.5)  # a rank past the last barrier may still be writing its progress line
+    completed = max(int(p.read_text().split()[-1]) for p in out.glob("progress-*") if p.read_text().split())
+    if job.wait(timeout=120) != 0:
+        raise RuntimeError(f"the kill job failed to recover (exit {job.returncode})")
+    restored = json.loads((out / "restored.json").read_text())
+    return {
+        "steps_lost_after_kill": completed - restored["step"],
+        "kill_completed_step": completed,
+        "kill_restored_step": restored["step"],
+        "kill_restored_tier": restored["tier"],
+        "kill_victim_rank": victim,
+        "kill_seed": seed,
+    }
+
+
 def _machine() -> str:
     cores = os.cpu_count()
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    system = f"{platform.system()} {platform.release()}"
-    return f"{platform.machine()}, {cores} cores, {memory_gb:.0f} GiB RAM, {system}"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{platform.machine()}, {cores} cores, {memory_gb:.0f} GiB RAM, load average {load}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="128 MB state, for a run under a minute")
+    parser.add_argument("--quick", action="store_true", help="512 MB state, fewer repeats (about a minute)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--total-gb", type=float, default=None)
     parser.add_argument("--ranks", type=int, default=4)
-    parser.add_argument("--saves", type=int, default=4)
-    parser.add_argument("--rss-saves", type=int, default=100)
-    parser.add_argument(
-        "--folder", type=Path, default=None, help="where checkpoints go (default: a temp dir)"
-    )
+    parser.add_argument("--saves", type=int, default=None, help="measured saves per method")
+    parser.add_argument("--rss-saves", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="for the kill's victim and moment")
+    parser.add_argument("--folder", type=Path, default=None, help="where checkpoints go (default: temp)")
     args = parser.parse_args()
-    total_gb = args.total_gb if args.total_gb is not None else (0.128 if args.quick else 2.0)
+    total_gb = args.total_gb if args.total_gb is not None else (0.512 if args.quick else 2.0)
+    saves = args.saves or (2 if args.quick else 3)
+    rss_saves = args.rss_saves or (20 if args.quick else 100)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
 
-    from suanli.ft.checkpoint.agent import start_agent
     from suanli.ft.checkpoint.launcher import launch
 
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = Path(tempfile.mkdtemp(prefix="suanli-ckpt-bench-", dir=args.folder))
-    agent_dir = out / "agents"
-    agents = [start_agent(node, agent_dir) for node in range(args.ranks // RANKS_PER_NODE)]
+    started = time.perf_counter()
     try:
-        worker_args = [
-            str(out),
-            str(int(total_gb * 1e9)),
-            str(args.saves),
-            str(args.rss_saves),
-            str(agent_dir),
-        ]
-        code = launch(__file__, ["--worker", *worker_args], args.ranks)
+        worker_args = ["--measure-worker", str(out), str(int(total_gb * 1e9)), str(saves), str(rss_saves)]
+        nodes = args.ranks // RANKS_PER_NODE
+        code = launch(__file__, worker_args, args.ranks, agent_dir=out / "agents", agent_nodes=nodes)
         if code != 0:
             sys.exit(f"error: benchmark workers failed with exit code {code}")
         results = json.loads((out / "results.json").read_text())
+        results.update(_steps_lost_after_kill(out, args.ranks, seed))
     finally:
-        for agent in agents:
-            agent.terminate()
-            agent.wait(timeout=60)
         shutil.rmtree(out, ignore_errors=True)
     summary = {
-        "stall_ratio_vs_torch_save": results["ours_save_s"] / results["torch_save_s"],
+        "time_lost_per_save_vs_torch_save": results["ours_lost_s"] / results["torch_save_lost_s"],
+        "stall_ratio_vs_torch_save": results["ours_blocking_s"] / results["torch_save_blocking_s"],
+        "stall_ratio_vs_dcp_async_save": results["ours_blocking_s"] / results["dcp_async_save_blocking_s"],
         "persist_ratio_vs_disk": results["ours_persist_gb_s"] / results["disk_write_gb_s"],
         "recovery_from_memory_s": results["recovery_from_memory_s"],
+        "steps_lost_after_kill": results["steps_lost_after_kill"],
         "rss_growth_mb": results["rss_growth_mb"],
+        "time_lost_per_save_vs_torch_save_no_crc": results["ours_lost_s"]
+        / results["torch_save_no_crc_lost_s"],
+        "time_lost_per_save_vs_torch_save_fsync": results["ours_lost_s"] / results["torch_save_fsync_lost_s"],
         **results,
+        "wall_s": time.perf_counter() - started,
         "machine": _machine(),
     }
     if args.json:
         print(json.dumps(summary, indent=1))
         return
     for key, value in summary.items():
-        print(f"{key:28s} {value:.4g}" if isinstance(value, float) else f"{key:28s} {value}")
+        print(f"{key:44s} {value:.4g}" if isinstance(value, float) else f"{key:44s} {value}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        _worker(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), Path(sys.argv[6]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--measure-worker":
+        _measure_worker(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--kill-worker":
+        _kill_worker(Path(sys.argv[2]))
     else:
         main()

@@ -19,6 +19,7 @@ from suanli.ft.checkpoint import manifest as mf
 from suanli.ft.checkpoint.agent import start_agent
 from suanli.ft.checkpoint.engine import CheckpointEngine
 from suanli.ft.checkpoint.manifest import CheckpointError
+from suanli.ft.checkpoint.memory_tier import SlotTable
 from suanli.ft.checkpoint.replica import holders, replica_node
 from suanli.ft.checkpoint.staging import HostBuffer, flatten, stage, staged_state, unflatten
 from suanli.ft.checkpoint.state import DataPosition, ModelState, OptimizerState, RNGState
@@ -192,11 +193,47 @@ def test_missing_shard_is_named(tmp_path):
     assert str(shard) in message and "missing shard" in message
 
 
-def test_directory_without_manifest_is_reported(tmp_path):
+def test_directory_without_manifest_or_dcp_metadata_is_reported_and_quarantined(tmp_path):
     folder = _committed(tmp_path)
     (folder / mf.MANIFEST_FILE).unlink()
+    (folder / mf.METADATA_FILE).unlink()
     message = _load_error(tmp_path)
     assert str(folder / mf.MANIFEST_FILE) in message and "not completed" in message
+    assert not folder.exists() and (tmp_path / "ckpt" / (folder.name + mf.QUARANTINE_SUFFIX)).is_dir()
+
+
+def test_corrupt_newest_checkpoint_is_quarantined_and_the_older_one_resumes(tmp_path, caplog):
+    state, step = _training()
+    engine = CheckpointEngine(tmp_path / "ckpt", keep_last=2)
+    for s in (1, 2):
+        step()
+        engine.save(s, state)
+    engine.close()
+    newest = tmp_path / "ckpt" / mf.checkpoint_name(2)
+    shard = _shard(newest)
+    shard.write_bytes(shard.read_bytes()[:100])
+
+    fresh, _ = _training(seed=9)
+    resumed = CheckpointEngine(tmp_path / "ckpt")
+    assert resumed.load(fresh) == 1
+    assert resumed.restored.where.endswith(mf.checkpoint_name(1))
+    assert fresh["dataloader"].batch_index == 1
+    assert (tmp_path / "ckpt" / "step-2.corrupt").is_dir() and not newest.exists()
+    warnings = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
+    assert len(warnings) == 1 and str(newest) in warnings[0] and "truncated" in warnings[0]
+    assert "\n" not in warnings[0]
+
+
+def test_overlapped_save_snapshots_the_state_as_it_was_when_save_was_called(tmp_path):
+    weights = torch.arange(1_000_000, dtype=torch.float32)
+    engine = CheckpointEngine(tmp_path / "ckpt")
+    engine.save(1, {"w": weights}, overlap=True)
+    engine.wait_for_snapshot()  # what the loop does before the optimizer step
+    weights.add_(1)
+    engine.close()
+    restored = {"w": torch.zeros(1_000_000)}
+    assert CheckpointEngine(tmp_path / "ckpt").load(restored) == 1
+    assert torch.equal(restored["w"], torch.arange(1_000_000, dtype=torch.float32))
 
 
 def test_unreadable_manifest_is_reported(tmp_path):
@@ -314,6 +351,21 @@ def test_memory_snapshot_of_another_model_falls_back_to_disk(tmp_path, agent_dir
     engine.close()
     other, _ = _training(seed=3, hidden=32)
     assert CheckpointEngine(tmp_path / "ckpt", agent_dir=agent_dir).load(other) is None
+
+
+def test_a_restarted_agent_adopts_sealed_snapshots_and_frees_the_rest(tmp_path):
+    folder = tmp_path / "shm"
+    table = SlotTable.adopt(folder)
+    sealed, _ = table.reserve(owner=0, size_bytes=64)
+    table.commit(0, sealed, step=4, meta=b"meta", crc32=None)
+    table.seal(0, sealed, step=4, crc32=1234)
+    unsealed, _ = table.reserve(owner=0, size_bytes=64)
+    table.commit(0, unsealed, step=5, meta=b"meta", crc32=None)  # killed before its checksum
+
+    adopted = SlotTable.adopt(folder)  # the agent died; its successor finds the folder
+    assert adopted.steps(0) == [4]
+    assert adopted.find(0, 4).crc32 == 1234 and adopted.find(0, 4).meta == b"meta"
+    assert sorted(p.name for p in folder.iterdir()) == [f"rank0-slot{sealed}", f"rank0-slot{sealed}.json"]
 
 
 def test_without_an_agent_saves_still_reach_disk(tmp_path):

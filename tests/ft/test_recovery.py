@@ -152,11 +152,11 @@ def _loss_curve(out: Path) -> dict[int, float]:
 
 
 def test_sigkilled_rank_restores_from_peer_memory_with_identical_loss_curve(tmp_path):
-    from suanli.ft.checkpoint.agent import shm_folder, start_agent
+    from suanli.ft.checkpoint.agent import shm_folder_for, start_agent
 
     agent_dir = tmp_path / "agents"
     agents = [start_agent(node, agent_dir) for node in range(WORLD // RANKS_PER_NODE)]
-    killed_shm = shm_folder(agent_dir, 1)
+    killed_shm = shm_folder_for(agent_dir, 1)
     try:
         run = _launch_both(tmp_path / "reference", tmp_path / "faulty", agent_dir)
     finally:
@@ -207,7 +207,7 @@ def test_checkpoint_of_two_sharded_ranks_loads_on_one_process_and_with_plain_dcp
     assert torch.equal(state["model"]["w"], expected) and state["seen"] == 2
 
     plain = {"model": {"w": torch.zeros(8, 4)}}  # what torchtitan or any DCP user would do
-    dcp.load(plain, checkpoint_id=tmp_path / "ckpt" / "step-0000000003", no_dist=True)
+    dcp.load(plain, checkpoint_id=tmp_path / "ckpt" / "step-3", no_dist=True)
     assert torch.equal(plain["model"]["w"], expected)
 
 

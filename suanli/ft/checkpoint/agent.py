@@ -6,12 +6,16 @@ Start one per node before the training processes (the launcher or the job script
 
 It listens on a free TCP port, writes `node-<id>.json` (host, port, pid, shm folder) into
 `--agent-dir` so workers on any node can find it, keeps snapshots in `/dev/shm` and removes them
-when it stops (SIGTERM, SIGINT or a `stop` request).
+when it stops (SIGTERM, SIGINT or a `stop` request). Its shared-memory folder is named after the
+agent folder and the node, so an agent restarted after a crash (the launcher supervises it) finds
+the folder its predecessor left: it adopts the sealed snapshots and frees the rest, and nothing
+leaks in `/dev/shm`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +31,17 @@ from pathlib import Path
 from suanli.ft.checkpoint.memory_tier import AgentClient, SlotTable, address_file, serve_request
 
 SHM_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+AGENT_DIR_ENV = "SUANLI_CHECKPOINT_AGENT_DIR"
+
+
+def shm_prefix(agent_dir: str | os.PathLike) -> str:
+    """The name prefix of every shared-memory folder the agents of `agent_dir` own."""
+    digest = hashlib.sha1(str(Path(agent_dir).resolve()).encode()).hexdigest()[:12]
+    return f"suanli-ft-{digest}-"
+
+
+def shm_folder_for(agent_dir: str | os.PathLike, node_id: int) -> Path:
+    return SHM_ROOT / f"{shm_prefix(agent_dir)}node{node_id}"
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -57,8 +72,8 @@ def _write_address(path: Path, address: dict) -> None:
 def run_agent(node_id: int, agent_dir: Path, host: str = "127.0.0.1") -> None:
     """Serve until stopped; the shared-memory folder is removed on the way out."""
     agent_dir.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"suanli-ft-node{node_id}-", dir=SHM_ROOT))
-    server = _Server((host, 0), SlotTable(folder))
+    folder = shm_folder_for(agent_dir, node_id)
+    server = _Server((host, 0), SlotTable.adopt(folder))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     address = {"host": host, "port": server.server_address[1], "pid": os.getpid(), "shm": str(folder)}
     _write_address(address_file(agent_dir, node_id), address)
@@ -97,14 +112,6 @@ def start_agent(node_id: int, agent_dir: str | os.PathLike, timeout_s: float = 3
             )
         time.sleep(0.05)
     return process
-
-
-def shm_folder(agent_dir: str | os.PathLike, node_id: int) -> Path | None:
-    """The shared-memory folder an agent announced (to clean up after one that was SIGKILLed)."""
-    try:
-        return Path(json.loads(address_file(agent_dir, node_id).read_text())["shm"])
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> None:

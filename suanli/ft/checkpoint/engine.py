@@ -2,10 +2,12 @@
 
     engine = CheckpointEngine(folder, rank, world_size, node_id=rank // 8, nodes=world_size // 8,
                               agent_dir=folder / "agents")
-    step = engine.load(state) or 0       # memory, then peer replica, then newest verified disk checkpoint
+    step = engine.load(state) or 0       # newest verified: memory, peer replica, disk, older disk
     for step in range(step + 1, steps + 1):
-        train_one_step()
-        engine.save(step, state)          # blocks only while the state is copied into the staging buffer
+        forward_backward()
+        engine.wait_for_snapshot()        # the copy of the last save must be done before the update
+        optimizer.step()
+        engine.save(step, state, overlap=True)  # the copy runs during the next forward/backward
     engine.close()
 
 Tiers, fastest first:
@@ -16,13 +18,16 @@ Tiers, fastest first:
    a checksummed manifest written last and the directory renamed into place; keep-last-N.
 
 `load` is collective: all ranks agree on one step that every rank can restore, and a tier is used
-only if every rank's copy is there and intact.
+only if every rank's copy is there and intact. Candidates are tried newest first (memory before
+disk at the same step); a disk checkpoint that fails verification is quarantined with one line
+naming the file and the next older one is tried, so one bad file never stops a job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,9 +47,11 @@ from suanli.ft.checkpoint.replica import replica_node
 from suanli.ft.checkpoint.staging import (
     HostBuffer,
     Snapshot,
+    accelerator_present,
+    copy_tensors,
     flatten,
     local_tensor,
-    stage,
+    prepare,
     staged_state,
     unflatten,
     view,
@@ -64,11 +71,20 @@ class Restored:
     where: str
 
 
-def _state_dicts(state: dict[str, Any]) -> dict[str, Any]:
+State = dict[str, Any] | Any
+"""A dict of `Stateful` objects or plain values (as DCP takes), or one `Stateful` for the whole state."""
+
+
+def _state_dicts(state: State) -> dict[str, Any]:
+    if not isinstance(state, dict):
+        return state.state_dict()
     return {key: value.state_dict() if is_stateful(value) else value for key, value in state.items()}
 
 
-def _apply(state: dict[str, Any], loaded: dict[str, Any]) -> None:
+def _apply(state: State, loaded: dict[str, Any]) -> None:
+    if not isinstance(state, dict):
+        state.load_state_dict(loaded)
+        return
     for key, value in state.items():
         if is_stateful(value):
             value.load_state_dict(loaded[key])
@@ -124,6 +140,8 @@ class CheckpointEngine:
         # Disk and replica run side by side: neither waits for the other.
         self._to_disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-disk-rank{rank}")
         self._to_peers = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-peers-rank{rank}")
+        self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-copy-rank{rank}")
+        self._copying: Future | None = None
         self._pending: list[Future] = []
         self._warned_no_agent = False
         if rank == 0:
@@ -132,48 +150,86 @@ class CheckpointEngine:
 
     # -- save -----------------------------------------------------------------------------------
 
-    def save(self, step: int, state: dict[str, Any]) -> None:
-        """Stage `state` (blocking) and persist it in the background; waits for the previous save first."""
+    def save(self, step: int, state: State, *, overlap: bool = False) -> None:
+        """Snapshot `state` as of `step` and persist it in the background.
+
+        First waits until the previous save is fully persisted. With `overlap=False` the tensors
+        are copied before `save` returns. With `overlap=True` the copy runs in a background thread
+        (on a side stream for device tensors) and `save` returns at once: the caller must call
+        `wait_for_snapshot()` before anything changes the state (before the optimizer step).
+        """
         self.wait()
         plain = _state_dicts(state)
-        staged = self._stage_into_local_agent(step, plain)
-        if staged is None:
-            snapshot, buffer, live = stage(plain, self._host_buffer)
-            slot = None
-        else:
-            snapshot, buffer, live, slot = staged
-        if slot is not None or self._peer is not None:
-            self._pending.append(self._to_peers.submit(self._replicate, step, snapshot, buffer, slot))
-        if step % self.disk_every == 0:
-            self._pending.append(self._to_disk.submit(self._persist_to_disk, step, snapshot, buffer, live))
-
-    def _stage_into_local_agent(self, step: int, plain: dict[str, Any]) -> tuple | None:
-        """Stage straight into a shared-memory slot of this node's agent and commit it there.
-
-        Returns (snapshot, buffer, live tensors, slot), or None when there is no agent to use.
-        """
-        if self._local is None:
-            return None
         reserved: list[int] = []
+        snapshot, buffer, live = prepare(plain, lambda nbytes: self._acquire(nbytes, reserved))
+        slot = reserved[0] if reserved else None
+        ready = torch.accelerator.current_stream().record_event() if accelerator_present() else None
+        copied = self._copier.submit(self._copy, step, snapshot, buffer, live, slot, ready)
+        self._copying = copied
+        if not overlap:
+            self.wait_for_snapshot()
+        if slot is not None or self._peer is not None:
+            self._pending.append(self._to_peers.submit(self._replicate, copied, step, snapshot, buffer, slot))
+        if step % self.disk_every == 0:
+            self._pending.append(
+                self._to_disk.submit(self._persist_to_disk, copied, step, snapshot, buffer, live)
+            )
 
-        def acquire(size_bytes: int) -> torch.Tensor:
-            index, path = self._local.reserve(self.rank, size_bytes)
-            reserved.append(index)
-            return self._shared_slots.map(path, size_bytes)
+    def wait_for_snapshot(self) -> float:
+        """Block until the last save's copy is complete; the seconds spent waiting."""
+        copying, self._copying = self._copying, None
+        if copying is None:
+            return 0.0
+        start = time.perf_counter()
+        copying.result()
+        return time.perf_counter() - start
 
-        try:
-            snapshot, buffer, live = stage(plain, acquire)
-            self._local.commit(self.rank, reserved[0], step, snapshot.to_meta_bytes())
-        except (AgentUnavailable, OSError) as error:
-            if not self._warned_no_agent:
-                log.warning("rank %d: memory tier unavailable, staging in host memory (%s)", self.rank, error)
-                self._warned_no_agent = True
-            return None
-        self._warned_no_agent = False
-        return snapshot, buffer, live, reserved[0]
+    def busy(self) -> bool:
+        """Whether a save is still copying or persisting (and so competing with training)."""
+        in_flight = [*self._pending, *([self._copying] if self._copying is not None else [])]
+        return any(not future.done() for future in in_flight)
 
-    def _replicate(self, step: int, snapshot: Snapshot, buffer: torch.Tensor, slot: int | None) -> None:
+    def _acquire(self, nbytes: int, reserved: list[int]) -> torch.Tensor:
+        """A slot of the local agent's shared memory (so the copy is the memory tier), else a host buffer."""
+        if self._local is not None:
+            try:
+                index, path = self._local.reserve(self.rank, nbytes)
+                buffer = self._shared_slots.map(path, nbytes)
+            except (AgentUnavailable, OSError) as error:
+                self._warn_no_agent(error)
+            else:
+                reserved.append(index)
+                return buffer
+        return self._host_buffer(nbytes)
+
+    def _warn_no_agent(self, error: Exception) -> None:
+        if not self._warned_no_agent:
+            log.warning("rank %d: memory tier unavailable, staging in host memory (%s)", self.rank, error)
+            self._warned_no_agent = True
+
+    def _copy(
+        self,
+        step: int,
+        snapshot: Snapshot,
+        buffer: torch.Tensor,
+        live: dict[str, torch.Tensor],
+        slot: int | None,
+        ready: torch.Event | None,
+    ) -> None:
+        copy_tensors(snapshot, buffer, live, ready)
+        if slot is not None:
+            try:
+                self._local.commit(self.rank, slot, step, snapshot.to_meta_bytes())
+            except (AgentUnavailable, OSError) as error:
+                self._warn_no_agent(error)
+                return
+            self._warned_no_agent = False
+
+    def _replicate(
+        self, copied: Future, step: int, snapshot: Snapshot, buffer: torch.Tensor, slot: int | None
+    ) -> None:
         """Checksum the staged snapshot for the local agent, then copy it to the peer node's agent."""
+        copied.result()
         crc = _crc32(buffer)
         if slot is not None:
             self._try(lambda: self._local.seal(self.rank, slot, step, crc), "seal local snapshot")
@@ -187,7 +243,10 @@ class CheckpointEngine:
         except (AgentUnavailable, OSError) as error:
             log.warning("rank %d: could not %s (%s)", self.rank, what, error)
 
-    def _persist_to_disk(self, step: int, snapshot: Snapshot, buffer: torch.Tensor, live: dict) -> None:
+    def _persist_to_disk(
+        self, copied: Future, step: int, snapshot: Snapshot, buffer: torch.Tensor, live: dict
+    ) -> None:
+        copied.result()
         staged = staged_state(snapshot, buffer, live)
         directory = mf.partial_name(step)
         writer = self.storage.writer(directory)
@@ -212,6 +271,7 @@ class CheckpointEngine:
 
     def wait(self) -> None:
         """Block until this rank's last save is fully persisted; re-raise its error if it failed."""
+        self.wait_for_snapshot()
         pending, self._pending = self._pending, []
         for future in pending:
             future.result()
@@ -223,39 +283,47 @@ class CheckpointEngine:
         steps = mf.committed_steps(self.storage)
         return steps[-1] if steps else None
 
-    def load(self, state: dict[str, Any]) -> int | None:
-        """Restore `state` in place from the fastest tier all ranks can use; return its step (None: fresh).
+    def load(self, state: State) -> int | None:
+        """Restore `state` in place from the newest checkpoint every rank can use; its step (None: fresh).
 
-        Collective. Raises `CheckpointError` naming the file if the newest disk checkpoint is corrupt,
-        partial, missing a shard or was written by a different model.
+        Collective. Candidates, newest first and memory before disk at the same step: snapshots in
+        the agents' memory (own node, then the peer's replica), then committed disk checkpoints.
+        A disk checkpoint that fails verification (manifest, size, CRC-32) is quarantined and the
+        next is tried. Raises `CheckpointError`, one line, if a checkpoint was written by another
+        model, or if checkpoints exist and every one of them failed verification.
         """
         self.wait()
-        memory_step = self._common_memory_step()
-        disk_step = self.latest()
-        if memory_step is not None and (disk_step is None or memory_step >= disk_step):
-            restored = self._load_from_memory(memory_step, state)
+        memory = [(step, "memory") for step in self._common_memory_steps()]
+        disk = [(step, "disk") for step in mf.committed_steps(self.storage)]
+        quarantined: list[str] = []
+        for step, kind in sorted(memory + disk, key=lambda c: (c[0], c[1] == "memory"), reverse=True):
+            if kind == "memory":
+                restored = self._load_from_memory(step, state)
+            else:
+                restored = self._load_from_disk(step, state, quarantined)
             if restored is not None:
                 self.restored = restored
-                return restored.step
-        if disk_step is None:
-            return None
-        self._load_from_disk(disk_step, state)
-        self.restored = Restored(disk_step, "disk", self.storage.describe(mf.checkpoint_name(disk_step)))
-        return disk_step
+                return step
+        if quarantined:
+            raise CheckpointError(
+                f"{self.storage.describe('')}: no usable checkpoint, {len(quarantined)} quarantined; "
+                f"newest: {quarantined[0]}"
+            )
+        return None
 
     def _holders(self) -> list[tuple[str, AgentClient]]:
         tiers = [("memory", self._local), ("replica", self._peer)]
         return [(tier, client) for tier, client in tiers if client is not None]
 
-    def _common_memory_step(self) -> int | None:
+    def _common_memory_steps(self) -> list[int]:
+        """Steps whose snapshot every rank can fetch from some agent."""
         mine: set[int] = set()
         for _, client in self._holders():
             try:
                 mine.update(client.steps(self.rank))
             except (AgentUnavailable, OSError):
                 continue
-        common = set.intersection(*(set(steps) for steps in self._all_gather(sorted(mine))))
-        return max(common) if common else None
+        return sorted(set.intersection(*(set(steps) for steps in self._all_gather(sorted(mine)))))
 
     def _fetch(self, step: int) -> tuple[Snapshot, torch.Tensor, str, str] | str:
         """This rank's snapshot at `step` from the first holder that has an intact copy, or why none did."""
@@ -273,7 +341,7 @@ class CheckpointEngine:
             return Snapshot.from_meta_bytes(meta), buffer, tier, where
         return "; ".join(problems) or f"no holder of rank {self.rank}'s snapshot at step {step}"
 
-    def _load_from_memory(self, step: int, state: dict[str, Any]) -> Restored | None:
+    def _load_from_memory(self, step: int, state: State) -> Restored | None:
         fetched = self._fetch(step)
         problem = fetched if isinstance(fetched, str) else None
         if problem is None:
@@ -294,38 +362,62 @@ class CheckpointEngine:
         _apply(state, unflatten(skeleton, live, snapshot.objects))
         return Restored(step, tier, where)
 
-    def _load_from_disk(self, step: int, state: dict[str, Any]) -> None:
+    def _load_from_disk(self, step: int, state: State, quarantined: list[str]) -> Restored | None:
+        """Verify, then load one disk checkpoint; None (after quarantining it) if it is corrupt."""
         name = mf.checkpoint_name(step)
-        problem = None
+        foreign = mf.is_foreign(self.storage, name)
+        corrupt = mismatch = None
+        plain = _state_dicts(state)
         try:
-            manifest = mf.read_manifest(self.storage, name)
-            mine = sorted(manifest.files)[self.rank :: self.world_size]
-            mf.verify(self.storage, name, mine)
-            plain = _state_dicts(state)
+            if not foreign:
+                manifest = mf.read_manifest(self.storage, name)
+                mf.verify(self.storage, name, sorted(manifest.files)[self.rank :: self.world_size])
+            stored = self._stored_shapes(name)
+        except CheckpointError as error:
+            corrupt = str(error)
+        else:
             _, live, _ = flatten(plain)
-            stored = self.storage.reader(name).read_metadata().state_dict_metadata
-            shapes = {
-                key: (tuple(meta.size), meta.properties.dtype)
-                for key, meta in stored.items()
-                if isinstance(meta, TensorStorageMetadata)
-            }
-            problem = _mismatch(
-                shapes,
+            mismatch = _mismatch(
+                stored,
                 {p: (tuple(t.shape), t.dtype) for p, t in live.items()},
                 self.storage.describe(name, mf.METADATA_FILE),
                 exact=False,
             )
-        except CheckpointError as error:
-            problem = str(error)
-        problems = [p for p in self._all_gather(problem) if p]
-        if problems:
-            raise CheckpointError(problems[0])
+        problems = self._all_gather((corrupt, mismatch))
+        corrupt = next((c for c, _ in problems if c), None)
+        mismatch = next((m for _, m in problems if m), None)
+        if corrupt is not None:
+            if self.rank == 0:
+                moved = mf.quarantine(self.storage, name)
+                log.warning("quarantined %s as %s: %s", self.storage.describe(name), moved, corrupt)
+            self._barrier()
+            quarantined.append(corrupt)
+            return None
+        if mismatch is not None:
+            raise CheckpointError(mismatch)
         dcp.load(
-            state,
+            plain,
             storage_reader=self.storage.reader(name),
             process_group=self._group,
             no_dist=not self._distributed,
         )
+        _apply(state, plain)
+        unverified = " (written without a manifest: no checksums to verify)" if foreign else ""
+        return Restored(step, "disk", self.storage.describe(name) + unverified)
+
+    def _stored_shapes(self, name: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        where = self.storage.describe(name, mf.METADATA_FILE)
+        if mf.METADATA_FILE not in self.storage.files(name):
+            raise CheckpointError(f"{where}: missing; the checkpoint was not completed")
+        try:
+            stored = self.storage.reader(name).read_metadata().state_dict_metadata
+        except Exception as error:  # unpickling damaged bytes can raise nearly anything
+            raise CheckpointError(f"{where}: unreadable ({type(error).__name__}: {error})") from None
+        return {
+            key: (tuple(meta.size), meta.properties.dtype)
+            for key, meta in stored.items()
+            if isinstance(meta, TensorStorageMetadata)
+        }
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -354,6 +446,7 @@ class CheckpointEngine:
         finally:
             self._to_disk.shutdown(wait=True)
             self._to_peers.shutdown(wait=True)
+            self._copier.shutdown(wait=True)
 
 
 def _mismatch(

@@ -1,8 +1,11 @@
 """The manifest: the last file written into a checkpoint, listing every other file with its checksum.
 
-A directory counts as a checkpoint only when it has its final name (the rename is the commit) and
-a readable manifest; `verify` re-reads every listed file and compares size and CRC-32, so a
-truncated, corrupted or missing shard is reported by name instead of loaded.
+A directory counts as a checkpoint only when it has its final name, `step-N` as torchtitan names
+them (the rename is the commit); `verify` re-reads every file its manifest lists and compares size
+and CRC-32, so a truncated, corrupted or missing shard is reported by name instead of loaded. A
+`step-N` directory without a manifest but with DCP's `.metadata` was written by plain DCP or
+torchtitan (which write `.metadata` last): it is foreign, loadable, and has no checksums to verify.
+A checkpoint that fails verification is renamed `step-N.corrupt` (quarantined), never deleted.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from suanli.spec.errors import SpecError
 MANIFEST_FILE = "manifest.json"
 METADATA_FILE = ".metadata"
 PARTIAL_SUFFIX = ".partial"
+QUARANTINE_SUFFIX = ".corrupt"
 FORMAT = "suanli-ft/dcp-v1"
-_NAME = re.compile(r"^step-(\d{10})$")
+_NAME = re.compile(r"^step-(\d+)$")
 
 
 class CheckpointError(SpecError):
@@ -57,7 +61,7 @@ class Manifest:
 
 
 def checkpoint_name(step: int) -> str:
-    return f"step-{step:010d}"
+    return f"step-{step}"
 
 
 def partial_name(step: int) -> str:
@@ -73,6 +77,24 @@ def step_of(name: str) -> int | None:
 def committed_steps(storage: CheckpointStorage) -> list[int]:
     """Steps of the directories that were committed (renamed into place), oldest first."""
     return sorted(step for name in storage.names() if (step := step_of(name)) is not None)
+
+
+def is_foreign(storage: CheckpointStorage, name: str) -> bool:
+    """Written by plain DCP or torchtitan: DCP metadata, no manifest of ours."""
+    files = storage.files(name)
+    return MANIFEST_FILE not in files and METADATA_FILE in files
+
+
+def quarantine(storage: CheckpointStorage, name: str) -> str:
+    """Move a checkpoint that failed verification out of the way, keeping it for inspection."""
+    taken = set(storage.names())
+    target = next(
+        candidate
+        for index in range(len(taken) + 1)
+        if (candidate := name + QUARANTINE_SUFFIX + (f".{index}" if index else "")) not in taken
+    )
+    storage.rename(name, target)
+    return target
 
 
 def write_manifest(storage: CheckpointStorage, directory: str, manifest: Manifest) -> None:
@@ -130,3 +152,13 @@ def remove_partials(storage: CheckpointStorage) -> list[str]:
     for name in stale:
         storage.delete(name)
     return stale
+
+
+def removable(storage: CheckpointStorage) -> list[str]:
+    """Everything a fresh start clears: committed, partial and quarantined checkpoints, agent files."""
+    ours = (PARTIAL_SUFFIX, QUARANTINE_SUFFIX)
+    return [
+        name
+        for name in storage.names()
+        if step_of(name) is not None or any(s in name for s in ours) or name == "agents"
+    ]

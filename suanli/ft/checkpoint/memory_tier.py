@@ -11,6 +11,7 @@ Wire format: an 8-byte little-endian length, a JSON header, then raw payload byt
 
 from __future__ import annotations
 
+import base64
 import json
 import mmap
 import os
@@ -82,6 +83,23 @@ class Slot:
     writing: bool = False
 
 
+def _sidecar(slot_path: Path) -> Path:
+    return slot_path.with_name(slot_path.name + ".json")
+
+
+def _write_sidecar(slot: Slot) -> None:
+    """Describe a sealed slot next to its bytes, so an agent restarted after a crash can adopt it."""
+    record = {
+        "step": slot.step,
+        "crc32": slot.crc32,
+        "size_bytes": slot.size_bytes,
+        "meta": base64.b64encode(slot.meta).decode(),
+    }
+    temporary = _sidecar(slot.path).with_suffix(".tmp")
+    temporary.write_text(json.dumps(record))
+    temporary.rename(_sidecar(slot.path))
+
+
 @dataclass
 class SlotTable:
     """Every slot this agent holds, by owner rank; the shared-memory files live under `folder`."""
@@ -89,6 +107,37 @@ class SlotTable:
     folder: Path
     slots: dict[int, list[Slot]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def adopt(cls, folder: Path) -> SlotTable:
+        """The slots a previous agent of this node left in `folder` (it crashed), else an empty table.
+
+        Only sealed slots (checksum known, described by a sidecar) are kept; the bytes of any other
+        slot cannot be trusted and are freed.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        table = cls(folder)
+        kept: set[Path] = set()
+        for sidecar in folder.glob("rank*-slot*.json"):
+            path = sidecar.with_suffix("")
+            try:
+                owner, index = (int(part) for part in path.name.removeprefix("rank").split("-slot"))
+                record = json.loads(sidecar.read_text())
+                intact = path.stat().st_size == record["size_bytes"] and record["crc32"] is not None
+            except (OSError, ValueError, KeyError):
+                continue
+            if not intact or index >= SLOTS_PER_OWNER:
+                continue
+            slots = table.slots.setdefault(
+                owner, [Slot(folder / f"rank{owner}-slot{i}") for i in range(SLOTS_PER_OWNER)]
+            )
+            slots[index] = Slot(
+                path, record["size_bytes"], record["step"], record["crc32"], base64.b64decode(record["meta"])
+            )
+            kept |= {path, sidecar}
+        for leftover in set(folder.iterdir()) - kept:
+            leftover.unlink(missing_ok=True)
+        return table
 
     def reserve(self, owner: int, size_bytes: int) -> tuple[int, Slot]:
         """Pick the slot not holding the newest snapshot, invalidate it and size its file."""
@@ -99,6 +148,7 @@ class SlotTable:
             index = min(range(len(slots)), key=lambda i: -1 if slots[i].step is None else slots[i].step)
             slot = slots[index]
             slot.step, slot.crc32, slot.meta, slot.writing = None, None, b"", True
+        _sidecar(slot.path).unlink(missing_ok=True)
         if slot.size_bytes != size_bytes or not slot.path.exists():
             with slot.path.open("a+b") as handle:
                 handle.truncate(size_bytes)
@@ -109,12 +159,15 @@ class SlotTable:
         with self.lock:
             slot = self.slots[owner][index]
             slot.step, slot.meta, slot.crc32, slot.writing = step, meta, crc32, False
+            if crc32 is not None:
+                _write_sidecar(slot)
 
     def seal(self, owner: int, index: int, step: int, crc32: int) -> None:
         with self.lock:
             slot = self.slots[owner][index]
             if slot.step == step:
                 slot.crc32 = crc32
+                _write_sidecar(slot)
 
     def find(self, owner: int, step: int) -> Slot | None:
         with self.lock:
@@ -261,16 +314,41 @@ class AgentClient:
 
 
 class SharedSlots:
-    """A worker's mappings of its own slots in the local agent's shared memory, kept across saves."""
+    """A worker's mappings of its own slots in the local agent's shared memory, kept across saves.
+
+    A mapping is keyed by the file's inode too: an agent restarted after a crash may free a slot
+    and create a new file under the same name, which an old mapping would no longer reach. With a
+    CUDA device the mapped pages are page-locked (`cudaHostRegister`) once, so the device-to-host
+    copy of a snapshot runs at DMA speed straight into shared memory.
+    """
 
     def __init__(self) -> None:
-        self._mapped: dict[tuple[str, int], torch.Tensor] = {}
+        self._mapped: dict[tuple[str, int, int], torch.Tensor] = {}
 
     def map(self, path: str, size_bytes: int) -> torch.Tensor:
-        key = (path, size_bytes)
-        if key not in self._mapped:
-            import torch
+        import torch
 
-            self._mapped = {k: v for k, v in self._mapped.items() if k[0] != path}
-            self._mapped[key] = torch.from_file(path, shared=True, size=size_bytes, dtype=torch.uint8)
+        key = (path, size_bytes, os.stat(path).st_ino)
+        if key not in self._mapped:
+            for stale in [k for k in self._mapped if k[0] == path]:
+                _unpin(self._mapped.pop(stale))
+            mapped = torch.from_file(path, shared=True, size=size_bytes, dtype=torch.uint8)
+            _pin(mapped)
+            self._mapped[key] = mapped
         return self._mapped[key]
+
+
+def _pin(buffer: torch.Tensor) -> None:
+    import torch
+
+    if torch.cuda.is_available() and buffer.numel() > 0:
+        code = torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), buffer.numel(), 0)
+        if int(code) != 0:
+            raise OSError(f"cudaHostRegister of a {buffer.numel()}-byte slot failed (cudaError {int(code)})")
+
+
+def _unpin(buffer: torch.Tensor) -> None:
+    import torch
+
+    if torch.cuda.is_available() and buffer.numel() > 0:
+        torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr())

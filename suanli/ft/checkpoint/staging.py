@@ -1,7 +1,8 @@
 """Staging: copy a training state into one pre-allocated, reusable host buffer.
 
-`save()` blocks only for this copy. Tensors are copied (never aliased), so the optimizer may
-update the live tensors as soon as staging returns; everything after staging works on the copy.
+Tensors are copied (never aliased), so the optimizer may update the live tensors as soon as the
+copy is done; everything after it works on the copy. The copy itself may run in the background
+while the next forward and backward pass run (they read the parameters, they do not change them).
 """
 
 from __future__ import annotations
@@ -164,19 +165,53 @@ class HostBuffer:
         return self._buffer
 
 
-def stage(state: Any, acquire: Callable[[int], torch.Tensor]) -> tuple[Snapshot, torch.Tensor, dict]:
-    """Copy `state` into the buffer `acquire(nbytes)` returns.
+def prepare(state: Any, acquire: Callable[[int], torch.Tensor]) -> tuple[Snapshot, torch.Tensor, dict]:
+    """Lay `state` out in the buffer `acquire(nbytes)` returns and copy its non-tensor leaves.
 
-    Returns the snapshot's description, the buffer holding it and the live tensors (by path).
-    `acquire` is a `HostBuffer` or a slot of shared memory owned by the node agent, in which case
-    the staged copy already is the in-memory tier.
+    Returns the snapshot's description, the buffer and the live tensors (by path); the tensors are
+    not copied yet (`copy_tensors`). `acquire` is a `HostBuffer` or a slot of shared memory owned by
+    the node agent, in which case the staged copy already is the in-memory tier.
     """
     skeleton, tensors, objects = flatten(state)
     entries, nbytes = layout(tensors)
     buffer = acquire(nbytes)
-    for entry in entries:
-        view(buffer, entry).copy_(local_tensor(tensors[entry.path]), non_blocking=True)
-    if accelerator_present():
-        torch.accelerator.synchronize()
     copied_objects = pickle.loads(pickle.dumps(objects))
     return Snapshot(entries, copied_objects, skeleton, nbytes), buffer, tensors
+
+
+_side_streams: dict[torch.device, torch.Stream] = {}
+
+
+def copy_tensors(
+    snapshot: Snapshot,
+    buffer: torch.Tensor,
+    tensors: dict[str, torch.Tensor],
+    ready: torch.Event | None = None,
+) -> None:
+    """Copy the live tensors into the buffer; returns when the bytes are there.
+
+    Device tensors are copied on a side stream that first waits for `ready` (recorded on the
+    training stream when the save was asked for), so the copy overlaps the compute that follows
+    instead of queueing behind it (the CheckFreq / Gemini snapshot).
+    """
+    device = next(
+        (local_tensor(t).device for t in tensors.values() if local_tensor(t).device.type != "cpu"), None
+    )
+    if device is None:
+        for entry in snapshot.entries:
+            view(buffer, entry).copy_(local_tensor(tensors[entry.path]))
+        return
+    stream = _side_streams.setdefault(device, torch.Stream(device=device))
+    with stream:
+        if ready is not None:
+            stream.wait_event(ready)
+        for entry in snapshot.entries:
+            view(buffer, entry).copy_(local_tensor(tensors[entry.path]), non_blocking=True)
+    stream.synchronize()
+
+
+def stage(state: Any, acquire: Callable[[int], torch.Tensor]) -> tuple[Snapshot, torch.Tensor, dict]:
+    """`prepare` and `copy_tensors` in one blocking call."""
+    snapshot, buffer, tensors = prepare(state, acquire)
+    copy_tensors(snapshot, buffer, tensors)
+    return snapshot, buffer, tensors

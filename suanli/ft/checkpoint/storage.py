@@ -1,7 +1,7 @@
 """Where committed checkpoints live, behind one small interface (local filesystem first).
 
-A checkpoint is a directory of files named like `step-0000000100`. Writers fill a temporary
-directory (`step-0000000100.partial`) and `commit()` renames it into place, so a reader never sees
+A checkpoint is a directory of files named like `step-100` (torchtitan's naming). Writers fill a
+temporary directory (`step-100.partial`) and `commit()` renames it into place, so a reader never sees
 a checkpoint that is still being written.
 """
 
@@ -55,8 +55,12 @@ class CheckpointStorage(ABC):
         """Write one small file and make it durable before returning."""
 
     @abstractmethod
+    def rename(self, name: str, new_name: str) -> None:
+        """Atomically and durably rename a checkpoint directory."""
+
     def commit(self, partial_name: str, name: str) -> None:
-        """Atomically publish a fully written checkpoint under its final name."""
+        """Publish a fully written checkpoint under its final name."""
+        self.rename(partial_name, name)
 
     @abstractmethod
     def delete(self, name: str) -> None:
@@ -171,8 +175,8 @@ class LocalStorage(CheckpointStorage):
             os.fsync(handle.fileno())
         temporary.rename(target)
 
-    def commit(self, partial_name: str, name: str) -> None:
-        (self.root / partial_name).rename(self.root / name)
+    def rename(self, name: str, new_name: str) -> None:
+        (self.root / name).rename(self.root / new_name)
         directory = os.open(self.root, os.O_RDONLY)
         try:
             os.fsync(directory)
