@@ -14,7 +14,7 @@ from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.local import LocalExecutor
 from suanli.service.executors.slices import ray_gpus, sliced_run
 from suanli.service.executors.slurm import batch_script, sbatch_options
-from suanli.spec import Cluster, JobSpec, SpecError
+from suanli.spec import Cluster, JobSpec, Sharing, SpecError
 from tests.service.conftest import wait_for
 
 A100 = "a100-sxm-80gb"
@@ -173,9 +173,6 @@ def test_suanli_queue_labels_each_jobs_slice():
     from suanli.cli.service import _slice
 
     assert _slice(None) == "whole" and _slice({"mode": "exclusive"}) == "whole"
-    assert (
-        _slice(JobSpec.model_validate({"name": "m", "sharing": {"mig": "1g.10gb"}}).sharing.model_dump())
-        == "1g.10gb"
-    )
+    assert _slice(Sharing.model_validate({"mig": "1g.10gb"}).model_dump()) == "1g.10gb"
     assert _slice({"mode": "fraction", "core_fraction": 0.25, "memory_fraction": None}) == "mps 25%"
     assert _slice({"mode": "timeslice", "memory_fraction": 0.5}) == "time-slice 50%"
