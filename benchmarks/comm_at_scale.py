@@ -3,7 +3,9 @@
 The judge is the fastest of the algorithms NCCL v2.30.7-1 offers for the call (ring, tree, NVLS,
 NVLS-tree, CollNet, PAT), timed with the same cost models (`comm.cost`) and the same per-step latency
 table as ours: every figure is *modelled*, and a gain is what an algorithm NCCL lacks earns on the
-model. NCCL's own tuner pick (`comm.nccl_model`) is listed beside it. Clusters: the HGX H100 rail-optimized fat tree
+model. NCCL's own tuner pick (`comm.nccl_model`) is listed beside it.
+
+Clusters: the HGX H100 rail-optimized fat tree
 (examples/clusters/hgx-h100-1024.yaml, rebuilt with 1,024 nodes for 8,192 GPUs) and the mixed
 example cluster (examples/clusters/mixed-center.yaml: 2:1 oversubscribed fat tree). A group lives
 in one pool, so on the mixed cluster each accelerator pool is measured at 128 ranks, and its fabric

@@ -144,9 +144,16 @@ def _nvls_algbw_gb_s(g: GroupLinks) -> float:
 
 
 def nvls_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
-    """NVLink SHARP inside one node: the NVSwitch reduces (multimem ld_reduce) and multicasts.
-    busbw = 1.28 x the NVLink bandwidth (SimAI calbusbw.h, H100 475 GB/s)."""
-    return (p.launch_us + p.intra_step_us + _transfer_us(message_bytes, _nvls_algbw_gb_s(g))) * US
+    """NVLink SHARP inside a node: the NVSwitch reduces (multimem ld_reduce) and multicasts, busbw =
+    1.28 x the NVLink bandwidth (SimAI calbusbw.h, H100 475 GB/s). Across nodes (NCCL NVLS with
+    CollNet/SHARP) the switches of the fabric reduce: each node sends and receives the buffer once
+    over its NICs, which cap algbw."""
+    algbw = _nvls_algbw_gb_s(g)
+    latency_us = p.launch_us + p.intra_step_us
+    if g.nodes > 1:
+        algbw = min(algbw, g.node_net_bw_gb_s)
+        latency_us += p.net_step_us
+    return (latency_us + _transfer_us(message_bytes, algbw)) * US
 
 
 def nvls_tree_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
