@@ -1,0 +1,81 @@
+"""The rewrite is lossless: lines it does not report are byte-identical, and what it writes is what the
+device-agnostic API means."""
+
+from __future__ import annotations
+
+import difflib
+
+import libcst as cst
+import pytest
+
+from suanli.port.engine import port, read_sources
+from suanli.port.rewrite import port_source
+from suanli.port.support import support_matrix
+from tests.port.conftest import ALL_SCRIPTS, SCRIPTS
+
+
+@pytest.mark.parametrize("target", ["npu", "musa", "cpu", "hpu"])
+@pytest.mark.parametrize("script", ALL_SCRIPTS)
+def test_untouched_lines_are_byte_identical(script: str, target: str) -> None:
+    result = port(read_sources([SCRIPTS / script]), support_matrix().target(target))
+    file = result.files[0]
+    before = file.original.splitlines(keepends=True)
+    after = file.ported.splitlines(keepends=True)
+    reported = {finding.line for finding in result.findings}
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+        if tag in ("replace", "delete"):
+            assert set(range(i1 + 1, i2 + 1)) <= reported, f"unreported change at {script}:{i1 + 1}"
+        if tag == "insert":  # only the plug-in and shim imports are added
+            assert all("# suanli port:" in line for line in after[j1:j2])
+
+
+def _port(source: str, target: str) -> str:
+    matrix = support_matrix()
+    return port_source("t.py", cst.parse_module(source), matrix.target(target), matrix).ported
+
+
+def test_amp_keeps_cuda_defaults_and_positional_meaning() -> None:
+    ported = _port(
+        "import torch\n"
+        "with torch.cuda.amp.autocast(True, torch.bfloat16):\n    pass\n"
+        "with torch.cuda.amp.autocast():  # fp16 is CUDA's default\n    pass\n"
+        "scaler = torch.cuda.amp.GradScaler(2.0**10)\n",
+        "musa",
+    )
+    assert 'torch.amp.autocast("musa", enabled=True, dtype=torch.bfloat16)' in ported
+    assert 'torch.amp.autocast("musa", dtype=torch.float16):  # fp16 is CUDA\'s default' in ported
+    assert 'torch.amp.GradScaler("musa", 2.0**10)' in ported
+
+
+def test_from_imports_of_cuda_amp_follow_their_alias() -> None:
+    ported = _port(
+        "import torch\nfrom torch.cuda.amp import autocast as ac, GradScaler\n"
+        "with ac(enabled=False):\n    pass\ns = GradScaler()\n",
+        "npu",
+    )
+    assert "from torch.amp import autocast as ac, GradScaler" in ported
+    assert 'ac("npu", enabled=False, dtype=torch.float16)' in ported
+    assert 's = GradScaler("npu")' in ported
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("npu", ['.to(torch.device("npu", rank))', "f'npu:{rank}'", "'hccl'", "'ASCEND_RT_VISIBLE_DEVICES'"]),
+        ("mlu", ['.to(torch.device("mlu", rank))', "f'mlu:{rank}'", "'cncl'", "'MLU_VISIBLE_DEVICES'"]),
+        ("cpu", ['.to("cpu")', "'cpu'", "'gloo'", "'CUDA_VISIBLE_DEVICES'"]),
+    ],
+)
+def test_devices_backends_and_variables_follow_the_device_table(target: str, expected: list[str]) -> None:
+    ported = _port(
+        "import os\nimport torch\nx = y.cuda(rank)\nd = f'cuda:{rank}'\nb = 'nccl'\n"
+        "os.environ['CUDA_VISIBLE_DEVICES'] = '0'\n",
+        target,
+    )
+    for text in expected:
+        assert text in ported
+
+
+def test_the_vendor_plugin_is_imported_right_after_torch() -> None:
+    ported = _port("import os\nimport torch\nx = torch.zeros(1).cuda()\n", "npu").splitlines()
+    assert ported[1:3] == ["import torch", "import torch_npu  # suanli port: registers the npu device"]
