@@ -1,4 +1,5 @@
-"""`suanli comm plan|bench`: the collective model for a cluster, and our collectives timed."""
+"""`suanli comm plan|bench|tune`: the collective model for a cluster, our collectives timed, and the
+selection as NCCL settings."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from suanli.comm.select import (
     sizes_bytes,
 )
 from suanli.comm.topology import group_links, pool_model
+from suanli.comm.tune import env_settings, tuner_csv
 from suanli.spec import Cluster, SpecError, load
 
 comm_app = typer.Typer(help="Collective communication: model a cluster's collectives, or time ours.")
@@ -173,3 +175,40 @@ def comm_bench(
                 ],
             )
         )
+
+
+@comm_app.command("tune")
+def comm_tune(
+    cluster_file: Path = typer.Option(..., "--cluster", help="cluster YAML"),
+    emit: str = typer.Option("nccl-tuner", help="nccl-tuner (example tuner plugin CSV) or env"),
+    pool: str = typer.Option(None, help="pool (default: the first with accelerators)"),
+    ranks: list[int] = typer.Option(None, help="communicator sizes to tune (default: one node, whole pool)"),
+    ranks_per_node: int = typer.Option(None, help="ranks per node (default: all accelerators of a node)"),
+    output: Path = typer.Option(None, help="write to this file instead of stdout"),
+) -> None:
+    """NCCL settings from the selection: per collective and size range, the fastest algorithm NCCL
+    offers by the cost model, as NCCL's example tuner plugin config or as NCCL_ALGO/NCCL_PROTO.
+
+    Example: suanli comm tune --cluster examples/clusters/hgx-h100-1024.yaml --emit nccl-tuner
+    """
+    if emit not in ("nccl-tuner", "env"):
+        raise SpecError(f"--emit: expected nccl-tuner or env, got {emit!r}")
+    cluster = load(Cluster, cluster_file)
+    name = pool or next((p.name for p in cluster.pools if cluster.accelerator_count(p.name) > 0), None)
+    if name is None:
+        raise SpecError(f"--pool: cluster {cluster.name!r} has no pool with accelerators")
+    model = pool_model(cluster, name)
+    per_node = ranks_per_node or model.accelerators_per_node
+    sizes = ranks or sorted({per_node, model.nodes * per_node})
+    groups = [group_links(model, n, per_node) for n in sizes if n >= 2]
+    if not groups:
+        raise SpecError("--ranks: a collective needs at least 2 ranks")
+    if emit == "env":
+        text = "".join(f'export {key}="{value}"\n' for key, value in env_settings(groups).items())
+    else:
+        text = tuner_csv(groups, f"cluster {cluster.name}, pool {name}")
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output} ({len(text.splitlines())} lines)")
