@@ -175,7 +175,8 @@ class _Simulation:
         self.round_pending = True
 
     def _shares_gpu(self, job_id: str) -> bool:
-        return self.config.colocation_interference and self.by_id[job_id].sharing.mode == "fraction"
+        shared = self.by_id[job_id].sharing.mode in ("fraction", "timeslice")  # MIG is isolated
+        return self.config.colocation_interference and shared
 
     def _predict_finish(self, job_id: str) -> float:
         self.finish_version[job_id] = self.finish_version.get(job_id, 0) + 1

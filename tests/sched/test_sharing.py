@@ -168,3 +168,16 @@ def test_every_catalog_accelerator_has_a_sharing_answer():
         if model.mig:
             top = max(model.mig.profiles, key=lambda p: p.memory_gb)
             assert top.memory_gb == pytest.approx(accel.memory_gb, rel=0.03), accel.slug
+
+
+def test_time_sliced_jobs_slow_each_other_like_mps_shares_in_the_simulator():
+    """Lucid's co-location slowdowns apply to any two jobs sharing a GPU's SMs (MPS or time-slice)."""
+    from suanli.sched.policies import make_policy
+    from suanli.sched.simulator import simulate
+
+    def finish(mode: str) -> float:
+        sharing = Sharing(mode=mode, memory_fraction=0.5)
+        jobs = [job(f"t{i}", 0, 1, 1000.0, sharing=sharing, app="ResNet18") for i in range(2)]
+        return max(s.finish_s for s in simulate(make_cluster({"a": (1, 1)}), make_policy("fifo"), jobs).jobs)
+
+    assert finish("timeslice") == pytest.approx(finish("fraction")) and finish("timeslice") > 1000.0
