@@ -133,8 +133,8 @@ def check_present(backend: DeviceBackend, processes: int) -> None:
         if present is None or present.type != backend.device_type:
             seen = present.type if present is not None else "no accelerator"
             raise SpecError(
-                f"accelerator family {backend.family!r} runs on {backend.device_type!r} devices; this machine "
-                f"has {seen} (run on a {backend.family} node, or leave accelerator: unset to use what is here)"
+                f"accelerator family {backend.family!r} runs on {backend.device_type!r} devices; this "
+                f"machine has {seen} (run on a {backend.family} node, or leave accelerator unset)"
             )
         count = torch.accelerator.device_count()
         if count < processes:
@@ -143,6 +143,6 @@ def check_present(backend: DeviceBackend, processes: int) -> None:
             )
     if processes > 1 and not dist.is_backend_available(backend.collective_backend):
         raise SpecError(
-            f"collective backend {backend.collective_backend!r} (family {backend.family!r}) is not built into "
-            "this PyTorch"
+            f"collective backend {backend.collective_backend!r} (family {backend.family!r}) is not "
+            "built into this PyTorch"
         )

@@ -62,7 +62,8 @@ def _check_tensor(spec: ModelSpec, layout: Layout) -> None:
         return
     if spec.n_heads % tp or spec.kv_heads % tp:
         raise SpecError(
-            f"layout.tp={tp} must divide the attention heads ({spec.n_heads}) and key/value heads ({spec.kv_heads})"
+            f"layout.tp={tp} must divide the attention heads ({spec.n_heads}) and key/value heads "
+            f"({spec.kv_heads})"
         )
     if spec.ffn_hidden % tp or spec.vocab % tp:
         raise SpecError(f"layout.tp={tp} must divide ffn_hidden ({spec.ffn_hidden}) and vocab ({spec.vocab})")
@@ -89,7 +90,8 @@ def _check_pipeline(config: TrainConfig, spec: ModelSpec, layout: Layout) -> Non
         )
     if layout.zero_stage == 3 or layout.cp > 1 or layout.ep > 1:
         raise SpecError(
-            f"layout {layout.short()}: the runtime pipelines with tp and DDP-style dp only (not zero_stage 3, cp or ep)"
+            f"layout {layout.short()}: the runtime pipelines with tp and DDP-style dp only "
+            "(not zero_stage 3, cp or ep)"
         )
     micro = config.global_batch_size // (layout.dp * layout.micro_batch)
     if layout.vpp > 1 and micro % layout.pp:

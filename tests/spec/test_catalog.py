@@ -13,15 +13,20 @@ def _reference_rows() -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(read_text("accelerators/accelerators.csv"))))
 
 
+def _published() -> list:
+    """Datasheet entries; measured ones (benchmarks/cpu_calibration.py) are not in the reference file."""
+    return [a for a in CATALOG.accelerators if not a.source.startswith("measured:")]
+
+
 def test_every_accelerator_of_the_reference_file_is_in_the_catalog():
     names = {row["name"] for row in _reference_rows()}
-    assert {a.name for a in CATALOG.accelerators} == names
-    assert len(CATALOG.accelerators) == 30
+    assert {a.name for a in _published()} == names
+    assert len(_published()) == 30
 
 
 def test_catalog_figures_equal_the_reference_file_and_unknowns_stay_unknown():
     rows = {row["name"]: row for row in _reference_rows()}
-    for accel in CATALOG.accelerators:
+    for accel in _published():
         row = rows[accel.name]
         for precision in ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8"):
             expected = row[f"{precision}_tflops"]

@@ -184,7 +184,10 @@ def build(
     slowdown = options.emulated_slowdown[rank] if options.emulated_slowdown else 1.0
     if world_size == 1:
         return ParallelModel(model, layout, slowdown=slowdown)
-    if layout.tp == layout.pp == layout.cp == layout.ep == 1 and options.dp_replicate == 1:
+    # an emulated slowdown must stretch compute only, so gradients are reduced after the backward
+    # pass (on the N-D path) instead of inside it (DDP)
+    plain = options.dp_replicate == 1 and options.emulated_slowdown is None
+    if layout.tp == layout.pp == layout.cp == layout.ep == 1 and plain:
         if layout.zero_stage == 3:
             for block in model.layers.values():
                 fully_shard(block)
