@@ -3,7 +3,9 @@ cases also need MIG instances already created: nothing here changes a GPU's MIG 
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,7 +19,7 @@ from tests.service.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 PROBE = (
-    'python -c "import torch; p = torch.cuda.get_device_properties(0);'
+    f'{shlex.quote(sys.executable)} -c "import torch; p = torch.cuda.get_device_properties(0);'
     ' print(torch.cuda.device_count(), p.total_memory)"'
 )
 
