@@ -91,6 +91,11 @@ def _parse(path: Path, display: str) -> cst.Module:
         raise SpecError(f"{display}:{line}:{column}: syntax error: {message}") from None
 
 
+def _hidden(relative: Path) -> bool:
+    """Inside a folder, `.venv`, `.git` and the port's own output (`.suanli-port`) are not the user's code."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def read_sources(paths: list[Path]) -> Sources:
     """Scripts and folders to parse; display paths are relative to their common folder."""
     if not paths:
@@ -99,7 +104,7 @@ def read_sources(paths: list[Path]) -> Sources:
     kernels: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
             files.extend(p for p in found if p.suffix == ".py")
             kernels.extend(p for p in found if p.suffix in _KERNEL_SUFFIXES)
         elif path.suffix in _KERNEL_SUFFIXES and path.exists():
@@ -108,8 +113,7 @@ def read_sources(paths: list[Path]) -> Sources:
             files.append(path)
     if not files:
         raise SpecError(f"{paths[0]}: no Python files found")
-    resolved = [p.resolve() for p in [*files, *kernels]]
-    root = Path(os.path.commonpath([p.parent for p in resolved]))
+    root = Path(os.path.commonpath([(p if p.is_dir() else p.parent).resolve() for p in paths]))
     modules = {}
     for path in files:
         display = path.resolve().relative_to(root).as_posix()

@@ -121,6 +121,14 @@ class Target(Spec):
 class SupportMatrix(Spec):
     targets: dict[str, Target]
     library_imports: dict[str, str]
+    cuda_families: list[str] = Field(description="families whose PyTorch keeps the cuda device type")
+
+    def target_for_family(self, family: str | None) -> Target | None:
+        """The target a pool of this accelerator family needs; None where CUDA code runs as is.
+        A CPU pool (no family) and a family the device table lacks run on the CPU."""
+        if family in self.cuda_families:
+            return None
+        return next((t for t in self.targets.values() if t.family == family), self.targets["cpu"])
 
     def target(self, name: str, field: str = "--target") -> Target:
         if name not in self.targets:
@@ -197,4 +205,5 @@ def support_matrix() -> SupportMatrix:
                 f"port_support.yaml: targets[{i}].libraries: missing {', '.join(sorted(missing))}"
             )
         targets[entry.target] = _resolve(entry, matrix.api_defaults, backends[entry.family])
-    return SupportMatrix(targets=targets, library_imports=matrix.library_imports)
+    cuda = [family for family, row in backends.items() if row.device_type == "cuda"]
+    return SupportMatrix(targets=targets, library_imports=matrix.library_imports, cuda_families=cuda)
