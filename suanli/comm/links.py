@@ -157,3 +157,16 @@ def intra_bandwidth(node: NodeType, members: tuple[int, ...] | range) -> IntraBa
             return IntraBandwidth(math.inf, math.inf, math.inf, math.inf, "net")
         return _intra_bandwidth(node.model_dump_json(), others)
     return _intra_bandwidth(node.model_dump_json(), members)
+
+
+def best_members(node: NodeType, free: tuple[int, ...], k: int) -> tuple[int, ...]:
+    """Which `k` of the `free` accelerators of a node a group should take: the first k of `free`,
+    or island first (each NVLink / PCIe group of the node filled before the rest), whichever gets
+    the most ring bandwidth from the links graph."""
+    topo = node.topology
+    islands = [*(topo.groups or []), *(topo.pcie.groups if topo.pcie else [])]
+    candidates = {tuple(sorted(free[:k]))}
+    for island in islands:
+        inside = [i for i in free if i in island]
+        candidates.add(tuple(sorted((inside + [i for i in free if i not in island])[:k])))
+    return max(sorted(candidates), key=lambda members: intra_bandwidth(node, members).ring_gb_s)

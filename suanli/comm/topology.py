@@ -255,12 +255,20 @@ def group_links(model: PoolModel, n_ranks: int, ranks_per_node: int) -> GroupLin
 # The graph
 
 
-def _pool_offsets(cluster: Cluster) -> dict[str, int]:
-    offsets, start = {}, 0
+def node_leaves(cluster: Cluster) -> list[int]:
+    """The leaf switch of every node, pools in order: consecutive nodes fill a leaf of
+    `fabric_shape(...).nodes_per_leaf` nodes; a pool whose node type changes the leaf size starts a
+    new leaf. One leaf size for the cost model, the graph and the scheduler's placement."""
+    leaves: list[int] = []
+    leaf, used, size = -1, 0, 0
     for pool in cluster.pools:
-        offsets[pool.name] = start
-        start += pool.nodes
-    return offsets
+        per_leaf = fabric_shape(cluster, cluster.node_type_of(pool.name)).nodes_per_leaf
+        for _ in range(pool.nodes):
+            if used == 0 or used >= size or per_leaf != size:
+                leaf, used, size = leaf + 1, 0, per_leaf
+            leaves.append(leaf)
+            used += 1
+    return leaves
 
 
 def accelerator_id(pool: str, node: int, index: int) -> tuple:
@@ -271,22 +279,22 @@ def build_graph(cluster: Cluster, pools: list[str] | None = None) -> nx.Graph:
     """The cluster wiring as a graph. Edge attributes: `bw_gb_s` (per direction, line rate),
     `latency_us`, `level` (intra | nic | leaf | spine | core). Node attribute `kind`."""
     graph = nx.Graph()
-    offsets = _pool_offsets(cluster)
+    leaves = node_leaves(cluster)
     fabric = cluster.fabric
-    for pool in cluster.pools:
+    for index, pool in enumerate(cluster.pools):
         if pools is not None and pool.name not in pools:
             continue
+        first = sum(p.nodes for p in cluster.pools[:index])
         node_type = cluster.node_type_of(pool.name)
-        shape = fabric_shape(cluster, node_type)
         for local_node in range(pool.nodes):
-            global_node = offsets[pool.name] + local_node
+            leaf = leaves[first + local_node]
             accs = [accelerator_id(pool.name, local_node, i) for i in range(node_type.accelerators_per_node)]
             for acc in accs:
                 graph.add_node(acc, kind="accelerator")
             host = ("host", pool.name, local_node)
             graph.add_node(host, kind="host")
             _wire_intra(graph, node_type, accs, host, pool.name, local_node)
-            _wire_nics(graph, cluster, node_type, shape, accs, host, pool.name, local_node, global_node)
+            _wire_nics(graph, cluster, node_type, accs, host, pool.name, local_node, leaf)
     _wire_spines(graph, fabric)
     return graph
 
@@ -311,15 +319,13 @@ def _wire_nics(
     graph: nx.Graph,
     cluster: Cluster,
     node: NodeType,
-    shape: FabricShape,
     accs: list,
     host: tuple,
     pool: str,
     local_node: int,
-    global_node: int,
+    leaf_group: int,
 ) -> None:
     rail = 0
-    leaf_group = global_node // shape.nodes_per_leaf
     for nic_group in node.nics:
         for k in range(nic_group.count):
             nic = ("nic", pool, local_node, rail)

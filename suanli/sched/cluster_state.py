@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from suanli.comm.topology import node_leaves
 from suanli.sched.fractional import FULL_MILLI
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
@@ -51,6 +52,7 @@ class ClusterState:
     free_whole_by_type: dict[str, int] = field(default_factory=dict)
     free_milli_by_type: dict[str, int] = field(default_factory=dict)  # all free shares, summed
     capacity: dict[str, int] = field(default_factory=dict)
+    cluster: Cluster | None = None  # the spec it came from: topology-aware placement prices with it
 
     def __post_init__(self) -> None:
         for index, node in enumerate(self.nodes):
@@ -69,8 +71,9 @@ class ClusterState:
 
     @classmethod
     def from_cluster(cls, cluster: Cluster) -> ClusterState:
-        """Nodes in pool order; `fabric.switch_radix // 2` consecutive nodes share a leaf switch."""
-        nodes_per_leaf = max(1, cluster.fabric.switch_radix // 2)
+        """Nodes in pool order, under the leaf switches the collective model gives them
+        (`comm.topology.node_leaves`: one leaf size for both)."""
+        leaves = node_leaves(cluster)
         nodes: list[Node] = []
         memory: dict[str, float] = {}
         for pool in cluster.pools:
@@ -80,9 +83,9 @@ class ClusterState:
             slots = node_type.accelerators_per_node or 1
             memory[kind] = accel.memory_gb if accel and accel.memory_gb else 0.0
             for i in range(pool.nodes):
-                leaf = len(nodes) // nodes_per_leaf
+                leaf = leaves[len(nodes)]
                 nodes.append(Node(f"{pool.name}-{i}", pool.name, kind, leaf, [FULL_MILLI] * slots))
-        return cls(nodes=nodes, memory_gb=memory)
+        return cls(nodes=nodes, memory_gb=memory, cluster=cluster)
 
     @property
     def slots_per_node(self) -> dict[str, int]:

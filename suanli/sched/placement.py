@@ -1,10 +1,26 @@
-"""Where a gang goes: topology-aware packing (fewest nodes, one leaf switch) and fractional packing."""
+"""Where a gang goes: topology-aware packing (fewest nodes, one leaf switch) and fractional packing.
+
+With the cluster's spec at hand (`ClusterState.from_cluster`), a whole-GPU gang's candidate placements
+are priced with the collective model on the same links graph and leaf switches the model uses
+(`comm.estimate.placed_collective_time_s`): the packing choice, the best GPUs of every node that can
+hold the gang (island first), and the emptiest nodes of each leaf. The fastest reference all-reduce
+wins, packing on a tie. The scheduler does not know a job's model (no oracle), so the reference is a
+256 MiB gradient all-reduce: large enough that placements rank by the bandwidth they leave the job.
+"""
 
 from __future__ import annotations
 
+import weakref
+
+from suanli.comm.estimate import placed_collective_time_s
+from suanli.comm.links import best_members
 from suanli.sched.cluster_state import ClusterState, Slot
 from suanli.sched.fractional import FULL_MILLI, mig_model, mig_place, mig_profile, share_milli
 from suanli.sched.job import SchedJob
+from suanli.spec.cluster import Cluster
+
+REFERENCE_COLLECTIVE = "all_reduce"
+REFERENCE_BYTES = 256 * 2**20
 
 
 def find_slots(state: ClusterState, job: SchedJob, accel_type: str) -> tuple[Slot, ...] | None:
@@ -17,7 +33,11 @@ def find_slots(state: ClusterState, job: SchedJob, accel_type: str) -> tuple[Slo
     need = job.width_on(accel_type)
     if state.free_whole_by_type.get(accel_type, 0) < need:
         return None
-    return _pack_whole(state, need, node_ids)
+    packed = _pack_whole(state, need, node_ids)
+    if packed is None or state.cluster is None or need < 2:
+        return packed
+    candidates = [packed, *_alternatives(state, need, node_ids)]
+    return min(candidates, key=lambda slots: placement_time_s(state, slots))
 
 
 def _pack_whole(state: ClusterState, need: int, node_ids: list[int]) -> tuple[Slot, ...] | None:
@@ -42,6 +62,66 @@ def _pack_whole(state: ClusterState, need: int, node_ids: list[int]) -> tuple[Sl
     candidates = leaves[min(fitting)[1]] if fitting else [i for ix in leaves.values() for i in ix]
     candidates = sorted(candidates, key=lambda i: -nodes[i].whole_free)
     return _take(state, candidates, need)
+
+
+def placement_time_s(state: ClusterState, slots: tuple[Slot, ...]) -> float:
+    """Modelled time of the reference all-reduce over these slots (ties between equal placements
+    are broken by the order of the candidates)."""
+    by_node: dict[int, list[int]] = {}
+    for slot in slots:
+        by_node.setdefault(slot.node, []).append(slot.gpu)
+    first = state.nodes[slots[0].node]
+    members = tuple(sorted(tuple(sorted(gpus)) for gpus in by_node.values()))
+    leaves = len({state.nodes[i].leaf for i in by_node})
+    assert state.cluster is not None
+    return _placed_time_s(state.cluster, first.pool, members, leaves)
+
+
+_TIMES: dict[tuple[int, str, tuple[tuple[int, ...], ...], int], tuple[weakref.ref, float]] = {}
+
+
+def _placed_time_s(cluster: Cluster, pool: str, members: tuple[tuple[int, ...], ...], leaves: int) -> float:
+    """Memoised per (cluster object, pool, members, leaves): a simulation prices the same shapes often."""
+    key = (id(cluster), pool, members, leaves)
+    hit = _TIMES.get(key)
+    if hit is not None and hit[0]() is cluster:
+        return hit[1]
+    time_s = placed_collective_time_s(
+        cluster, pool, REFERENCE_COLLECTIVE, REFERENCE_BYTES, list(members), leaves
+    )
+    if len(_TIMES) > 65536:
+        _TIMES.clear()
+    _TIMES[key] = (weakref.ref(cluster), time_s)
+    return time_s
+
+
+def _alternatives(state: ClusterState, need: int, node_ids: list[int]) -> list[tuple[Slot, ...]]:
+    nodes = state.nodes
+    assert state.cluster is not None
+    result: list[tuple[Slot, ...]] = []
+    seen: set[tuple[str, tuple[int, ...]]] = set()
+    for i in node_ids:  # one node: its best GPUs, one candidate per (pool, free GPUs) pattern
+        node = nodes[i]
+        if node.whole_free < need:
+            continue
+        free = tuple(g for g, milli in enumerate(node.free_milli) if milli == FULL_MILLI)
+        if (node.pool, free) in seen:
+            continue
+        seen.add((node.pool, free))
+        gpus = best_members(state.cluster.node_type_of(node.pool), free, need)
+        result.append(tuple(Slot(i, g) for g in gpus))
+    if result:
+        return result
+    leaves: dict[int, list[int]] = {}
+    for i in node_ids:  # across nodes: the emptiest nodes of each leaf, and of the whole pool
+        if nodes[i].whole_free:
+            leaves.setdefault(nodes[i].leaf, []).append(i)
+    for group in [*leaves.values(), [i for ix in leaves.values() for i in ix]]:
+        if sum(nodes[i].whole_free for i in group) >= need:
+            taken = _take(state, sorted(group, key=lambda i: -nodes[i].whole_free), need)
+            if taken is not None:
+                result.append(taken)
+    return result
 
 
 def _take(state: ClusterState, node_ids: list[int], need: int) -> tuple[Slot, ...] | None:
