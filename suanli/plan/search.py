@@ -17,7 +17,7 @@ from suanli.plan.space import (
     targets,
 )
 from suanli.spec.cluster import Cluster
-from suanli.spec.errors import SpecError
+from suanli.spec.errors import PlanInfeasible, SpecError
 from suanli.spec.job import JobSpec, Training
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout, Plan, StepEstimate
@@ -170,13 +170,15 @@ def search(
     """The `top` best plans for `job` on `cluster` by `objective` (time, cost or mfu).
 
     Single-pool plans on every pool the job may use; with `heterogeneous`, also pipelines across
-    pools and data-parallel groups of different types (`suanli.plan.hetero`). Raises SpecError
+    pools and data-parallel groups of different types (`suanli.plan.hetero`). Raises PlanInfeasible
     naming the reasons when no plan is feasible."""
     key = rank_key(objective)
     shape = job_shape(job)
     found, reasons = targets(job, cluster)
     if not found and not reasons:
-        raise SpecError(f"no pool of cluster {cluster.name!r} has the accelerators job {job.name!r} asks for")
+        raise PlanInfeasible(
+            f"no pool of cluster {cluster.name!r} has the accelerators job {job.name!r} asks for"
+        )
     plans: list[Plan] = []
     best_by_pool: dict[str, Plan] = {}
     for target in found:
@@ -194,7 +196,7 @@ def search(
 
         plans += heterogeneous_plans(shape, job, cluster, found, best_by_pool, stack, objective)
     if not plans:
-        raise SpecError("no feasible plan: " + "; ".join(reasons))
+        raise PlanInfeasible("no feasible plan: " + "; ".join(reasons))
     plans.sort(key=key)
     return plans[:top]
 

@@ -44,7 +44,7 @@ from suanli.runtime.metrics import (
 )
 from suanli.runtime.model import Decoder
 from suanli.spec.catalog import CATALOG
-from suanli.spec.errors import SpecError
+from suanli.spec.errors import SpecError, SuanliError
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
 
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run(load_config(args.config), args.inject_failure_at_step)
-    except SpecError as exc:
+    except SuanliError as exc:  # a bad config or an unusable checkpoint fails alike again
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

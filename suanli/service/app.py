@@ -25,7 +25,7 @@ from suanli.service.planning import plan_job, planner_available, search_plans
 from suanli.service.scheduling import SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
-from suanli.spec.errors import SuanliError
+from suanli.spec.errors import SuanliError, one_line
 from suanli.spec.io import parse_yaml
 
 if TYPE_CHECKING:
@@ -87,10 +87,6 @@ def build_controller(settings: Settings) -> Controller:
         tick_s=settings.tick_s,
         clock=clock,
     )
-
-
-def one_line(message: str) -> str:
-    return "; ".join(line for line in message.splitlines() if line.strip())
 
 
 def parse_job(body: bytes, content_type: str) -> JobSpec:

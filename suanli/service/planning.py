@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from suanli.spec import Cluster, JobSpec, SpecError
+from suanli.spec import Cluster, JobSpec
 
 _MODULES = {"plan": "suanli.plan.search", "runtime": "suanli.runtime.train"}
 
@@ -28,14 +28,9 @@ def search_plans(
 
 def plan_job(spec: JobSpec, cluster: Cluster) -> dict[str, Any] | None:
     """The best plan for a model-training job on accelerators, or None when there is nothing to
-    plan (a command, a CPU job) or no planner. A job no plan can fit is a SpecError."""
+    plan (a command, a CPU job) or no planner. A job no plan can fit is PlanInfeasible."""
     if spec.kind != "training" or spec.model is None or not spec.resources.accelerators:
         return None
     if not planner_available("plan"):
         return None
-    plans = search_plans(spec, cluster, "time", 1)
-    if not plans:
-        raise SpecError(
-            "resources: the planner found no layout of this model that fits the requested accelerators"
-        )
-    return plans[0]
+    return search_plans(spec, cluster, "time", 1)[0]  # search raises PlanInfeasible rather than find none

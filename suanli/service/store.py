@@ -25,10 +25,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from suanli.spec.errors import SpecError
+from suanli.spec.errors import SpecError, StoreError
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE_STATES = frozenset({"pending", "starting", "running"})
@@ -176,6 +177,21 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _where(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _raise_store_error(context: ExceptionContext) -> None:
+    """The database cannot be reached, is locked or cannot write (SQLAlchemy's OperationalError /
+    InterfaceError): a StoreError naming the URL without the password. Other errors are bugs and
+    stay as they are."""
+    if context.engine is not None and isinstance(
+        context.sqlalchemy_exception, (OperationalError, InterfaceError)
+    ):
+        reason = str(context.original_exception).strip().splitlines()[0]
+        raise StoreError(f"store at {_where(context.engine)}: {reason}")
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
@@ -193,9 +209,9 @@ class Store:
         try:
             Base.metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            where = self.engine.url.render_as_string(hide_password=True)
             reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
-            raise SpecError(f"--db: cannot open the store at {where}: {reason}") from None
+            raise StoreError(f"--db: cannot open the store at {_where(self.engine)}: {reason}") from None
+        event.listen(self.engine, "handle_error", _raise_store_error)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

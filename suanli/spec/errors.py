@@ -47,6 +47,11 @@ class StoreError(SuanliError):
     http_status: ClassVar[int] = 503
 
 
+def one_line(message: str) -> str:
+    """Several problems (one per line) as one line, for an HTTP `detail` or an engine's stderr."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def field_path(loc: tuple[Any, ...]) -> str:
     """Render a pydantic error location as `pools[1].nodes`."""
     path = ""

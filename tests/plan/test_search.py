@@ -13,6 +13,7 @@ from suanli.plan.search import job_shape, search
 from suanli.plan.space import structural_layouts, targets
 from suanli.spec import CATALOG, Cluster, JobSpec, SpecError, load
 from suanli.spec.datasets import dataset_path
+from suanli.spec.errors import PlanInfeasible
 
 runner = CliRunner()
 
@@ -79,7 +80,7 @@ def test_405b_on_a_small_pool_says_why_nothing_fits(mixed):
     job = JobSpec.model_validate(
         {"name": "big", "model": "llama3.1-405b", "resources": {"accelerators": "H100:16"}, "training": {}}
     )
-    with pytest.raises(SpecError, match=r"needs ≥ .* TB .* hold"):
+    with pytest.raises(PlanInfeasible, match=r"needs ≥ .* TB .* hold"):
         search(job, mixed)
 
 

@@ -16,6 +16,7 @@ import pytest
 from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.slurm import SlurmExecutor, batch_script, slurm_time
 from suanli.spec import JobSpec
+from suanli.spec.errors import ExecutorError
 from tests.service.conftest import apt_install, job_yaml, wait_for, wait_state
 
 FAKE_GPU = "h100-sxm"
@@ -191,5 +192,5 @@ def test_gres_requests_are_honoured_by_slurm(slurm_conf, tmp_path):
     assert status.state == "succeeded" and executor.logs(fits).strip() == "gres ok"
     assert executor.find(fits) == fits.engine_id  # found again by its run key, as after a restart
     too_many = _run(tmp_path / "big", {"name": "g4", "run": "true"}, Placement("gpu", 1, 4, FAKE_GPU, 1))
-    with pytest.raises(RuntimeError, match="sbatch: "):
+    with pytest.raises(ExecutorError, match="sbatch: "):
         executor.submit(too_many)

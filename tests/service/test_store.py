@@ -153,8 +153,8 @@ def test_service_on_postgresql_survives_a_restart(make_service, postgres_url):
 
 
 def test_an_unreachable_database_is_a_one_line_error_without_the_password():
-    from suanli.spec import SpecError
+    from suanli.spec.errors import StoreError
 
-    with pytest.raises(SpecError, match=r"--db: cannot open the store at .*:\*\*\*@127.0.0.1:1/") as error:
+    with pytest.raises(StoreError, match=r"--db: cannot open the store at .*:\*\*\*@127.0.0.1:1/") as error:
         Store("postgresql://someone:hunter2@127.0.0.1:1/suanli")
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)

@@ -14,9 +14,10 @@ import json
 import re
 import time
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from suanli.ft.checkpoint.storage import CheckpointStorage, crc32_of
-from suanli.spec.errors import SpecError
+from suanli.spec.errors import SuanliError
 
 MANIFEST_FILE = "manifest.json"
 METADATA_FILE = ".metadata"
@@ -26,8 +27,11 @@ FORMAT = "suanli-ft/dcp-v1"
 _NAME = re.compile(r"^step-(\d+)$")
 
 
-class CheckpointError(SpecError):
-    """A checkpoint that cannot be used: names the file and what is wrong with it."""
+class CheckpointError(SuanliError):
+    """A checkpoint that cannot be used: names the file and what is wrong with it. Not a SpecError
+    (the user's input is fine) nor a StoreError (the job store is fine): the run's saved state is."""
+
+    http_status: ClassVar[int] = 409
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,10 @@ class RunStatus:
 
 
 class Executor(Protocol):
+    """An execution engine. When the engine refuses or cannot be reached, a method raises
+    `ExecutorError` with one line naming the engine and its reason (the controller fails that job,
+    not the control plane); a run the engine merely forgot is `RunStatus("lost")`."""
+
     name: str
     poll_interval_s: float  # the least time between two polls of one run (0: every control-loop tick)
 

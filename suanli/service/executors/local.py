@@ -22,6 +22,7 @@ from suanli.service.executors.base import (
     read_log,
 )
 from suanli.service.executors.slices import sliced_run
+from suanli.spec.errors import ExecutorError
 
 CANCEL_GRACE_S = 5.0
 
@@ -49,15 +50,18 @@ class LocalExecutor:
         script = run.run_dir / "job.sh"
         script.write_text("#!/bin/bash\n" + job_script(run))
         with open(run.log_file, "ab") as log:
-            child = subprocess.Popen(
-                ["bash", str(script)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=run.run_dir,
-                env={**os.environ, **run.env()},
-                start_new_session=True,
-            )
+            try:
+                child = subprocess.Popen(
+                    ["bash", str(script)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=run.run_dir,
+                    env={**os.environ, **run.env()},
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ExecutorError(f"local: cannot start {script}: {exc.strerror}") from None
         self._children[run.key] = child
         (run.run_dir / "pid").write_text(str(child.pid))
         return str(child.pid)

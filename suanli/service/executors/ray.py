@@ -8,7 +8,7 @@ import shlex
 
 from suanli.service.executors.base import Run, RunStatus, finished_status, job_script, read_exit_code
 from suanli.service.executors.slices import ray_gpus, sliced_run
-from suanli.spec import SpecError
+from suanli.spec.errors import ExecutorError, one_line
 
 
 class RayExecutor:
@@ -21,7 +21,9 @@ class RayExecutor:
         try:
             self.client = JobSubmissionClient(address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise SpecError(f"--ray-address: cannot reach Ray's job API at {address}: {exc}") from None
+            raise ExecutorError(
+                f"--ray-address: cannot reach Ray's job API at {address}: {one_line(str(exc))}"
+            ) from None
 
     def submit(self, run: Run) -> str:
         run = sliced_run(run, self.name)  # fractional num_gpus below, the slice's env and node helper here
@@ -30,14 +32,17 @@ class RayExecutor:
         script.write_text("#!/bin/bash\n" + job_script(run))
         placement = run.placement
         gpus = ray_gpus(run)
-        return self.client.submit_job(
-            entrypoint=f"bash {shlex.quote(str(script))}",
-            submission_id=run.key,
-            runtime_env={"env_vars": run.env()},
-            entrypoint_num_cpus=placement.cpus_per_node,
-            entrypoint_num_gpus=gpus or None,
-            metadata={"suanli_job": str(run.job_id), "attempt": str(run.attempt)},
-        )
+        try:
+            return self.client.submit_job(
+                entrypoint=f"bash {shlex.quote(str(script))}",
+                submission_id=run.key,
+                runtime_env={"env_vars": run.env()},
+                entrypoint_num_cpus=placement.cpus_per_node,
+                entrypoint_num_gpus=gpus or None,
+                metadata={"suanli_job": str(run.job_id), "attempt": str(run.attempt)},
+            )
+        except (RuntimeError, OSError) as exc:  # the job API's refusal, or the dashboard is gone
+            raise ExecutorError(f"ray: submitting {run.key} failed: {one_line(str(exc))}") from None
 
     def find(self, run: Run) -> str | None:
         try:

@@ -22,6 +22,7 @@ from suanli.service.executors.base import (
     read_log,
 )
 from suanli.service.executors.slices import grant_of, sliced_run
+from suanli.spec.errors import ExecutorError, one_line
 
 PENDING_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "RESV_DEL_HOLD", "REQUEUE_HOLD", "SUSPENDED"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
@@ -77,7 +78,9 @@ class SlurmExecutor:
         try:
             return subprocess.run(command, capture_output=True, text=True, env=self.env, cwd=cwd, timeout=30)
         except FileNotFoundError:
-            raise RuntimeError(f"{command[0]} not found: is Slurm installed on this host?") from None
+            raise ExecutorError(f"slurm: {command[0]} not found: is Slurm installed on this host?") from None
+        except subprocess.TimeoutExpired:
+            raise ExecutorError(f"slurm: {command[0]} gave no answer in 30 s: is slurmctld up?") from None
 
     def submit(self, run: Run) -> str:
         run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +88,7 @@ class SlurmExecutor:
         script.write_text(batch_script(run, self.partition))
         result = self._run("sbatch", "--parsable", str(script), cwd=run.run_dir)
         if result.returncode != 0:
-            raise RuntimeError(f"sbatch: {result.stderr.strip() or result.stdout.strip()}")
+            raise ExecutorError(f"sbatch: {one_line(result.stderr or result.stdout) or 'refused the job'}")
         return result.stdout.strip().split(";")[0]
 
     def find(self, run: Run) -> str | None:
