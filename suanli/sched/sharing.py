@@ -17,9 +17,9 @@ from suanli.sched.placement import find_slots
 from suanli.spec.catalog import CATALOG
 from suanli.spec.errors import SpecError
 from suanli.spec.job import Sharing
-from suanli.spec.sharing import VnpuModel, VnpuTemplate
+from suanli.spec.sharing import ShareMode, VnpuModel, VnpuTemplate
 
-SHARE_PREFIXES = {"mps": "fraction", "timeslice": "timeslice"}
+SHARE_PREFIXES: dict[str, ShareMode] = {"mps": "fraction", "timeslice": "timeslice"}
 MODE_NAMES = {"fraction": "mps"}
 
 
@@ -74,18 +74,17 @@ def _item(accel_type: str, name: str, vnpu: VnpuModel | None) -> SliceItem:
         if not 0 < fraction <= 1:
             raise SpecError(f"{name}: the fraction must be in (0, 1]")
         mode = SHARE_PREFIXES[kind]
-        sharing = Sharing(mode=mode, memory_fraction=fraction, core_fraction=fraction)
         _check_mode(accel_type, mode)
-        return SliceItem(name, sharing)
+        return SliceItem(name, Sharing(mode=mode, memory_fraction=fraction, core_fraction=fraction))
     if vnpu is not None:
         template = vnpu.template(name)
         if template is None:
             known = ", ".join(t.name for t in vnpu.templates)
             raise SpecError(f"{name}: not a {accel_type} vNPU template; one of {known}")
         return SliceItem(name, template=template)
-    sharing = Sharing(mode="mig", mig_profile=name) if _looks_like_mig(name) else None
-    if sharing is None:
+    if not _looks_like_mig(name):
         raise SpecError(f"{name}: not a MIG profile (such as 1g.10gb) nor mps=F / timeslice=F")
+    sharing = Sharing(mode="mig", mig_profile=name)
     share_milli(sharing, accel_type)  # one line naming the profile when the GPU has no such profile
     return SliceItem(name, sharing)
 

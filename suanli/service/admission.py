@@ -14,7 +14,7 @@ from suanli.service.executors.base import Placement
 from suanli.spec import Cluster, JobSpec, NodeType, SpecError
 from suanli.spec.base import Spec
 from suanli.spec.request import resolve
-from suanli.spec.sharing import ShareMode
+from suanli.spec.sharing import SHARE_MODES, ShareMode
 
 
 class QueueConfig(Spec):
@@ -23,7 +23,7 @@ class QueueConfig(Spec):
 
     max_accelerators: int | None = Field(default=None, ge=0)
     max_cpus: float | None = Field(default=None, ge=0)
-    sharing: list[ShareMode] = Field(default_factory=lambda: ["exclusive", "mig", "fraction", "timeslice"])
+    sharing: list[ShareMode] = Field(default_factory=lambda: list(SHARE_MODES))
     description: str = ""
 
 

@@ -17,6 +17,7 @@ MIG_MEMORY_SLICES = 8  # NVIDIA MIG User Guide: every MIG GPU (A100/H100/H200/B2
 MIG_COMPUTE_SLICES = 7  # … and 7 compute (GPC) slices
 
 ShareMode = Literal["exclusive", "mig", "fraction", "timeslice"]
+SHARE_MODES: tuple[ShareMode, ...] = ("exclusive", "mig", "fraction", "timeslice")
 MODE_MECHANISM = {"mig": "MIG", "fraction": "MPS", "timeslice": "time-slicing"}
 
 
@@ -32,7 +33,9 @@ class MigProfile(Spec):
     @model_validator(mode="after")
     def _consistent(self) -> MigProfile:
         if any(s < 0 or s + self.memory_slices > MIG_MEMORY_SLICES for s in self.starts):
-            raise ValueError(f"{self.name}: a start in {self.starts} runs past the {MIG_MEMORY_SLICES} slices")
+            raise ValueError(
+                f"{self.name}: a start in {self.starts} runs past the {MIG_MEMORY_SLICES} slices"
+            )
         if self.instances != len(self.starts):
             raise ValueError(f"{self.name}: {self.instances} instances but {len(self.starts)} placements")
         return self
