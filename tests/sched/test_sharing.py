@@ -181,3 +181,17 @@ def test_time_sliced_jobs_slow_each_other_like_mps_shares_in_the_simulator():
         return max(s.finish_s for s in simulate(make_cluster({"a": (1, 1)}), make_policy("fifo"), jobs).jobs)
 
     assert finish("timeslice") == pytest.approx(finish("fraction")) and finish("timeslice") > 1000.0
+
+
+def test_the_sharing_catalog_refuses_inconsistent_geometry():
+    """`instances` (the guide's table) must equal the placements `nvidia-smi mig -lgipp` prints."""
+    from pydantic import ValidationError
+
+    from suanli.spec.sharing import MigProfile
+
+    with pytest.raises(ValidationError, match="3 instances but 2 placements"):
+        MigProfile(name="3g.40gb", compute_slices=3, memory_slices=4, starts=(0, 4), instances=3)
+    with pytest.raises(ValidationError, match="runs past the 8 slices"):
+        MigProfile(name="3g.40gb", compute_slices=3, memory_slices=4, starts=(0, 6), instances=2)
+    with pytest.raises(SpecError, match="did you mean"):
+        CATALOG.sharing("h2000")
