@@ -9,7 +9,8 @@ import typer
 from suanli.cli import app
 from suanli.cli.output import console, fmt, print_json, table
 from suanli.plan.export import EMITTERS, emit
-from suanli.plan.search import OBJECTIVES, job_shape, search, summary
+from suanli.plan.objective import OBJECTIVES, job_shape
+from suanli.plan.search import search, summary
 from suanli.spec import Cluster, JobSpec, load
 from suanli.spec.errors import SpecError
 from suanli.spec.plan import Plan

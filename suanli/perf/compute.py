@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from suanli.perf.flops import attention_core_flops
+from suanli.perf.memory import runs_fp8
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.calibration import load_calibration
 from suanli.spec.errors import SpecError
@@ -82,7 +83,7 @@ def hardware(accelerator: Accelerator, precision: str = "bf16", stack: str = "me
         memory_gb=accelerator.memory_gb,
         peak_tflops_16bit=peak16,
         peak_tflops_fp8=peak8,
-        fp8=precision == "fp8" and peak8 is not None,
+        fp8=runs_fp8(accelerator, precision),
     )
 
 

@@ -11,6 +11,11 @@ Large Transformer Models", sec. 4: 34·s·b·h + 5·a·s²·b bytes for a GPT la
 tensor and sequence parallelism. We count the same stored tensors for any shape (GQA, gated MLP,
 MoE), drop the s² terms under FlashAttention (no score matrix is stored) and the dropout masks when
 dropout is off, as in today's LLM pre-training.
+
+`pipeline_fit` is the one memory-fit rule (the planner's pruning, the heterogeneous planner and the
+step estimate all use it). FP8 is decided once, by `runs_fp8`: an FP8 run keeps TransformerEngine's
+extra 1-byte copy of each linear weight only on accelerators with FP8 tensor cores; elsewhere the
+job trains its linear layers in 16 bits and holds no FP8 copy.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suanli.perf.flops import span_kinds
+from suanli.spec.accelerator import Accelerator
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
 
@@ -170,3 +176,87 @@ def in_flight_micro_batches(layout: Layout, n_micro: int) -> float:
 def reserve_bytes(capacity_gb: float) -> float:
     """Memory not available to the model: workspaces, context and fragmentation."""
     return (RESERVE_FIXED_GB + RESERVE_FRACTION * capacity_gb) * GB
+
+
+def runs_fp8(accelerator: Accelerator, precision: str) -> bool:
+    """Whether a run in `precision` uses FP8 linear layers on `accelerator` (only where it has FP8)."""
+    return precision == "fp8" and accelerator.peak("fp8") is not None
+
+
+def stage_memory_bytes(
+    model: ModelSpec,
+    layers: list[int],
+    stage: int,
+    layout: Layout,
+    seq_len: int,
+    n_micro: int,
+    accelerator: Accelerator,
+    precision: str,
+) -> dict[str, float]:
+    """Memory of one accelerator of pipeline stage `stage`: model states, activations of the
+    micro-batches in flight (stage i of 1F1B holds pp − i), the logits, and the reserve."""
+    first, last = stage == 0, stage == layout.pp - 1
+    params = stage_params(model, layers, first, last, layout.tp, layout.ep)
+    states = model_state_bytes(params, layout, runs_fp8(accelerator, precision))
+    mb, tp, cp, sp = layout.micro_batch, layout.tp, layout.cp, layout.sequence_parallel
+    per_micro = sum(
+        count * layer_activation_bytes(model, index, seq_len, mb, tp, cp, sp, layout.recompute)
+        for index, count in span_kinds(model, layers)
+        if count
+    )
+    activations = per_micro * max(1.0, in_flight_micro_batches(layout, n_micro) - stage)
+    if layout.recompute == "full" and layers:  # the layer being recomputed is whole again
+        activations += layer_activation_bytes(model, layers[-1], seq_len, mb, tp, cp, sp, "none")
+    if last:
+        activations += logits_bytes(model, seq_len, mb, tp, cp)
+    assert accelerator.memory_gb is not None
+    return {**states, "activations": activations, "reserve": reserve_bytes(accelerator.memory_gb)}
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """The fullest accelerator of a pipeline (by share of its capacity): what it needs, by part."""
+
+    stage: int
+    used_bytes: dict[str, float]
+    capacity_bytes: float
+
+    @property
+    def needed_bytes(self) -> float:
+        return sum(self.used_bytes.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.needed_bytes <= self.capacity_bytes
+
+
+def pipeline_fit(
+    model: ModelSpec,
+    layout: Layout,
+    layer_counts: list[int],
+    accelerators: list[Accelerator],
+    seq_len: int,
+    n_micro: int,
+    precision: str,
+) -> MemoryFit:
+    """The memory-fit rule: stage i runs `layer_counts[i]` layers on `accelerators[i]`. The fullest
+    accelerator is the first stage of each run of one accelerator type (the most micro-batches in
+    flight, 1F1B) or the last stage (the logits); the others hold less."""
+    worst: MemoryFit | None = None
+    start = 0
+    for stage, count in enumerate(layer_counts):
+        accelerator = accelerators[stage]
+        boundary = stage in (0, layout.pp - 1) or accelerator.slug != accelerators[stage - 1].slug
+        if boundary:
+            layers = list(range(start, start + count))
+            used = stage_memory_bytes(model, layers, stage, layout, seq_len, n_micro, accelerator, precision)
+            assert accelerator.memory_gb is not None
+            fit = MemoryFit(stage, used, accelerator.memory_gb * GB)
+            if (
+                worst is None
+                or fit.needed_bytes / fit.capacity_bytes > worst.needed_bytes / worst.capacity_bytes
+            ):
+                worst = fit
+        start += count
+    assert worst is not None
+    return worst

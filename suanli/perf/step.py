@@ -34,7 +34,7 @@ from suanli.perf.compute import (
 )
 from suanli.perf.flops import hardware_flops_per_token, model_flops_per_token, span_kinds
 from suanli.perf.moe import LEARNED_ROUTING, dispatch_bytes, expert_forward_time_s
-from suanli.perf.pipeline import pipeline_time, split_layers, stage_layer_indices
+from suanli.perf.pipeline import PipelineTime, pipeline_time, split_layers, stage_layer_indices
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
@@ -144,53 +144,6 @@ def stage_cost(
     )
 
 
-def stage_memory_bytes(
-    model: ModelSpec,
-    layers: list[int],
-    stage: int,
-    work: Workload,
-    layout: Layout,
-    accelerator: Accelerator,
-    fp8: bool,
-) -> dict[str, float]:
-    """Memory of one accelerator of pipeline stage `stage`: model states, activations of the
-    micro-batches in flight (stage i of 1F1B holds pp − i), the logits, and the reserve."""
-    first, last = stage == 0, stage == layout.pp - 1
-    params = mem.stage_params(model, layers, first, last, layout.tp, layout.ep)
-    states = mem.model_state_bytes(params, layout, fp8)
-    n_micro = micro_batches(layout, work.global_batch)
-    per_micro = 0.0
-    for index, count in span_kinds(model, layers):
-        if count:
-            per_micro += count * mem.layer_activation_bytes(
-                model,
-                index,
-                work.seq_len,
-                layout.micro_batch,
-                layout.tp,
-                layout.cp,
-                layout.sequence_parallel,
-                layout.recompute,
-            )
-    in_flight = max(1.0, mem.in_flight_micro_batches(layout, n_micro) - stage)
-    activations = per_micro * in_flight
-    if layout.recompute == "full" and layers:  # the layer being recomputed is whole again
-        activations += mem.layer_activation_bytes(
-            model,
-            layers[-1],
-            work.seq_len,
-            layout.micro_batch,
-            layout.tp,
-            layout.cp,
-            layout.sequence_parallel,
-            "none",
-        )
-    if last:
-        activations += mem.logits_bytes(model, work.seq_len, layout.micro_batch, layout.tp, layout.cp)
-    assert accelerator.memory_gb is not None
-    return {**states, "activations": activations, "reserve": mem.reserve_bytes(accelerator.memory_gb)}
-
-
 def layer_split(model: ModelSpec, layout: Layout, work: Workload, stage_hw: list[Hardware]) -> list[int]:
     """Layers per pipeline stage by stage speed, giving the last stage fewer layers for the LM head."""
     if layout.pp == 1:
@@ -229,6 +182,30 @@ def estimate_step(
     `stage_pools` puts pipeline stage i on pool stage_pools[i] (heterogeneous pipeline);
     `layer_counts` overrides the per-stage layer split (default: balanced by stage speed)."""
     pools = stage_pools or [pool] * layout.pp
+    accelerators = _stage_accelerators(cluster, layout, pools)
+    by_slug = {a.slug: hardware(a, work.precision, stack) for a in accelerators}
+    stage_hw = [by_slug[a.slug] for a in accelerators]
+    factors = [
+        efficiency if efficiency is not None else efficiency_factor(a.slug, stack) for a in accelerators
+    ]
+    n_micro = micro_batches(layout, work.global_batch)
+    counts = layer_counts or layer_split(model, layout, work, stage_hw)
+    if len(counts) != layout.pp or sum(counts) != model.n_layers:
+        raise SpecError(f"layer split {counts} does not give {model.n_layers} layers to {layout.pp} stages")
+    stages = stage_layer_indices(counts)
+    places = [Placement(cluster, name, cluster.node_type_of(name).accelerators_per_node) for name in pools]
+    kinds = _stage_kinds(model, layout, pools, stages)
+    costs = _stage_costs(model, work, layout, pools, stages, kinds, stage_hw, places, factors, moe_imbalance)
+    timing = pipeline_time([c.slot_s for c in costs], n_micro, layout.vpp)
+    dp_exposed, optimizer_s = _data_parallel_and_optimizer_s(
+        model, layout, stages, kinds, costs, places, stage_hw, n_micro
+    )
+    memory = mem.pipeline_fit(model, layout, counts, accelerators, work.seq_len, n_micro, work.precision)
+    return _step_estimate(model, work, layout, stage_hw, costs, timing, dp_exposed, optimizer_s, memory)
+
+
+def _stage_accelerators(cluster: Cluster, layout: Layout, pools: list[str]) -> list[Accelerator]:
+    """The accelerator of each stage's pool; SpecError when a pool has none or too few of them."""
     if len(pools) != layout.pp:
         raise SpecError(f"stage_pools lists {len(pools)} pools for {layout.pp} pipeline stages")
     accelerators: list[Accelerator] = []
@@ -243,21 +220,15 @@ def estimate_step(
             raise SpecError(
                 f"layout needs {needed} accelerators, pool {name!r} has {cluster.accelerator_count(name)}"
             )
-    by_slug = {a.slug: hardware(a, work.precision, stack) for a in accelerators}
-    stage_hw = [by_slug[a.slug] for a in accelerators]
-    factors = [
-        efficiency if efficiency is not None else efficiency_factor(a.slug, stack) for a in accelerators
-    ]
-    n_micro = micro_batches(layout, work.global_batch)
-    counts = layer_counts or layer_split(model, layout, work, stage_hw)
-    if len(counts) != layout.pp or sum(counts) != model.n_layers:
-        raise SpecError(f"layer split {counts} does not give {model.n_layers} layers to {layout.pp} stages")
-    stages = stage_layer_indices(counts)
-    places = [Placement(cluster, name, cluster.node_type_of(name).accelerators_per_node) for name in pools]
-    moe_counts = [sum(c for i, c in span_kinds(model, layers) if model.is_moe_layer(i)) for layers in stages]
+    return accelerators
 
-    # stages with the same key cost the same (most of a homogeneous pipeline)
-    kinds = [
+
+def _stage_kinds(
+    model: ModelSpec, layout: Layout, pools: list[str], stages: list[list[int]]
+) -> list[tuple[object, ...]]:
+    """A key per stage: stages with the same key cost the same (most of a homogeneous pipeline)."""
+    moe_counts = [sum(c for i, c in span_kinds(model, layers) if model.is_moe_layer(i)) for layers in stages]
+    return [
         (
             pools[i],
             pools[i + 1] if i + 1 < layout.pp else None,
@@ -269,11 +240,24 @@ def estimate_step(
         for i in range(layout.pp)
     ]
 
-    costs_by_kind: dict[tuple[object, ...], StageCost] = {}
-    costs = []
+
+def _stage_costs(
+    model: ModelSpec,
+    work: Workload,
+    layout: Layout,
+    pools: list[str],
+    stages: list[list[int]],
+    kinds: list[tuple[object, ...]],
+    stage_hw: list[Hardware],
+    places: list[Placement],
+    factors: list[float],
+    moe_imbalance: float,
+) -> list[StageCost]:
+    """Per micro-batch cost of every stage, each kind of stage computed once."""
+    by_kind: dict[tuple[object, ...], StageCost] = {}
     for i, layers in enumerate(stages):
-        if kinds[i] not in costs_by_kind:
-            costs_by_kind[kinds[i]] = stage_cost(
+        if kinds[i] not in by_kind:
+            by_kind[kinds[i]] = stage_cost(
                 model,
                 layers,
                 i == layout.pp - 1,
@@ -285,17 +269,24 @@ def estimate_step(
                 moe_imbalance,
                 pools[i + 1] if i + 1 < layout.pp else None,
             )
-        costs.append(costs_by_kind[kinds[i]])
-    timing = pipeline_time([c.slot_s for c in costs], n_micro, layout.vpp)
-    slowest = max(costs, key=lambda c: c.slot_s)
+    return [by_kind[kind] for kind in kinds]
 
+
+def _data_parallel_and_optimizer_s(
+    model: ModelSpec,
+    layout: Layout,
+    stages: list[list[int]],
+    kinds: list[tuple[object, ...]],
+    costs: list[StageCost],
+    places: list[Placement],
+    stage_hw: list[Hardware],
+    n_micro: int,
+) -> tuple[float, float]:
+    """Exposed data-parallel communication (gradient sync, ZeRO gathers, FSDP per micro-batch,
+    each hidden behind the compute it overlaps) and the optimizer step, of the slowest stage."""
     dp_exposed = optimizer_s = 0.0
-    memory_by_stage: dict[int, dict[str, float]] = {}
-    seen: set[tuple[object, ...]] = set()
-    for i, (layers, cost) in enumerate(zip(stages, costs, strict=True)):
-        if kinds[i] in seen:
-            continue
-        seen.add(kinds[i])
+    for i in {kinds.index(kind) for kind in kinds}:
+        layers, cost = stages[i], costs[i]
         params = mem.stage_params(model, layers, i == 0, i == layout.pp - 1, layout.tp, layout.ep)
         dp = data_parallel_s(places[i], layout, params.dense, params.expert)
         buckets = max(1, len(layers))
@@ -306,14 +297,23 @@ def estimate_step(
         sharded = params.total / (layout.dp * layout.cp if layout.zero_stage >= 1 else 1)
         optimizer = sharded * ADAM_BYTES_PER_PARAM / (stage_hw[i].memory_bw_gb_s * 1e9) + kernel_overhead_s()
         optimizer_s = max(optimizer_s, optimizer)
-        # the first stage of each pool's run holds the most micro-batches in flight
-        if i == 0 or i == layout.pp - 1 or pools[i] != pools[i - 1]:
-            used = stage_memory_bytes(model, layers, i, work, layout, accelerators[i], stage_hw[i].fp8)
-            memory_by_stage[i] = used
+    return dp_exposed, optimizer_s
 
-    usage = {i: sum(b.values()) / mem.GB / stage_hw[i].memory_gb for i, b in memory_by_stage.items()}
-    worst = max(usage, key=usage.__getitem__)
-    memory_gb = sum(memory_by_stage[worst].values()) / mem.GB
+
+def _step_estimate(
+    model: ModelSpec,
+    work: Workload,
+    layout: Layout,
+    stage_hw: list[Hardware],
+    costs: list[StageCost],
+    timing: PipelineTime,
+    dp_exposed: float,
+    optimizer_s: float,
+    memory: mem.MemoryFit,
+) -> StepEstimate:
+    """The step time, its parts, MFU/HFU and what binds it."""
+    n_micro = micro_batches(layout, work.global_batch)
+    slowest = max(costs, key=lambda c: c.slot_s)
     other_s = perf_constants()["other_per_step_s"]
     step_s = timing.busy_s + timing.bubble_s + dp_exposed + optimizer_s + other_s
     tokens_per_s = work.global_batch * work.seq_len / step_s
@@ -329,14 +329,13 @@ def estimate_step(
     }
     exposed = {k: v for k, v in exposed.items() if v > 0}
     compute_s = n_micro * slowest.compute_s
-    fits = all(u <= 1.0 for u in usage.values())
     balances = {
         "compute": compute_s + timing.bubble_s,
         "network": sum(exposed.values()),
         "memory": optimizer_s,
+        "io": other_s,
     }
-    balances["io"] = other_s
-    binding = "memory" if not fits else max(balances, key=lambda k: balances[k])
+    binding = "memory" if not memory.fits else max(balances, key=lambda k: balances[k])
     return StepEstimate(
         step_time_s=step_s,
         compute_s=compute_s,
@@ -347,8 +346,8 @@ def estimate_step(
         mfu=mfu,
         hfu=hfu,
         tokens_per_s=tokens_per_s,
-        memory_gb_per_gpu=memory_gb,
-        memory_breakdown_gb={k: v / mem.GB for k, v in memory_by_stage[worst].items()},
-        fits=fits,
+        memory_gb_per_gpu=memory.needed_bytes / mem.GB,
+        memory_breakdown_gb={k: v / mem.GB for k, v in memory.used_bytes.items()},
+        fits=memory.fits,
         binding=binding,
     )

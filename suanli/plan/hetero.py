@@ -17,11 +17,10 @@ from itertools import combinations
 from suanli.comm.estimate import p2p_time_s
 from suanli.perf.compute import hardware
 from suanli.perf.flops import model_flops_per_token
-from suanli.perf.memory import GB, GRAD_BYTES
-from suanli.perf.step import Workload, estimate_step, layer_split, stage_memory_bytes
-from suanli.plan.search import JobShape, finish_plan, rank_key
+from suanli.perf.memory import GRAD_BYTES, pipeline_fit
+from suanli.perf.step import Workload, estimate_step, layer_split, micro_batches
+from suanli.plan.objective import JobShape, finish_plan, rank_key
 from suanli.plan.space import MEMORY_SAVERS, Target
-from suanli.spec.accelerator import Accelerator
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
 from suanli.spec.job import JobSpec
@@ -74,9 +73,10 @@ def _first_fitting_pipeline(
 ) -> Plan | None:
     """The plan with the cheapest memory saver whose every stage fits, or None."""
     model, work = shape.model, shape.work
-    accelerators = [cluster.accelerator_of(p) for p in pools]
-    by_slug = {a.slug: hardware(a, work.precision, stack) for a in accelerators if a is not None}
-    stage_hw = [by_slug[a.slug] for a in accelerators if a is not None]
+    accelerator_of = {t.pool: t.accelerator for t in group}
+    accelerators = [accelerator_of[p] for p in pools]
+    by_slug = {a.slug: hardware(a, work.precision, stack) for a in accelerators}
+    stage_hw = [by_slug[a.slug] for a in accelerators]
     for recompute, zero in MEMORY_SAVERS:
         layout = Layout(
             tp=tp,
@@ -88,7 +88,8 @@ def _first_fitting_pipeline(
             sequence_parallel=tp > 1,
         )
         counts = layer_split(model, layout, work, stage_hw)
-        if not _stages_fit(shape, layout, counts, pools, accelerators):
+        n_micro = micro_batches(layout, work.global_batch)
+        if not pipeline_fit(model, layout, counts, accelerators, work.seq_len, n_micro, work.precision).fits:
             continue
         estimate = estimate_step(
             model, work, layout, cluster, pools[0], stack=stack, stage_pools=pools, layer_counts=counts
@@ -114,29 +115,6 @@ def _first_fitting_pipeline(
             notes=[f"pipeline across pools: {' → '.join(f'{s.pool} ({s.layers} layers)' for s in stages)}"],
         )
     return None
-
-
-def _stages_fit(
-    shape: JobShape,
-    layout: Layout,
-    counts: list[int],
-    pools: list[str],
-    accelerators: list[Accelerator | None],
-) -> bool:
-    """Memory of the first stage of each pool's run (the one with most micro-batches in flight)
-    and of the last stage (the logits)."""
-    fp8 = shape.work.precision == "fp8"
-    start = 0
-    for i, count in enumerate(counts):
-        if i == 0 or i == layout.pp - 1 or pools[i] != pools[i - 1]:
-            accelerator = accelerators[i]
-            assert accelerator is not None
-            layers = list(range(start, start + count))
-            used = stage_memory_bytes(shape.model, layers, i, shape.work, layout, accelerator, fp8)
-            if sum(used.values()) / GB > (accelerator.memory_gb or 0):
-                return False
-        start += count
-    return True
 
 
 def data_parallel_mix(shape: JobShape, cluster: Cluster, members: list[Plan], stack: str) -> Plan | None:

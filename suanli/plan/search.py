@@ -6,9 +6,11 @@ Kubernetes scheduling framework).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from suanli.perf.step import Workload, estimate_step
+from suanli.perf.compute import hardware
+from suanli.perf.step import estimate_step
+from suanli.plan.hetero import heterogeneous_plans
+from suanli.plan.objective import JobShape, finish_plan, job_shape, rank_key
 from suanli.plan.space import (
     Target,
     cheapest_fitting,
@@ -18,82 +20,16 @@ from suanli.plan.space import (
 )
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import PlanInfeasible, SpecError
-from suanli.spec.job import JobSpec, Training
-from suanli.spec.model import ModelSpec
+from suanli.spec.job import JobSpec
 from suanli.spec.plan import Layout, Plan, StepEstimate
-
-OBJECTIVES = ("time", "cost", "mfu")
-
-
-@dataclass(frozen=True)
-class JobShape:
-    """What the planner needs of a job."""
-
-    model: ModelSpec
-    work: Workload
-    total_tokens: int | None
-
-
-def job_shape(job: JobSpec) -> JobShape:
-    model = job.resolved_model()
-    if model is None:
-        raise SpecError(
-            f"job {job.name!r}: the planner needs a `model` to train (this job only has a command)"
-        )
-    if job.kind != "training":
-        raise SpecError(f"job {job.name!r}: kind is {job.kind!r}; the planner plans training jobs")
-    training = job.training or Training()
-    if training.seq_len > model.max_seq_len:
-        raise SpecError(
-            f"training.seq_len: {training.seq_len} exceeds the model's max_seq_len {model.max_seq_len}"
-        )
-    return JobShape(
-        model,
-        Workload(training.seq_len, training.global_batch_size, training.precision),
-        training.total_tokens,
-    )
-
-
-def finish_plan(
-    plan: Plan, shape: JobShape, cluster: Cluster, prices: dict[str, float] | None = None
-) -> Plan:
-    """Fill in time to train, GPU-hours and cost from the plan's estimate."""
-    assert plan.estimate is not None
-    if shape.total_tokens:
-        plan.time_to_train_s = shape.total_tokens / plan.estimate.tokens_per_s
-        plan.gpu_hours = plan.gpus * plan.time_to_train_s / 3600
-        price_table = prices if prices is not None else cluster.price_per_gpu_hour
-        pools = [s.pool for s in plan.stages] or [plan.pool]
-        gpu_share = [s.gpus for s in plan.stages] or [plan.gpus]
-        if all(p in price_table for p in pools):
-            hours = plan.time_to_train_s / 3600
-            plan.cost = sum(price_table[p] * g * hours for p, g in zip(pools, gpu_share, strict=True))
-    return plan
-
-
-def rank_key(objective: str):  # type: ignore[no-untyped-def]
-    """Sort key: best first."""
-    if objective not in OBJECTIVES:
-        raise SpecError(f"--objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
-
-    def key(plan: Plan) -> float:
-        assert plan.estimate is not None
-        if objective == "mfu":
-            return -plan.estimate.mfu
-        if objective == "cost":
-            if plan.cost is not None:
-                return plan.cost
-            return plan.gpus / plan.estimate.tokens_per_s  # GPU-seconds per token
-        return 1.0 / plan.estimate.tokens_per_s
-
-    return key
 
 
 def _score(
     shape: JobShape, job: JobSpec, cluster: Cluster, target: Target, layout: Layout, stack: str
 ) -> Plan | None:
     """The layout with its cheapest fitting memory saver, scored; None if nothing fits."""
-    fitting = cheapest_fitting(shape.model, shape.work, layout, target.accelerator, job.parallelism)
+    hw = hardware(target.accelerator, shape.work.precision, stack)
+    fitting = cheapest_fitting(shape.model, shape.work, layout, hw, target.accelerator, job.parallelism)
     if fitting is None:
         return None
     estimate = estimate_step(shape.model, shape.work, fitting, cluster, target.pool, stack=stack)
@@ -192,8 +128,6 @@ def search(
             best_by_pool[target.pool] = pool_plans[0]
         plans += pool_plans
     if heterogeneous and len(found) > 1:
-        from suanli.plan.hetero import heterogeneous_plans
-
         plans += heterogeneous_plans(shape, job, cluster, found, best_by_pool, stack, objective)
     if not plans:
         raise PlanInfeasible("no feasible plan: " + "; ".join(reasons))

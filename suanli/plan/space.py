@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from suanli.perf import memory as mem
-from suanli.perf.pipeline import split_layers
-from suanli.perf.step import Workload, stage_memory_bytes
+from suanli.perf.compute import Hardware
+from suanli.perf.step import Workload, layer_split, micro_batches
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.cluster import Cluster
 from suanli.spec.job import JobSpec, Parallelism
@@ -145,39 +145,27 @@ def _inner(
                 )
 
 
-def even_split(model: ModelSpec, pp: int) -> list[int]:
-    """Layers per stage for the memory check: as even as possible, the remainder on the first
-    stages (the last one carries the LM head)."""
-    return split_layers(model.n_layers, [1.0] * pp, [0.0] * (pp - 1) + [1.0]) if pp > 1 else [model.n_layers]
-
-
-def peak_memory_gb(model: ModelSpec, work: Workload, layout: Layout, accelerator: Accelerator) -> float:
-    """Memory of the fullest accelerator: the first stage (most micro-batches in flight) or the
-    last (the logits)."""
-    counts = even_split(model, layout.pp)
-    starts = [sum(counts[:i]) for i in range(layout.pp)]
-    fp8 = work.precision == "fp8" and accelerator.peak("fp8") is not None
-    worst = 0.0
-    for stage in {0, layout.pp - 1}:
-        layers = list(range(starts[stage], starts[stage] + counts[stage]))
-        used = stage_memory_bytes(model, layers, stage, work, layout, accelerator, fp8)
-        worst = max(worst, sum(used.values()) / mem.GB)
-    return worst
-
-
 def cheapest_fitting(
-    model: ModelSpec, work: Workload, layout: Layout, accelerator: Accelerator, fixed: Parallelism
+    model: ModelSpec,
+    work: Workload,
+    layout: Layout,
+    hw: Hardware,
+    accelerator: Accelerator,
+    fixed: Parallelism,
 ) -> Layout | None:
-    """The layout with the cheapest memory saver that fits, or None."""
-    assert accelerator.memory_gb is not None
+    """The layout with the cheapest memory saver that fits (`perf.memory.pipeline_fit`, on the
+    layer split the step estimate uses), or None."""
     savers = MEMORY_SAVERS
     if fixed.activation_checkpoint != "auto":
         savers = tuple(s for s in savers if s[0] == fixed.activation_checkpoint)
     if isinstance(fixed.data_parallel_shard_degree, int) and fixed.data_parallel_shard_degree > 1:
         savers = tuple(s for s in savers if s[1] == 3)
+    counts = layer_split(model, layout, work, [hw] * layout.pp)
+    stages = [accelerator] * layout.pp
+    n_micro = micro_batches(layout, work.global_batch)
     for recompute, zero in savers:
         candidate = layout.model_copy(update={"recompute": recompute, "zero_stage": zero})
-        if peak_memory_gb(model, work, candidate, accelerator) <= accelerator.memory_gb:
+        if mem.pipeline_fit(model, candidate, counts, stages, work.seq_len, n_micro, work.precision).fits:
             return candidate
     return None
 

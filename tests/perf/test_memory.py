@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from suanli.perf import memory as mem
 from suanli.perf.memory import (
     StageParams,
     in_flight_micro_batches,
@@ -105,3 +106,42 @@ def test_a_plan_that_fits_still_fits_with_more_memory(tp, pp, recompute, extra_g
     large = estimate_step(model, work, layout, bigger, "h100", efficiency=0.8)
     if small.fits:
         assert large.fits
+
+
+@pytest.mark.parametrize(("accelerator", "fp8_copy"), [("a100-sxm-80gb", False), ("h100-sxm", True)])
+def test_fp8_weight_copy_is_held_only_where_fp8_runs(accelerator, fp8_copy):
+    """The one FP8 rule: TransformerEngine's 1-byte weight copy is held on accelerators with FP8
+    tensor cores; an fp8 job on an A100 trains in 16 bits and needs what a bf16 job needs."""
+    model, layout = CATALOG.model("llama3.1-8b"), Layout(tp=2, pp=2, dp=4)
+    accel = CATALOG.accelerator(accelerator)
+    counts, stages = [16, 16], [accel, accel]
+
+    def needed(precision: str) -> mem.MemoryFit:
+        return mem.pipeline_fit(model, layout, counts, stages, 4096, 8, precision)
+
+    fp8, bf16 = needed("fp8"), needed("bf16")
+    params = mem.stage_params(model, list(range(16)), fp8.stage == 0, fp8.stage == 1, 2, 1).total
+    assert fp8.stage == bf16.stage
+    assert fp8.needed_bytes - bf16.needed_bytes == pytest.approx(params * mem.FP8_WEIGHT_BYTES * fp8_copy)
+    assert mem.runs_fp8(accel, "fp8") is fp8_copy
+
+
+def test_pipeline_fit_checks_the_stage_that_starts_each_accelerator_type():
+    """1F1B: stage i holds pp − i micro-batches, so the first stage of each run of one type (and the
+    last, with the logits) bounds memory; by share of capacity the fullest can sit mid-pipeline."""
+    model, layout = CATALOG.model("llama3.1-8b"), Layout(tp=1, pp=4, dp=2)
+    big, small = CATALOG.accelerator("h100-sxm"), CATALOG.accelerator("a100-sxm-40gb")
+
+    def stage_gb(i: int, accelerators: list) -> float:
+        used = mem.stage_memory_bytes(
+            model, list(range(8 * i, 8 * i + 8)), i, layout, 4096, 16, accelerators[i], "bf16"
+        )
+        return sum(used.values()) / mem.GB
+
+    mixed = [big, small, small, big]
+    fit = mem.pipeline_fit(model, layout, [8] * 4, mixed, 4096, 16, "bf16")
+    shares = [stage_gb(i, mixed) / mixed[i].memory_gb for i in range(4)]
+    assert fit.stage == 1 == max(range(4), key=shares.__getitem__)
+    assert fit.needed_bytes / mem.GB == pytest.approx(stage_gb(1, mixed)) and fit.fits
+    alone = mem.pipeline_fit(model, layout, [8] * 4, [big] * 4, 4096, 16, "bf16")
+    assert alone.stage == 0 and alone.needed_bytes / mem.GB == pytest.approx(stage_gb(0, [big] * 4))
