@@ -1,7 +1,9 @@
-"""Properties: every valid spec loads; every single-field mutation fails with exactly one line."""
+"""Properties: every valid spec loads; every single-field mutation to a value of the wrong kind is
+refused with one line per problem, naming the file and the field."""
 
 import copy
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,11 +63,24 @@ def test_valid_jobs_load(data):
     assert validate(JobSpec, data, source="j.yaml").name == data["name"]
 
 
-BAD_VALUES = st.sampled_from([-4, 0, "many", None, [], {"x": 1}, 1.5e300, "no-such-thing"])
+# Values of a kind no field of that kind accepts: a number field takes no word, a text field no
+# mapping or list, a section no scalar. (Not None, 0 or -4: optional fields, `priority` take those.)
+WRONG_FOR_NUMBER = st.sampled_from(["many", {"x": [1]}, [1, 2]])
+WRONG_FOR_TEXT = st.sampled_from([{"x": [1]}, [1, 2]])
+WRONG_FOR_SECTION = st.sampled_from([-4, "many"])
+
+
+def _wrong_value(original: object, draw) -> object:
+    if isinstance(original, dict | list):
+        return draw(WRONG_FOR_SECTION)
+    if isinstance(original, str):
+        return draw(WRONG_FOR_TEXT)
+    return draw(WRONG_FOR_NUMBER)
 
 
 def _mutate(data: dict, draw) -> tuple[dict, str]:
-    """Replace one leaf of `data` with a bad value; return the mutated copy and the leaf path."""
+    """Replace one leaf or section of `data` with a value of the wrong kind; return the mutated
+    copy and its path."""
     data = copy.deepcopy(data)
     node, path = data, ""
     while True:
@@ -75,7 +90,7 @@ def _mutate(data: dict, draw) -> tuple[dict, str]:
         if isinstance(node[key], dict | list) and node[key] and draw(st.booleans()):
             node = node[key]
             continue
-        node[key] = draw(BAD_VALUES)
+        node[key] = _wrong_value(node[key], draw)
         return data, path
 
 
@@ -93,17 +108,15 @@ def _assert_one_line_per_problem(message: str, source: str, mutated_path: str) -
 @given(clusters, st.data())
 def test_mutated_clusters_fail_with_one_line_naming_the_file(data, draw):
     mutated, path = _mutate(data, draw.draw)
-    try:
+    with pytest.raises(SpecError) as refused:
         validate(Cluster, mutated, source="c.yaml")
-    except SpecError as exc:
-        _assert_one_line_per_problem(str(exc), "c.yaml", path)
+    _assert_one_line_per_problem(str(refused.value), "c.yaml", path)
 
 
 @settings(max_examples=150, deadline=None)
 @given(jobs, st.data())
 def test_mutated_jobs_fail_with_one_line_naming_the_file(data, draw):
     mutated, path = _mutate(data, draw.draw)
-    try:
+    with pytest.raises(SpecError) as refused:
         validate(JobSpec, mutated, source="j.yaml")
-    except SpecError as exc:
-        _assert_one_line_per_problem(str(exc), "j.yaml", path)
+    _assert_one_line_per_problem(str(refused.value), "j.yaml", path)
