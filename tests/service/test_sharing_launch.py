@@ -176,3 +176,20 @@ def test_suanli_queue_labels_each_jobs_slice():
     assert _slice(Sharing.model_validate({"mig": "1g.10gb"}).model_dump()) == "1g.10gb"
     assert _slice({"mode": "fraction", "core_fraction": 0.25, "memory_fraction": None}) == "mps 25%"
     assert _slice({"mode": "timeslice", "memory_fraction": 0.5}) == "time-slice 50%"
+
+
+def test_the_service_scheduler_runs_seven_1g_jobs_beside_a_seven_gpu_gang():
+    """On one 8-GPU A100 node, seven 1g.10gb jobs share one GPU, so a 7-GPU job starts at once
+    beside them (with MIG shares rounded up they took two GPUs and the gang waited)."""
+    from suanli.service.scheduling import SuanliScheduler
+
+    cluster = _cluster("hgx-a100")
+    scheduler, config = SuanliScheduler(cluster), ServiceConfig()
+    specs = [_sliced_spec({"mig": "1g.10gb"}, "A100:1") for _ in range(7)]
+    specs.append(
+        JobSpec.model_validate({"name": "gang", "run": "true", "resources": {"accelerators": "A100:7"}})
+    )
+    for job_id, spec in enumerate(specs):
+        scheduler.submit(job_id, spec, admit(spec, cluster, config), 0.0)
+    started = {d.job_id for d in scheduler.tick(0.0) if d.action == "start"}
+    assert started == set(range(8))
