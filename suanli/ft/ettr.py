@@ -1,6 +1,6 @@
 """Monte-Carlo effective training time ratio (ETTR) under published failure distributions.
 
-A training run checkpoints every `interval_s` of work, blocking `stall_s` each time. Failures
+A training run checkpoints every `interval_s` of work, losing `stall_s` each time. Failures
 arrive as a renewal process at the job level; each one throws away the work since the last
 complete checkpoint and costs `restart_s` (a failure during a restart starts it again, as in
 Daly 2006). With a predictor (Aupy et al. 2013), a predicted failure is preceded by a proactive

@@ -13,8 +13,10 @@ Pure functions, seconds everywhere. Three models, each named after its paper:
   (rate (1 - r) / MTBF) lose work; every prediction, true or false, costs one proactive checkpoint.
   The first-order optimum becomes ``sqrt(2 * MTBF * stall / (1 - r))``.
 
-"Stall" is the time training is blocked per checkpoint (with asynchronous checkpoints, the
-staging time, not the time to persist). "Restart" is everything from a failure until training
+"Stall" is the training time lost per checkpoint. With asynchronous checkpoints that is not only
+the time `save()` blocks: the copy and the background persist slow the steps they overlap, and
+that extra time counts too (`suanli.runtime.checkpointing` measures blocking + slowdown per save
+and passes it here). "Restart" is everything from a failure until training
 runs again: detection, rescheduling, process start, loading the checkpoint.
 """
 
