@@ -61,13 +61,18 @@ def dump_yaml(spec: BaseModel) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash leaves the old file."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`: a
+    reader (or a crash) sees the old file or the new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

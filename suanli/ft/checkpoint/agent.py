@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from suanli.ft.checkpoint.memory_tier import AgentClient, SlotTable, address_file, serve_request
+from suanli.spec.io import atomic_write_text
 
 SHM_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
 AGENT_DIR_ENV = "SUANLI_CHECKPOINT_AGENT_DIR"
@@ -64,9 +65,7 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 def _write_address(path: Path, address: dict) -> None:
-    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(address))
-    temporary.rename(path)
+    atomic_write_text(path, json.dumps(address))
 
 
 def run_agent(node_id: int, agent_dir: Path, host: str = "127.0.0.1") -> None:

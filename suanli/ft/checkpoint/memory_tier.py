@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from suanli.spec.io import atomic_write_text
+
 if TYPE_CHECKING:  # the agent process never imports torch: it starts in a fraction of the time
     import torch
 
@@ -95,9 +97,7 @@ def _write_sidecar(slot: Slot) -> None:
         "size_bytes": slot.size_bytes,
         "meta": base64.b64encode(slot.meta).decode(),
     }
-    temporary = _sidecar(slot.path).with_suffix(".tmp")
-    temporary.write_text(json.dumps(record))
-    temporary.rename(_sidecar(slot.path))
+    atomic_write_text(_sidecar(slot.path), json.dumps(record))
 
 
 @dataclass

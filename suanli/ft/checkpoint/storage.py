@@ -20,6 +20,8 @@ from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.filesystem import FileSystem
 from torch.distributed.checkpoint.storage import StorageReader
 
+from suanli.spec.io import atomic_write_bytes
+
 READ_CHUNK_BYTES = 16 << 20
 
 
@@ -167,13 +169,7 @@ class LocalStorage(CheckpointStorage):
                 yield chunk
 
     def write_durable(self, name: str, file: str, data: bytes) -> None:
-        target = self.root / name / file
-        temporary = target.with_name(target.name + ".tmp")
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.rename(target)
+        atomic_write_bytes(self.root / name / file, data)
 
     def rename(self, name: str, new_name: str) -> None:
         (self.root / name).rename(self.root / new_name)
