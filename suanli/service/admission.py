@@ -76,13 +76,6 @@ def admit(spec: JobSpec, cluster: Cluster, config: ServiceConfig) -> list[Placem
     queue = config.queues.get(spec.queue)
     if queue is None:
         raise SpecError(f"queue: unknown queue {spec.queue!r}; known: {', '.join(sorted(config.queues))}")
-    if queue.max_accelerators is not None and spec.resources.accelerators:
-        smallest = min(r.count for r in spec.resources.accelerators)
-        if smallest > queue.max_accelerators:
-            raise SpecError(
-                f"resources.accelerators: asks for {smallest} accelerators, over the quota of queue "
-                f"{spec.queue!r} ({queue.max_accelerators})"
-            )
     nodes = spec.num_nodes if isinstance(spec.num_nodes, int) else 1
     total_cpus = (spec.resources.cpus or 1) * nodes
     if queue.max_cpus is not None and total_cpus > queue.max_cpus:
@@ -94,7 +87,21 @@ def admit(spec: JobSpec, cluster: Cluster, config: ServiceConfig) -> list[Placem
         raise SpecError(
             f"sharing.mode: queue {spec.queue!r} allows {', '.join(queue.sharing)}, not {spec.sharing.mode}"
         )
-    return _sliceable(spec, candidate_placements(spec, cluster))
+    return _sliceable(spec, _within_quota(spec, queue, candidate_placements(spec, cluster)))
+
+
+def _within_quota(spec: JobSpec, queue: QueueConfig, placements: list[Placement]) -> list[Placement]:
+    """The placements whose alternative asks for no more accelerators than the queue allows one
+    job (`{H100: 8, A100: 16}` under a quota of 8 may only take the H100)."""
+    quota = queue.max_accelerators
+    within = [p for p in placements if quota is None or p.accelerators <= quota]
+    if not within:
+        smallest = min(p.accelerators for p in placements)
+        raise SpecError(
+            f"resources.accelerators: asks for {smallest} accelerators, over the quota of queue "
+            f"{spec.queue!r} ({quota})"
+        )
+    return within
 
 
 def _sliceable(spec: JobSpec, placements: list[Placement]) -> list[Placement]:

@@ -11,7 +11,7 @@ from suanli.plan.space import targets
 from suanli.sched.job import sched_job_from_spec
 from suanli.sched.policies import make_policy
 from suanli.sched.scheduler import Scheduler
-from suanli.service.admission import ServiceConfig, admit
+from suanli.service.admission import QueueConfig, ServiceConfig, admit
 from suanli.spec import Cluster, JobSpec, SpecError, load
 from suanli.spec.request import resolve
 
@@ -126,3 +126,12 @@ def test_requests_that_cannot_be_hosted_fail_with_one_line(resources, fields, li
     assert line in message and "\n" not in message
     with pytest.raises(SpecError):  # admission refuses it with the same resolution
         admit(spec, cluster(), ServiceConfig(queues={"default": {}}))
+
+
+def test_a_queue_quota_keeps_only_the_alternatives_within_it():
+    spec = job({"accelerators": {"H100": 8, "A100": 16}}, queue="small")
+    quota = ServiceConfig(queues={"small": QueueConfig(max_accelerators=8)})
+    assert [(p.pool, p.accelerators) for p in admit(spec, cluster(), quota)] == [("h100", 8)]
+    tight = ServiceConfig(queues={"small": QueueConfig(max_accelerators=4)})
+    with pytest.raises(SpecError, match=r"^resources.accelerators: asks for 8 accelerators, over the quota"):
+        admit(spec, cluster(), tight)
