@@ -1,12 +1,15 @@
 """The cluster as a graph, and what a group of ranks sees of it.
 
 Two views of the same wiring, built from a `Cluster`:
-- `build_graph`: a networkx graph of accelerators, intra-node switches or links, NICs (rails), leaf,
-  spine and core switches, each edge with its bandwidth (GB/s per direction) and latency.
-- `group_links`: the closed-form summary the cost models use for a group of ranks placed
-  `ranks_per_node` per node on consecutive nodes of one pool: the bottleneck bandwidth per level,
-  the switch hops between the farthest members, the share of traffic that crosses the spine.
-  It does no graph work, so the planner can call it in its inner loop.
+- `build_graph`: a networkx graph of accelerators, each node's links graph (`comm.links`: NVSwitch,
+  NVLink bridges, meshes, PCIe switches, sockets), NICs (rails), leaf, spine and core switches, each
+  edge with its bandwidth (GB/s per direction, line rate) and latency.
+- `group_links`: the summary the cost models use for a group of ranks placed `ranks_per_node` per
+  node on consecutive nodes of one pool: the bandwidth the node's links graph gives those ranks
+  (priced once per pool by max-flow, `pool_model`), the NICs, the switch hops between the farthest
+  members, the share of traffic that crosses the spine. A lookup, so the planner can call it in its
+  inner loop.
+`node_leaves` assigns nodes to leaf switches; the scheduler's placement uses the same assignment.
 """
 
 from __future__ import annotations
