@@ -51,10 +51,6 @@ class NodeLayout:
     def local_rank(self) -> int:
         return self.rank % self.ranks_per_node
 
-    @property
-    def node_index(self) -> int:
-        return self.rank // self.ranks_per_node
-
 
 def detect_ranks_per_node() -> int:
     """Ranks per node of the running job: LOCAL_WORLD_SIZE (torchrun), else ranks sharing a host

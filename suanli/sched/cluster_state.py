@@ -87,10 +87,6 @@ class ClusterState:
                 nodes.append(Node(f"{pool.name}-{i}", pool.name, kind, leaf, [FULL_MILLI] * slots))
         return cls(nodes=nodes, memory_gb=memory, cluster=cluster)
 
-    @property
-    def slots_per_node(self) -> dict[str, int]:
-        return {t: max(self.nodes[i].slots for i in ix) for t, ix in self.by_type.items()}
-
     def busy_accelerators(self) -> tuple[int, int]:
         """(accelerators holding any job, all accelerators), CPU nodes not counted."""
         types = [t for t in self.capacity if t != CPU_TYPE]

@@ -81,10 +81,6 @@ class ModelSpec(Spec):
             return False
         return (index - self.moe.first_dense_layers) % self.moe.every == 0
 
-    @property
-    def n_moe_layers(self) -> int:
-        return sum(self.is_moe_layer(i) for i in range(self.n_layers))
-
     # -- parameter counts -------------------------------------------------------------------
 
     def attention_params(self) -> int:

@@ -125,16 +125,6 @@ class NodeType(Spec):
         """Total NIC bandwidth of the node, GB/s per direction."""
         return sum(nic.count * nic.gbit_s for nic in self.nics) / 8
 
-    def nics_serving(self, accelerator_index: int) -> int:
-        """How many NICs an accelerator can use (1 on a rail-optimized 1:1 node)."""
-        total = 0
-        for nic in self.nics:
-            if nic.serves is None:
-                total += max(1, nic.count // max(1, self.accelerators_per_node))
-            else:
-                total += sum(accelerator_index in served for served in nic.serves)
-        return total
-
 
 @cache
 def _links_file() -> dict:

@@ -64,10 +64,6 @@ class Mesh:
             return self.device_mesh["dp_replicate", "dp_shard_cp"]
         return self.device_mesh["dp_shard_cp"]
 
-    @property
-    def ep_rank(self) -> int:
-        return self.coords.dp % self.layout.ep
-
 
 def build_mesh(layout: Layout, device_type: str, dp_replicate: int = 1) -> Mesh:
     """The mesh and groups of `layout`; every rank must call this, in the same order."""
