@@ -10,8 +10,9 @@ the interference a neighbour causes (`1 - with neighbour / alone at the same sli
     .venv/bin/python benchmarks/sharing_overhead.py --gpu h200-sxm [--steps 200] [--json out.json]
     .venv/bin/python benchmarks/sharing_overhead.py --device cpu --steps 20   # smoke test, no GPU
 
-MIG scenarios need MIG already enabled with instances created (`nvidia-smi -L` lists them); the
-benchmark never changes a GPU's MIG mode. Without MIG instances they are reported as skipped.
+MIG scenarios run instead of the others when the GPU already has MIG instances (`nvidia-smi -L`
+lists them; the benchmark never changes a GPU's MIG mode): pass the whole-GPU steps/s of a run
+without MIG as `--baseline` to normalise them.
 """
 
 from __future__ import annotations
@@ -155,14 +156,18 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--baseline", type=float, default=None, help="whole-GPU steps/s of a run without MIG")
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here: the figures need a GPU (--device cpu runs a smoke test)")
     if args.device == "cpu":
         args.width, args.layers, args.batch = min(args.width, 512), min(args.layers, 4), min(args.batch, 256)
     notes: list[str] = []
-    mig: list[tuple[str, float, list[Job]]] = []
     with tempfile.TemporaryDirectory() as mps_dir:
         planned = scenarios(args)
         if args.device != "cpu":
@@ -170,18 +175,19 @@ def main() -> None:
             os.environ["CUDA_MPS_LOG_DIRECTORY"] = f"{mps_dir}/log"
             Path(f"{mps_dir}/log").mkdir()
             mig, why = mig_scenarios(args)
-            notes.append(f"MIG: {why}" if why else "MIG: measured on the instances nvidia-smi -L lists")
+            if mig:  # with MIG on, CUDA sees an instance as device 0: no whole-GPU or MPS rows
+                planned = mig
+                notes.append("MIG: measured on the instances nvidia-smi -L lists; × whole uses --baseline")
+            else:
+                notes.append(f"MIG: {why}")
         rows = []
-        whole = None
         for name, share, jobs in planned:
             if name.startswith("MPS") and not Path(f"{mps_dir}/pipe/control").exists():
                 ensure_mps_daemon(Path(f"{mps_dir}/pipe"))
             rows.append((name, share, run_jobs(args, jobs)))
-            whole = whole or rows[0][2]
-        if args.device != "cpu":
+        if Path(f"{mps_dir}/pipe/control").exists():
             subprocess.run(["nvidia-cuda-mps-control"], input="quit\n", text=True, check=False)
-            for name, share, jobs in mig:
-                rows.append((name, share, run_jobs(args, jobs)))
+    whole = args.baseline or (rows[0][2] if rows[0][0].startswith("whole") else None)
     alone_at = {}
     print("| scenario | share | steps/s | × whole GPU | × its share | interference |")
     print("|---|---|---|---|---|---|")
@@ -189,8 +195,8 @@ def main() -> None:
         key = (name.split(",")[0], share)
         interference = f"{1 - rate / alone_at[key]:.1%}" if key in alone_at else "–"
         alone_at.setdefault(key, rate)
-        ratio = rate / whole
-        print(f"| {name} | {share:.2f} | {rate:.2f} | {ratio:.3f} | {ratio / share:.3f} | {interference} |")
+        ratio = f"{rate / whole:.3f} | {rate / whole / share:.3f}" if whole else "– | –"
+        print(f"| {name} | {share:.2f} | {rate:.2f} | {ratio} | {interference} |")
     for note in notes:
         print(note)
     if args.json:
