@@ -126,7 +126,8 @@ def sched_job_from_spec(
     """A `SchedJob` for a user's `JobSpec` on `cluster`: each accelerator type the request resolves
     to, with its own count (`{H100: 8, A100: 16}` is a gang of 8 on H100 or 16 on A100), and
     `runtime_s` (the planner's estimate per type, or the walltime) restricted to those types."""
-    options = resolve(spec, cluster).options
+    resolution = resolve(spec, cluster)
+    options = resolution.options
     common = {
         "job_id": job_id,
         "submit_s": submit_s,
@@ -143,10 +144,7 @@ def sched_job_from_spec(
             runtime_s={CPU_TYPE: runtime_s.get(CPU_TYPE, spec.walltime_s or 3600.0)},
             **common,
         )
-    counts: dict[str, int] = {}
-    for option in options:
-        if option.accel_type in runtime_s:
-            counts.setdefault(option.accel_type, option.count)
+    counts = {t: n for t, n in resolution.counts_by_type.items() if t in runtime_s}
     first = next((o for o in options if o.accel_type in counts), options[0])
     return SchedJob(
         gpus=first.count,
