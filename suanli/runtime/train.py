@@ -33,6 +33,7 @@ from suanli.runtime.checkpointing import AGENT_DIR_ENV, Checkpointer, agent_dir
 from suanli.runtime.config import OptimizerConfig, TrainConfig, load_config
 from suanli.runtime.data import BatchLoader, SyntheticTokens, TokenFile, TokenSource
 from suanli.runtime.devices import DeviceBackend, bind_device, resolve_backend, synchronize
+from suanli.runtime.fence import apply_fence, held_bytes
 from suanli.runtime.metrics import (
     MetricsLog,
     goodput,
@@ -251,6 +252,7 @@ def _train(
     launched_at = os.environ.get(LAUNCHED_AT_ENV) if env.attempt == 0 else None
     started_at = float(launched_at) if launched_at else time.time()
     device = bind_device(backend, env.local_rank)
+    fence = apply_fence(device)  # a sliced job's memory cap and check (docs/sharing.md)
     dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
     model = build_model(spec, layout, device, config.seed, env.world_size)
     opt = config.optimizer
@@ -298,6 +300,8 @@ def _train(
             group["lr"] = lr
         local_loss, data_wait_s = train_step(model, optimizer, loader, step, device, autocast, opt.grad_clip)
         loss_value = mean_across_ranks(local_loss, env, device)
+        if fence is not None:
+            fence.check(held_bytes(device))
         compute_s = time.perf_counter() - step_start - data_wait_s
         stall_s = (
             checkpointer.after_step(step, config.steps, compute_s + data_wait_s) if checkpointer else 0.0
