@@ -22,6 +22,10 @@ from suanli.port.support import SupportMatrix, Target
 _CUDA_DEVICE = re.compile(r"^cuda(?::(\d+))?$")
 _FALLBACK_EXCEPTIONS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 _CUDA_SOURCE = re.compile(r"\.cuh?$")
+_PROFILER_NOTE = (
+    "records no {device} activity: use the device's own activity (ProfilerActivity.PrivateUse1 for "
+    "plug-in devices, XPU, HPU) or the vendor's profiler"
+)
 _AUTOCAST_POSITIONAL = ("enabled", "dtype", "cache_enabled")
 _TIGHT_EQUAL = cst.AssignEqual(
     whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
@@ -198,8 +202,13 @@ class _Porter(cst.CSTTransformer):
     def leave_Attribute(
         self, original_node: cst.Attribute, updated_node: cst.Attribute
     ) -> cst.BaseExpression:
+        if original_node.attr.value == "is_cuda":
+            return self._is_cuda(original_node, updated_node)
         dotted = _dotted(original_node)
         if dotted is None or self._is_chain_inner(original_node):
+            return updated_node
+        if dotted.endswith("ProfilerActivity.CUDA"):
+            self._note(original_node, Action.KEPT, dotted, _PROFILER_NOTE.format(device=self._dev))
             return updated_node
         if dotted.startswith(("torch.backends.cudnn.", "torch.backends.cuda.")):
             self._note(original_node, Action.KEPT, dotted, self.target.flags_note)
@@ -217,6 +226,21 @@ class _Porter(cst.CSTTransformer):
         action = Action.SHIMMED if rule.is_shim else Action.REWRITTEN
         self._note(original_node, action, dotted, f"-> {rule.to}" + (f" ({rule.note})" if rule.note else ""))
         return _expr(rule.to)
+
+    def _is_cuda(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        if self._dev == "cpu":
+            self._note(
+                original, Action.KEPT, ".is_cuda", "always False on CPU: the CUDA-only branch is skipped"
+            )
+            return updated
+        self._note(original, Action.REWRITTEN, ".is_cuda", f'-> .device.type == "{self._dev}"')
+        device_type = cst.Attribute(cst.Attribute(updated.value, cst.Name("device")), cst.Name("type"))
+        return cst.Comparison(
+            device_type,
+            [cst.ComparisonTarget(cst.Equal(), _quoted(self._dev))],
+            lpar=[cst.LeftParen()],
+            rpar=[cst.RightParen()],
+        )
 
     # ---- calls ---------------------------------------------------------------------------------
     def _amp_args(self, api: str, args: Sequence[cst.Arg]) -> list[cst.Arg]:

@@ -79,3 +79,12 @@ def test_devices_backends_and_variables_follow_the_device_table(target: str, exp
 def test_the_vendor_plugin_is_imported_right_after_torch() -> None:
     ported = _port("import os\nimport torch\nx = torch.zeros(1).cuda()\n", "npu").splitlines()
     assert ported[1:3] == ["import torch", "import torch_npu  # suanli port: registers the npu device"]
+
+
+def test_is_cuda_asks_for_the_target_device_and_profiler_activity_is_reported() -> None:
+    source = "import torch\nif x.is_cuda:\n    acts = [torch.profiler.ProfilerActivity.CUDA]\n"
+    assert 'if (x.device.type == "npu"):' in _port(source, "npu")
+    matrix = support_matrix()
+    result = port_source("t.py", cst.parse_module(source), matrix.target("cpu"), matrix)
+    assert result.ported == source  # on CPU both are kept: is_cuda is False, the activity records nothing
+    assert [(f.line, f.action) for f in result.findings] == [(2, "kept"), (3, "kept")]
