@@ -105,10 +105,11 @@ def pack(accel_type: str, items: list[SliceItem], max_gpus: int | None = None) -
     does not fit when `max_gpus` is given and too small."""
     slug = CATALOG.accelerator(accel_type, field="--gpu").slug
     vnpu = CATALOG.sharing(slug).vnpu
-    if any(item.template for item in items):
-        if vnpu is None:
-            raise SpecError(f"--gpu: {slug} has no vNPU templates")
-        return _pack_vnpu(vnpu, [i.template for i in items if i.template], max_gpus)
+    templates = [item.template for item in items if item.template is not None]
+    if templates:
+        if vnpu is None or len(templates) != len(items):
+            raise SpecError(f"--gpu: {slug} slices are all vNPU templates or none (parse_items)")
+        return _pack_vnpu(vnpu, templates, max_gpus)
     gpus = max_gpus or len(items)
     state = ClusterState(nodes=[Node("pack", "pack", slug, 0, [FULL_MILLI] * gpus)], memory_gb={slug: 0.0})
     order = sorted(items, key=lambda i: -share_milli(i.sharing, slug))  # type: ignore[arg-type]
