@@ -15,7 +15,7 @@ class SuanliGroup(TyperGroup):
     """The one place a command's error meets the user: any `SuanliError` (or a file the user named that
     cannot be read) is printed as `error: <line>` on stderr, one line per problem, exit status 2."""
 
-    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SuanliError as exc:

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from suanli.service import metrics
 from suanli.service.admission import ServiceConfig, admit, local_cluster
 from suanli.service.controller import Controller
-from suanli.service.executors import build_executor
+from suanli.service.executors import Executor, build_executor
 from suanli.service.planning import plan_job, planner_available, search_plans
 from suanli.service.scheduling import SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
@@ -74,8 +74,9 @@ def build_controller(settings: Settings) -> Controller:
     if settings.simulate_speedup:
         from suanli.service.executors.simulated import SimulatedClock, SimulatedExecutor
 
-        clock = SimulatedClock(settings.simulate_speedup)
-        executor = SimulatedExecutor(clock)
+        simulated_clock = SimulatedClock(settings.simulate_speedup)
+        clock: Callable[[], float] = simulated_clock
+        executor: Executor = SimulatedExecutor(simulated_clock)
     else:
         clock, executor = time.time, build_executor(settings.executor, **settings.executor_options)
     return Controller(
@@ -256,6 +257,8 @@ async def _follow_logs(controller: Controller, job_id: int) -> AsyncIterator[str
     sent = 0
     while True:
         current = controller.store.get(job_id)
+        if current is None:  # removed while being followed
+            return
         text = ""
         if current.attempt > 0:  # a queued job has no output until it starts
             text = await asyncio.to_thread(controller.executor.logs, controller.run_of(current))

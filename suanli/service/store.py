@@ -209,7 +209,7 @@ class Store:
         try:
             Base.metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise StoreError(f"--db: cannot open the store at {_where(self.engine)}: {reason}") from None
         event.listen(self.engine, "handle_error", _raise_store_error)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

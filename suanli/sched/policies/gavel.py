@@ -85,7 +85,7 @@ class Gavel(Policy):
     reads_progress = False
     preemptive = True
     moves_running = True
-    round_s: float | None = 360.0
+    round_s: float = 360.0
     tick_on_events: bool = False
     objective: Literal["max_sum", "max_min"] = "max_sum"
     _priority: dict[str, dict[str, float]] = field(default_factory=dict)

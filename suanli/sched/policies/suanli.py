@@ -84,7 +84,8 @@ class SuanliPolicy(Policy):
             types = [t for t in job.runtime_s if self.filter(job, t, view)]
             best = min((job.runtime_s[t] for t in types), default=float("inf"))
             types = sorted(
-                (t for t in types if job.runtime_s[t] <= self.max_slowdown * best), key=job.runtime_s.get
+                (t for t in types if job.runtime_s[t] <= self.max_slowdown * best),
+                key=lambda t: job.runtime_s[t],
             )
             worst = max((job.runtime_s[t] for t in types), default=float("inf"))
             mean_rate = 1.0 / share_runtime_s(job, view.capacity, 1.0)
