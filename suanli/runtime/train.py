@@ -1,6 +1,8 @@
-"""The training loop: one process per device, launched by torchrun, driven by a `TrainConfig`.
+"""The training loop: one process per device, started by the elastic launcher, driven by a `TrainConfig`.
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 -m suanli.runtime.train CONFIG.yaml
+    python -m suanli.ft.checkpoint.launcher --nproc 2 --agent-dir AGENTS -m suanli.runtime.train CONFIG.yaml
+
+(`torchrun --nproc-per-node 2 -m suanli.runtime.train CONFIG.yaml` runs it too.)
 
 Data parallelism is DDP (zero_stage 0-2) or FSDP2 `fully_shard` (zero_stage 3); the device and the
 collective backend come from `suanli.runtime.devices`, so nothing here names a vendor.
@@ -17,23 +19,21 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
-from torch.distributed.fsdp import FSDPModule, fully_shard
-from torch.nn.parallel import DistributedDataParallel
 
-from suanli.ft.checkpoint.agent import start_agent
-from suanli.runtime.checkpointing import AGENT_DIR_ENV, Checkpointer, agent_dir
+from suanli.ft.checkpoint import manifest as mf
+from suanli.ft.checkpoint.launcher import DETERMINISTIC_EXIT
+from suanli.ft.checkpoint.storage import LocalStorage
+from suanli.runtime.checkpointing import Checkpointer, StepCost
 from suanli.runtime.config import OptimizerConfig, TrainConfig, load_config
 from suanli.runtime.data import BatchLoader, SyntheticTokens, TokenFile, TokenSource
-from suanli.runtime.devices import DeviceBackend, bind_device, resolve_backend, synchronize
-from suanli.runtime.fence import apply_fence, held_bytes
+from suanli.runtime.devices import DeviceBackend, bind_device, resolve_backend
+from suanli.runtime.fence import SliceExceeded, apply_fence, held_bytes
 from suanli.runtime.metrics import (
     MetricsLog,
     goodput,
@@ -43,15 +43,16 @@ from suanli.runtime.metrics import (
     read_records,
     step_time_comparison,
 )
-from suanli.runtime.model import Decoder
+from suanli.runtime.parallel import build as build_parallel
+from suanli.runtime.parallel.mesh import coordinates
+from suanli.runtime.preflight import check_layout, preflight
 from suanli.spec.catalog import CATALOG
-from suanli.spec.errors import SpecError, SuanliError
+from suanli.spec.errors import SuanliError
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
 
 INJECTED_FAILURE_EXIT = 17
 LAUNCHED_AT_ENV = "SUANLI_LAUNCHED_AT"
-UNSUPPORTED_DEGREES = ("tp", "pp", "cp", "ep")
 
 
 @dataclass(frozen=True)
@@ -88,23 +89,6 @@ class RunResult:
     peak_source: str = ""
 
 
-def check_layout(layout: Layout, world_size: int) -> None:
-    """Refuse, in one line, what the runtime cannot run yet; dp must match the processes launched."""
-    for name in UNSUPPORTED_DEGREES:
-        degree = getattr(layout, name)
-        if degree > 1:
-            raise SpecError(
-                f"layout.{name}={degree}: the runtime runs data parallelism only (DDP or FSDP); "
-                f"use a plan with {name}=1"
-            )
-    if layout.dp != world_size:
-        raise SpecError(
-            f"layout.dp={layout.dp} but {world_size} processes were launched; use --nproc {layout.dp}"
-        )
-    if layout.recompute == "selective":
-        raise SpecError("layout.recompute=selective is not implemented; use none or full")
-
-
 def lr_at(step: int, total_steps: int, optimizer: OptimizerConfig) -> float:
     """Linear warmup to `lr`, then cosine decay to `min_lr_ratio * lr` at `total_steps` (GPT-3, sec. B)."""
     if step < optimizer.warmup_steps:
@@ -113,32 +97,6 @@ def lr_at(step: int, total_steps: int, optimizer: OptimizerConfig) -> float:
     progress = min(1.0, (step - optimizer.warmup_steps) / decay_steps)
     floor = optimizer.lr * optimizer.min_lr_ratio
     return floor + (optimizer.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def build_model(
-    spec: ModelSpec, layout: Layout, device: torch.device, seed: int, world_size: int
-) -> nn.Module:
-    """The decoder, identically initialised on every rank, wrapped for data parallelism."""
-    torch.manual_seed(seed)
-    model = Decoder(spec, recompute=layout.recompute == "full").to(device)
-    if world_size == 1:
-        return model
-    if layout.zero_stage == 3:
-        for block in model.layers:
-            fully_shard(block)
-        fully_shard(model)
-        return model
-    return DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device.index])
-
-
-def gradient_sync(model: nn.Module, enabled: bool) -> AbstractContextManager[object]:
-    """Skip the gradient all-reduce on all but the last micro-batch of an accumulation."""
-    if isinstance(model, FSDPModule):
-        model.set_requires_gradient_sync(enabled)
-        return nullcontext()
-    if isinstance(model, DistributedDataParallel) and not enabled:
-        return model.no_sync()
-    return nullcontext()
 
 
 def token_source(config: TrainConfig, spec: ModelSpec) -> TokenSource:
@@ -167,49 +125,11 @@ def peak_tflops_per_device(
     return float(measured), f"measured {device.type} matmul ({str(dtype).removeprefix('torch.')})"
 
 
-def mean_across_ranks(value: float, env: ProcessEnv, device: torch.device) -> float:
-    if not env.distributed:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return float(tensor) / env.world_size
-
-
 def inject_failure(step: int, inject_at_step: int | None, env: ProcessEnv) -> None:
     """Kill the last rank abruptly during step `inject_at_step` (1-based) of the first attempt."""
     if inject_at_step == step and env.attempt == 0 and env.rank == env.world_size - 1:
         print(f"rank {env.rank}: injected failure at step {step}", file=sys.stderr, flush=True)
         os._exit(INJECTED_FAILURE_EXIT)
-
-
-def train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: BatchLoader,
-    step: int,
-    device: torch.device,
-    autocast: torch.autocast,
-    grad_clip: float | None,
-) -> tuple[float, float]:
-    """One optimizer step over this rank's micro-batches: (mean local loss, seconds waiting for data)."""
-    loss_sum, data_wait_s = 0.0, 0.0
-    batches = loader.micro_batches(step - 1)
-    for micro in range(loader.accumulation_steps):
-        fetch_start = time.perf_counter()
-        inputs, targets = next(batches)
-        inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        data_wait_s += time.perf_counter() - fetch_start
-        with gradient_sync(model, micro == loader.accumulation_steps - 1), autocast:
-            logits = model(inputs)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-            (loss / loader.accumulation_steps).backward()
-        loss_sum += loss.item()
-    if grad_clip is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    synchronize(device)
-    return loss_sum / loader.accumulation_steps, data_wait_s
 
 
 @contextmanager
@@ -229,7 +149,7 @@ def run(
     """Train for `config.steps` optimizer steps (resuming from a checkpoint if there is one)."""
     env = env or ProcessEnv.from_environ()
     spec, layout = config.resolved_model(), config.resolved_layout(env.world_size)
-    check_layout(layout, env.world_size)
+    check_layout(config, spec, layout, env.world_size)
     family = (
         CATALOG.accelerator(config.accelerator, field="accelerator").family if config.accelerator else None
     )
@@ -254,25 +174,46 @@ def _train(
     device = bind_device(backend, env.local_rank)
     fence = apply_fence(device)  # a sliced job's memory cap and check (docs/sharing.md)
     dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
-    model = build_model(spec, layout, device, config.seed, env.world_size)
-    opt = config.optimizer
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
-    )
     loader = BatchLoader(
         token_source(config, spec),
         config.seq_len,
         config.global_batch_size,
         layout.micro_batch,
-        env.rank,
-        env.world_size,
+        shares=config.resolved_batch_shares(layout.dp),
+        rank=coordinates(env.rank, layout).dp,
+        world_size=layout.dp,
+    )
+    parallel = build_parallel(
+        spec,
+        layout,
+        device,
+        config.seed,
+        rank=env.rank,
+        world_size=env.world_size,
+        recompute=layout.recompute == "full",
+        moe=config.moe,
+        options=config.parallel,
+        micro_batches=loader.accumulation_steps,
+    )
+    model = parallel.module
+    opt = config.optimizer
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
     )
     result = RunResult()
     result.peak_tflops_per_device, result.peak_source = peak_tflops_per_device(config, device, dtype, env)
     peak_total = result.peak_tflops_per_device * env.world_size
+    tokens_per_step = config.global_batch_size * config.seq_len
     checkpointer = (
         Checkpointer(
-            config.checkpoint, env.rank, env.world_size, env.local_world_size, model, optimizer, device
+            config.checkpoint,
+            env.rank,
+            env.world_size,
+            env.local_world_size,
+            model,
+            optimizer,
+            device,
+            tokens_per_step,
         )
         if config.checkpoint
         else None
@@ -283,11 +224,18 @@ def _train(
     log.write(
         "start", at=started_at, world_size=env.world_size, layout=layout.short(), device=backend.device_type
     )
+    source = checkpointer.restored if checkpointer is not None and restored is not None else None
     if env.attempt > 0 or restored is not None:
-        log.write("resume", restored_step=restored, tier=checkpointer.restored_tier if checkpointer else None)
+        log.write(
+            "resume",
+            restored_step=restored,
+            tier=source.tier if source else None,
+            where=source.where if source else None,
+        )
+    if source is not None and env.rank == 0:
+        print(f"resumed at step {source.step} from {source.tier}: {source.where}", flush=True)
     result.resumed_from_step = restored
     start_step = restored or 0
-    tokens_per_step = config.global_batch_size * config.seq_len
     predicted_s = config.predicted_step_time_s()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     model.train()
@@ -295,17 +243,29 @@ def _train(
     for step in range(start_step + 1, config.steps + 1):
         inject_failure(step, inject_failure_at_step, env)
         step_start = time.perf_counter()
+        if checkpointer is not None:
+            checkpointer.step_started()
         lr = lr_at(step - 1, config.steps, opt)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        local_loss, data_wait_s = train_step(model, optimizer, loader, step, device, autocast, opt.grad_clip)
-        loss_value = mean_across_ranks(local_loss, env, device)
+        loss_value, data_wait_s, update_wait_s = parallel.train_step(
+            optimizer,
+            loader,
+            step,
+            device,
+            autocast,
+            opt.grad_clip,
+            checkpointer.before_update if checkpointer is not None else lambda: 0.0,
+        )
         if fence is not None:
             fence.check(held_bytes(device))
-        compute_s = time.perf_counter() - step_start - data_wait_s
-        stall_s = (
-            checkpointer.after_step(step, config.steps, compute_s + data_wait_s) if checkpointer else 0.0
+        compute_s = time.perf_counter() - step_start - data_wait_s - update_wait_s
+        cost = (
+            checkpointer.step_finished(step, config.steps, compute_s)
+            if checkpointer is not None
+            else StepCost(0.0, 0.0, saved=False)
         )
+        compute_s -= cost.slowdown_s  # time a checkpoint in flight added to this step is its badput
         step_time_s = time.perf_counter() - step_start
         tokens_per_s = tokens_per_step / step_time_s
         result.losses.append(loss_value)
@@ -318,7 +278,11 @@ def _train(
             step_time_s=step_time_s,
             compute_s=compute_s,
             data_wait_s=data_wait_s,
-            checkpoint_stall_s=stall_s,
+            checkpoint_stall_s=cost.blocking_s + cost.slowdown_s,
+            checkpoint_blocking_s=cost.blocking_s,
+            checkpoint_slowdown_s=cost.slowdown_s,
+            checkpoint_saved=cost.saved,
+            checkpoint_in_flight=cost.in_flight,
             tokens_per_s=tokens_per_s,
             mfu=mfu(spec, config.seq_len, tokens_per_s, peak_total),
             hfu=hfu(spec, config.seq_len, layout.recompute, tokens_per_s, peak_total),
@@ -326,11 +290,36 @@ def _train(
         )
     if checkpointer is not None:
         checkpointer.close()
+        _report_checkpoint_costs(checkpointer, env, log)
     if step_times:
         _report(config, spec, layout, env, log, step_times, peak_total, predicted_s, result)
     elif env.rank == 0:
-        print(f"the checkpoint at step {start_step} already completes steps={config.steps}; nothing to train")
+        print(
+            f"the checkpoint at step {start_step} already completes steps={config.steps}; nothing to "
+            "train (raise steps to continue, or pass --fresh to start over)"
+        )
     return result
+
+
+def _report_checkpoint_costs(checkpointer: Checkpointer, env: ProcessEnv, log: MetricsLog) -> None:
+    """One record (and, on rank 0, one line) of what the saves of this attempt cost training."""
+    costs = checkpointer.costs
+    if not costs:
+        return
+    lost = [c.lost_s for c in costs]
+    log.write(
+        "checkpoint_costs",
+        saves=len(costs),
+        mean_time_lost_per_save_s=sum(lost) / len(lost),
+        mean_blocking_s=sum(c.blocking_s for c in costs) / len(costs),
+        mean_slowdown_s=sum(c.slowdown_s for c in costs) / len(costs),
+        overlapped_saves=sum(c.overlap for c in costs),
+    )
+    if env.rank == 0:
+        print(
+            f"checkpoints: {len(costs)} saves, time lost per save {sum(lost) / len(lost):.3f} s "
+            f"(blocking + slowdown of the steps they overlapped; {sum(c.overlap for c in costs)} overlapped)"
+        )
 
 
 def _report(
@@ -377,20 +366,19 @@ def _report(
     print(f"restarts {summary.restarts}")
 
 
-def preflight(config: TrainConfig, world_size: int) -> None:
-    """Everything that can be checked before processes start, so a bad config fails in one line."""
-    spec, layout = config.resolved_model(), config.resolved_layout(world_size)
-    check_layout(layout, world_size)
-    BatchLoader(
-        token_source(config, spec),
-        config.seq_len,
-        config.global_batch_size,
-        layout.micro_batch,
-        0,
-        world_size,
-    )
-    if config.accelerator is not None:
-        CATALOG.accelerator(config.accelerator, field="accelerator")
+def clear_run(config: TrainConfig) -> list[str]:
+    """Remove a run's checkpoints (committed, partial, quarantined), agent files and metrics; what went."""
+    removed = []
+    if config.checkpoint is not None and Path(config.checkpoint.folder).is_dir():
+        storage = LocalStorage(config.checkpoint.folder)
+        for name in mf.removable(storage):
+            storage.delete(name)
+            removed.append(storage.describe(name))
+    metrics = Path(config.metrics.path)
+    if metrics.exists():
+        metrics.unlink()
+        removed.append(str(metrics))
+    return removed
 
 
 def launch(
@@ -398,50 +386,42 @@ def launch(
     nproc: int,
     inject_failure_at_step: int | None = None,
     max_restarts: int = 3,
+    fresh: bool = False,
 ) -> int:
-    """Run `nproc` local processes under torchrun, which restarts them all when one dies.
+    """Run `nproc` local processes under the elastic launcher, which restarts them all when one dies.
 
-    With checkpoints configured, a node agent is started first and outlives the ranks, so a
-    restarted rank resumes from the snapshot in shared memory instead of the disk.
+    With checkpoints configured the launcher starts the node's checkpoint agent first and keeps it
+    alive, so a restarted rank resumes from the snapshot in shared memory instead of the disk.
+    A run resumes from its checkpoint folder by default; `fresh` clears it first.
     """
     launched_at = time.time()
     config = load_config(config_path)
     preflight(config, nproc)
+    if fresh:
+        removed = clear_run(config)
+        print(f"fresh start: removed {len(removed)} checkpoint and metrics entries", flush=True)
     command = [
         sys.executable,
         "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
+        "suanli.ft.checkpoint.launcher",
+        f"--nproc={nproc}",
         f"--max-restarts={max_restarts}",
-        "--monitor-interval=0.1",
-        "-m",
-        "suanli.runtime.train",
-        str(config_path),
     ]
+    if config.checkpoint is not None:
+        command.append(f"--agent-dir={Path(config.checkpoint.folder) / 'agents'}")
+    command += ["-m", "suanli.runtime.train", str(config_path)]
     if inject_failure_at_step is not None:
         command.append(f"--inject-failure-at-step={inject_failure_at_step}")
-    # Restarted ranks must not find the previous attempt's gloo addresses in torchrun's shared
-    # store (pytorch/pytorch#167288): with this set, every attempt gets a fresh store.
-    env = os.environ | {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", LAUNCHED_AT_ENV: repr(launched_at)}
-    agent = None
-    if config.checkpoint is not None:
-        agent = start_agent(0, agent_dir(config.checkpoint))
-        env[AGENT_DIR_ENV] = str(agent_dir(config.checkpoint))
-    torchrun = subprocess.Popen(command, env=env)
-    # A terminated launcher passes the signal on (torchrun stops its ranks), then stops the agent,
-    # which runs in its own session and would otherwise outlive the job.
+    launcher = subprocess.Popen(command, env=os.environ | {LAUNCHED_AT_ENV: repr(launched_at)})
+    # A terminated caller passes the signal on; the launcher stops the ranks and the agent.
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may set handlers
     if in_main_thread:
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_: torchrun.send_signal(signal.SIGTERM))
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: launcher.send_signal(signal.SIGTERM))
     try:
-        return torchrun.wait()
+        return launcher.wait()
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
-        if agent is not None:
-            agent.terminate()
-            agent.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -451,9 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run(load_config(args.config), args.inject_failure_at_step)
-    except SuanliError as exc:  # a bad config or an unusable checkpoint fails alike again
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (SuanliError, SliceExceeded) as exc:  # a bad config or an unusable checkpoint fails alike again
+        if ProcessEnv.from_environ().rank == 0:  # every rank fails alike; one line is enough
+            print(f"error: {exc}", file=sys.stderr)
+        return DETERMINISTIC_EXIT
     return 0
 
 

@@ -15,9 +15,13 @@ runner = CliRunner()
 @pytest.mark.parametrize(
     ("overrides", "args", "message"),
     [
-        ({"layout": {"tp": 2, "dp": 1}}, [], "layout.tp=2: the runtime runs data parallelism only"),
-        ({"layout": {"dp": 2}}, ["--nproc", "4"], "layout.dp=2 but 4 processes were launched"),
-        ({"global_batch_size": 6}, ["--nproc", "4"], "global_batch_size 6 must be a multiple of dp (4)"),
+        (
+            {"layout": {"tp": 2, "dp": 1}},
+            ["--nproc", "3"],
+            "needs tp×pp×dp×cp = 2 processes but 3 were launched",
+        ),
+        ({"layout": {"dp": 2}}, ["--nproc", "4"], "needs tp×pp×dp×cp = 2 processes but 4 were launched"),
+        ({"global_batch_size": 6}, ["--nproc", "4"], "summing to global_batch_size 6"),
         ({"data": {"kind": "file", "path": "missing.bin"}}, [], "token file"),
         ({"accelerator": "h900"}, [], "unknown accelerator 'h900'"),
     ],
