@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,8 @@ from suanli.spec.errors import SpecError
 from suanli.spec.io import read_yaml, validate
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout, Plan, StageAssignment
+
+PLAN_ENV = "SUANLI_TRAIN_PLAN"  # a Plan as JSON, handed to every rank by the launching command
 
 
 class DataConfig(Spec):
@@ -122,7 +125,7 @@ class TrainConfig(Spec):
 
     def resolved_plan(self) -> Plan | None:
         if isinstance(self.plan, str):
-            return validate(Plan, read_yaml(self.plan), source=Path(self.plan).name)
+            return read_plan(self.plan)
         return self.plan
 
     def resolved_layout(self, world_size: int | None = None) -> Layout:
@@ -142,8 +145,8 @@ class TrainConfig(Spec):
             )
         return self.layout or Layout(dp=world_size or 1, zero_stage=0)
 
-    def resolved_batch_shares(self, dp: int) -> list[int]:
-        """Sequences per step of each data-parallel rank: configured, the plan's groups, or even."""
+    def resolved_batch_shares(self, dp: int) -> list[int] | None:
+        """Sequences per step of each data-parallel rank: configured, the plan's groups, or None (even)."""
         if self.parallel.batch_shares is not None:
             shares = self.parallel.batch_shares
         else:
@@ -156,7 +159,7 @@ class TrainConfig(Spec):
                 for _ in range(g.layout.dp)
             ]
         if not shares:
-            return [self.global_batch_size // dp] * dp
+            return None
         if len(shares) != dp or sum(shares) != self.global_batch_size:
             raise SpecError(
                 f"parallel.batch_shares: {shares} must give {dp} data-parallel ranks "
@@ -170,16 +173,29 @@ class TrainConfig(Spec):
         return plan.estimate.step_time_s if plan is not None and plan.estimate is not None else None
 
 
+def read_plan(path: str | Path) -> Plan:
+    """A plan file: one Plan, or the list `suanli plan --json` prints (its first, the best, is taken)."""
+    data = read_yaml(path)
+    if isinstance(data, list):
+        if not data:
+            raise SpecError(f"{Path(path).name}: the plan list is empty")
+        data = data[0]
+    return validate(Plan, data, source=Path(path).name)
+
+
 def data_parallel_groups(plan: Plan) -> list[StageAssignment]:
     return [s for s in plan.stages if s.kind == "data-parallel-group"]
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a train config; relative paths inside it are taken from the config file's folder."""
+    """Read a train config; relative paths inside it are taken from the config file's folder.
+
+    A plan in `PLAN_ENV` (set by `suanli train --plan` or resolved from `layout: auto` before the
+    processes start) replaces the config's own plan or layout."""
     path = Path(path)
     config = validate(TrainConfig, read_yaml(path), source=path.name)
     base = path.resolve().parent
-    updates = {}
+    updates: dict[str, object] = {}
     if isinstance(config.plan, str):
         updates["plan"] = str(base / config.plan)
     if config.data.path:
@@ -188,4 +204,6 @@ def load_config(path: str | Path) -> TrainConfig:
         folder = str(base / config.checkpoint.folder)
         updates["checkpoint"] = config.checkpoint.model_copy(update={"folder": folder})
     updates["metrics"] = config.metrics.model_copy(update={"path": str(base / config.metrics.path)})
+    if os.environ.get(PLAN_ENV):
+        updates |= {"plan": Plan.model_validate_json(os.environ[PLAN_ENV]), "layout": None}
     return config.model_copy(update=updates)

@@ -36,7 +36,7 @@ def check_layout(config: TrainConfig, spec: ModelSpec, layout: Layout, world_siz
             f"parallel.dp_replicate={replicate}: HSDP needs zero_stage 3 and dp ({layout.dp}) divisible by it"
         )
     shares = config.resolved_batch_shares(layout.dp)
-    if len(set(shares)) > 1 and (layout.pp > 1 or layout.world_size != layout.dp):
+    if shares is not None and len(set(shares)) > 1 and (layout.pp > 1 or layout.world_size != layout.dp):
         raise SpecError(
             f"batch shares {shares}: mixed-speed data parallelism runs data-parallel ranks only (tp=pp=cp=1)"
         )

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from suanli.runtime.config import OptimizerConfig, load_config
-from suanli.runtime.train import check_layout, lr_at
-from suanli.spec import Layout, SpecError
+from suanli.runtime.train import lr_at
+from suanli.spec import SpecError
 
 
 def test_relative_paths_are_taken_from_the_config_folder(write_config, tmp_path: Path) -> None:
@@ -51,17 +51,6 @@ def test_a_plan_gives_the_layout_and_the_predicted_step_time(write_config) -> No
     config = load_config(write_config(plan=plan))
     assert config.resolved_layout().zero_stage == 3
     assert config.predicted_step_time_s() == 0.5
-
-
-@pytest.mark.parametrize("degree", ["tp", "pp", "cp"])
-def test_model_parallel_layouts_are_refused_clearly(degree: str) -> None:
-    with pytest.raises(SpecError, match=rf"layout.{degree}=2: the runtime runs data parallelism only"):
-        check_layout(Layout(**{degree: 2}), world_size=1)
-
-
-def test_dp_must_match_the_processes_launched() -> None:
-    with pytest.raises(SpecError, match=r"layout\.dp=4 but 2 processes"):
-        check_layout(Layout(dp=4), world_size=2)
 
 
 @given(total=st.integers(20, 500), warmup=st.integers(1, 19), lr=st.floats(1e-5, 1.0), ratio=st.floats(0, 1))

@@ -74,7 +74,7 @@ def test_moe_model_trains_end_to_end() -> None:
     model = Decoder(spec)
     loss = model(torch.randint(0, spec.vocab, (2, 8))).logsumexp(-1).mean()
     loss.backward()
-    assert all(p.grad is not None for p in model.layers[0].mlp.router.parameters())
+    assert all(p.grad is not None for p in model.layers["0"].mlp.router.parameters())
 
 
 @settings(max_examples=30, deadline=None)

@@ -18,7 +18,7 @@ from suanli.spec.cluster import Cluster, Pool
 from suanli.spec.errors import SpecError
 from suanli.spec.job import JobSpec, Parallelism, Training
 from suanli.spec.model import ModelSpec
-from suanli.spec.node import IntraNodeTopology, NodeType
+from suanli.spec.node import IntraNodeTopology, NicGroup, NodeType
 from suanli.spec.plan import Layout, Plan
 
 CPU_ACCELERATOR = "cpu-1core"
@@ -50,6 +50,8 @@ def this_node(accelerator: Accelerator, processes: int, extra: list[Accelerator]
                     link_latency_us=GLOO_LATENCY_US if cpu else 1.0,
                     groups=[list(range(count))] if cpu else None,
                 ),
+                # pools meet over the same loopback: a "NIC" at the gloo bandwidth
+                nics=[NicGroup(count=1, gbit_s=8 * link_gb_s, kind="ethernet")] if cpu else [],
                 cpu_cores=max(count, 1),
                 memory_gb=(member.memory_gb or 1.0) * count,
                 source="the node a job runs on (suanli.runtime.parallel.planning)",
