@@ -10,7 +10,6 @@ from typing import Any, Literal, Protocol
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.job import SchedJob, sched_job_from_spec
-from suanli.sched.placement import find_slots
 from suanli.sched.policies import make_policy
 from suanli.sched.scheduler import Scheduler
 from suanli.service.executors.base import Placement
@@ -124,15 +123,9 @@ class SuanliScheduler:
         self._candidates[job_id] = [placement]
         try:
             job = self._sched_job(job_id, spec, [placement], now_s, None)
-        except SpecError as exc:  # no pool of the cluster as it is now could ever hold it
+            self.inner.adopt(job, placement.accelerator or CPU_TYPE, now_s)
+        except SpecError as exc:  # the cluster as it is now cannot hold it: no pool, or no free room
             return f"running unaccounted after a restart: {exc}"
-        accel_type = placement.accelerator or CPU_TYPE
-        if find_slots(self.inner.cluster, job, accel_type) is None:
-            width = job.width_on(accel_type)
-            return (
-                f"running unaccounted after a restart: no free room for its {width} slot(s) on {accel_type}"
-            )
-        self.inner.adopt(job, accel_type, now_s)
         return None
 
     def snapshot(self) -> dict[str, dict[str, Any]]:

@@ -53,7 +53,10 @@ def test_jobs_the_shrunken_cluster_cannot_hold_are_marked_with_the_reason(tmp_pa
     assert [job.state for job in (held, no_room, too_big)] == ["running"] * 3
     assert held.reason == ""
     unaccounted = "running unaccounted after a restart: "
-    assert no_room.reason == unaccounted + "no free room for its 8 slot(s) on a100-sxm-80gb"
+    assert (
+        no_room.reason
+        == unaccounted + f"job {no_room.id}: no free room for its 8 slot(s) on a100-sxm-80gb to adopt it"
+    )
     assert too_big.reason.startswith(unaccounted + "resources: a100:32 can never fit any pool of 'c'")
     failed = store.get(waiting.id)
     assert failed.state == "failed"
