@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-_LOSS = re.compile(r"\bloss\b[\s:=]+([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", re.IGNORECASE)
+_LOSS = re.compile(r"\bloss\b['\"]?[\s:=]+([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", re.IGNORECASE)
 LOSS_REL_TOL = 1e-4
 
 

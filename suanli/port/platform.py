@@ -9,13 +9,16 @@ when its accelerator family runs CUDA code as is, or when the script's verdict o
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from suanli.port.engine import Sources, TargetPort, Verdict, port, read_sources, write_ported
 from suanli.port.rewrite import Action
 from suanli.port.support import support_matrix
+from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
+from suanli.spec.job import JobSpec
 
 PORT_DIR = ".suanli-port"
 _MANUAL_SHOWN = 3
@@ -103,3 +106,31 @@ def script_command(script: str, folders: dict[str, Path]) -> str:
         for pool, folder in ported.items()
     )
     return f'case "$SUANLI_POOL" in {cases} *) {run} ;; esac'
+
+
+def runnable_pools(
+    job: JobSpec, cluster: Cluster, pools: Iterable[str]
+) -> tuple[list[str], list[PoolJudgement]]:
+    """The pools (of `pools`) that can run the job's script, and every pool's judgement; all pools
+    when the job names no script."""
+    ordered = list(dict.fromkeys(pools))
+    if job.script is None:
+        return ordered, []
+    sources = script_sources(Path(job.workdir or "."), job.script)
+    families = {pool: (a.family if (a := cluster.accelerator_of(pool)) else None) for pool in ordered}
+    judgements = judge_pools(sources, families, auto=job.port == "auto")
+    return [j.pool for j in judgements if j.runnable], judgements
+
+
+def admit_script(job: JobSpec, cluster: Cluster, pools: Iterable[str]) -> tuple[list[str], str | None]:
+    """At admission: the pools that can run the job's script (SpecError with each pool's reason when
+    none can), the ported copies written under the working folder, and the command that runs the
+    granted pool's copy (None when the job names no script)."""
+    if job.script is None:
+        return list(pools), None
+    kept, judgements = runnable_pools(job, cluster, pools)
+    if not kept:
+        raise refusal(job.script, judgements)
+    runnable = [j for j in judgements if j.runnable]
+    folders = write_copies(runnable, Path(job.workdir or ".")) if job.port == "auto" else {}
+    return kept, script_command(job.script, folders)
