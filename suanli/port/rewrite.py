@@ -207,6 +207,10 @@ class _Porter(cst.CSTTransformer):
         dotted = _dotted(original_node)
         if dotted is None or self._is_chain_inner(original_node):
             return updated_node
+        if dotted.startswith("torch.float8_"):
+            if not self.target.dtypes.get("float8", False):
+                self._note(original_node, Action.MANUAL, dotted, f"{self.target.stack} has no float8 dtype")
+            return updated_node
         if dotted.endswith("ProfilerActivity.CUDA"):
             self._note(original_node, Action.KEPT, dotted, _PROFILER_NOTE.format(device=self._dev))
             return updated_node

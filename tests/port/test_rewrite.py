@@ -129,3 +129,16 @@ def test_comments_and_spacing_anywhere_survive_the_rewrite(comments: list[str], 
     for number, (before, after) in enumerate(zip(source.split("\n"), ported, strict=True), 1):
         if number not in marked:
             assert before == after
+
+
+def test_float8_is_manual_where_the_matrix_has_no_float8() -> None:
+    matrix = support_matrix()
+    source = cst.parse_module("import torch\nw8 = w.to(torch.float8_e4m3fn)\n")
+    actions = {
+        name: [f.action for f in port_source("t.py", source, target, matrix).findings]
+        for name, target in matrix.targets.items()
+    }
+    assert actions == {
+        name: ([] if target.dtypes["float8"] else ["manual"]) for name, target in matrix.targets.items()
+    }
+    assert actions["npu"] == ["manual"] and actions["musa"] == []
