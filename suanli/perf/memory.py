@@ -10,7 +10,11 @@ Activations per layer follow Korthikanti et al. 2022, "Reducing Activation Recom
 Large Transformer Models", sec. 4: 34·s·b·h + 5·a·s²·b bytes for a GPT layer, divided by t with
 tensor and sequence parallelism. We count the same stored tensors for any shape (GQA, gated MLP,
 MoE), drop the s² terms under FlashAttention (no score matrix is stored) and the dropout masks when
-dropout is off, as in today's LLM pre-training.
+dropout is off, as in today's LLM pre-training. Selective recompute under FlashAttention has no
+score matrix left to drop; what frameworks recompute instead is the cheap pointwise work — the
+norms and the MLP's activation function (torchtitan's selective op policy saves matmul and
+attention outputs only; Megatron-Core's `--recompute-modules layernorm moe_act`) — so their
+outputs are not stored.
 
 `pipeline_fit` is the one memory-fit rule (the planner's pruning, the heterogeneous planner and the
 step estimate all use it). FP8 is decided once, by `runs_fp8`: an FP8 run keeps TransformerEngine's
@@ -129,7 +133,9 @@ def layer_activation_bytes(
     drop = 1 if dropout else 0
     # Replicated across TP ranks unless sequence parallel: norm inputs (2·2h), block inputs (2·2h)
     # and the two dropout masks (2·h).
-    replicated = 4 * h + 4 * h + 2 * drop * h
+    selective = recompute == "selective"
+    norms = 0 if selective else 4 * h
+    replicated = norms + 4 * h + 2 * drop * h
     # Split across TP ranks: Q, K, V and the attention output (input of the output projection).
     split = 2 * q + 4 * kv + 2 * q
     if not flash_attention and recompute != "selective":
@@ -138,12 +144,19 @@ def layer_activation_bytes(
         moe = model.moe
         assert moe is not None
         visits = moe.top_k + moe.shared_experts
-        per_expert = (6 if model.gated_mlp else 4) * moe.expert_ffn_hidden
+        per_expert = mlp_stored_bytes_per_token(model.gated_mlp, moe.expert_ffn_hidden, selective)
         split += visits * (2 * h + per_expert) + 4 * moe.experts  # dispatched inputs, expert MLPs, router
     else:
-        split += (6 if model.gated_mlp else 4) * model.ffn_hidden
+        split += mlp_stored_bytes_per_token(model.gated_mlp, model.ffn_hidden, selective)
     replicated_div = tp if sequence_parallel else 1
     return sb * (replicated / replicated_div + split / tp)
+
+
+def mlp_stored_bytes_per_token(gated: bool, ffn_hidden: int, selective: bool) -> int:
+    """16-bit MLP tensors kept per token: the up-projection output(s), and the activation output
+    (the down-projection's input) unless selective recompute rebuilds it from them."""
+    up = (2 if gated else 1) * 2 * ffn_hidden
+    return up if selective else up + 2 * ffn_hidden
 
 
 def korthikanti_layer_activation_bytes(

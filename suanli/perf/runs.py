@@ -44,6 +44,16 @@ STACK_KEYWORDS = (
     ("megatron", ("megatron", "nemo", "dgxc", "bloom", "mt-nlg", "narayanan")),
 )
 ZERO_BY_STACK = {"composer": 3, "jax": 3, "torchtitan": 3}  # FSDP; others: distributed optimizer
+# How a row's notes name its sharding, most specific first: FSDP that keeps parameters after the
+# forward (SHARD_GRAD_OP, Llama 3's "not resharded after forward") is ZeRO-2, not FULL_SHARD.
+ZERO_PATTERNS = (
+    (r"fsdp\s*=\s*no", None),
+    (r"zero[- ]?2|shard_grad_op|not resharded after forward|reshard_after_forward\s*=\s*false", 2),
+    (r"zero[- ]?3|full_shard|fsdp", 3),
+    (r"zero[- ]?1|distributed optimi[sz]er", 1),
+)
+# A NIC figure at or above this is a whole node's (8 x 200G, 8 x 400G); below it, one GPU's NIC.
+NODE_NIC_GBIT_S = 800
 
 
 @dataclass
@@ -84,7 +94,8 @@ def _number(row: dict[str, str], key: str) -> float | None:
 def resolve_accelerator(text: str) -> Accelerator | None:
     """Map a free-text GPU name ('A100-SXM4-40GB (1600Gbps RoCE)', 'H100 80GB', 'Ascend 910B-class')
     to a catalog accelerator: the longest hyphen-prefix of the name that is a catalog slug or
-    alias, then any token that is one; a memory size in the text picks between variants."""
+    alias, then any token that is one; a memory size in the text picks between variants, and a
+    size no catalog variant has (the 96 GB H100) gives the part with that memory."""
     if re.search(r"presumably|unnamed|not stated which", text.lower()):
         return None
     base = re.sub(r"\(.*?\)", " ", text).strip().lower()
@@ -115,7 +126,7 @@ def resolve_accelerator(text: str) -> Accelerator | None:
                 ),
                 None,
             )
-            return sibling or found
+            return sibling or found.model_copy(update={"memory_gb": float(memory.group(1))})
         return found
     return None
 
@@ -140,14 +151,51 @@ def _precision(text: str) -> str:
     return "bf16"
 
 
+def row_network(gpu_text: str, assumptions: list[str]) -> tuple[float | None, str]:
+    """The scale-out bandwidth per node (Gb/s) and fabric a GPU cell states ('RoCE 400Gbps per
+    GPU', '1600Gbps RoCE'): a figure says per GPU or per node, else its size decides."""
+    text = gpu_text.lower()
+    kind = "roce" if "roce" in text else "infiniband"
+    match = re.search(r"(\d+)\s*gb(?:ps|/s|it/s)", text)
+    if not match:
+        return None, kind
+    value = float(match.group(1))
+    if "per node" in text:
+        return value, kind
+    if "per gpu" not in text:
+        per = "node" if value >= NODE_NIC_GBIT_S else "GPU"
+        assumptions.append(f"network {value:g} Gb/s read per {per} (the row does not say)")
+        if per == "node":
+            return value, kind
+    return value * 8, kind
+
+
+def row_zero_stage(notes: str, stack: str) -> tuple[int, str]:
+    """The ZeRO stage a row's notes name (FSDP variants, distributed optimizer), else its stack's."""
+    lowered = notes.lower()
+    for pattern, stage in ZERO_PATTERNS:
+        if re.search(pattern, lowered):
+            if stage is not None:
+                return stage, f"ZeRO-{stage} from the notes ({re.search(pattern, lowered).group(0)!r})"  # type: ignore[union-attr]
+            break
+    stage = ZERO_BY_STACK.get(stack, 1)
+    return stage, f"ZeRO-{stage}: the default of stack {stack}"
+
+
 @cache
 def reference_cluster(
-    accelerator_slug: str, nodes: int, nic_gbit_s_per_node: float | None, nic_kind: str
+    accelerator_slug: str,
+    memory_gb: float | None,
+    nodes: int,
+    nic_gbit_s_per_node: float | None,
+    nic_kind: str,
 ) -> Cluster:
     """A cluster of `nodes` 8-accelerator nodes for a published run: the catalog's node type for
-    the accelerator when there is one, else a generic NVSwitch-class node from its figures."""
+    the accelerator when there is one, else a generic NVSwitch-class node from its figures; a
+    memory size other than the catalog part's defines the accelerator inline."""
     node = next((n for n in CATALOG.node_types if n.accelerator == accelerator_slug), None)
     accel = CATALOG.accelerator(accelerator_slug)
+    inline = [] if memory_gb == accel.memory_gb else [accel.model_copy(update={"memory_gb": memory_gb})]
     if node is None:
         link = (accel.intra_node_bw_gb_s or 200.0) / 2
         node = NodeType(
@@ -168,6 +216,7 @@ def reference_cluster(
         name=f"ref-{accelerator_slug}",
         pools=[Pool(name="pool", node_type=node.slug, nodes=nodes)],
         node_types=[node],
+        accelerators=inline,
     )
 
 
@@ -341,8 +390,8 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
     if not recompute_text:
         assumptions.append("recompute not given: assumed none")
     stack = infer_stack(row)
-    fsdp = "fsdp=yes" in notes.lower() or ("fsdp" in notes.lower() and "fsdp=no" not in notes.lower())
-    zero = 3 if fsdp else ZERO_BY_STACK.get(stack, 1)
+    zero, zero_note = row_zero_stage(notes, stack)
+    assumptions.append(zero_note)
     try:
         layout = Layout(
             tp=tp,
@@ -359,10 +408,15 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
         )
     except ValueError as exc:
         return [f"layout ({str(exc).splitlines()[0]})"]
-    nic = re.search(r"(\d+)\s*gbps", (row.get("gpu") or "").lower())
-    nic_kind = "roce" if "roce" in (row.get("gpu") or "").lower() else "infiniband"
+    nic_gbit_s, nic_kind = row_network(row.get("gpu") or "", assumptions)
+    catalog_memory = CATALOG.accelerator(accelerator.slug).memory_gb
+    if accelerator.memory_gb != catalog_memory:
+        assumptions.append(
+            f"{accelerator.slug} with {accelerator.memory_gb:g} GB (catalog part {catalog_memory:g} GB); "
+            "its catalog peak and bandwidth, any power cap not modelled"
+        )
     cluster = reference_cluster(
-        accelerator.slug, math.ceil(n_gpus / 8), float(nic.group(1)) if nic else None, nic_kind
+        accelerator.slug, accelerator.memory_gb, math.ceil(n_gpus / 8), nic_gbit_s, nic_kind
     )
     precision = _precision(row.get("precision") or "")
     lowered = notes.lower()
