@@ -5,13 +5,15 @@ One sharded state (DTensors over a 4-rank gloo mesh, like FSDP) of --total-gb, e
 (single-threaded matmuls) so that what a save costs the steps around it can be measured:
 
 - **time lost per save** = blocking + the signed extra time of the following steps over the
-  median undisturbed step, counted until the save's background work is done and one step after;
+  median of the undisturbed steps just before the save, counted until the save's background work
+  is done (at least one step);
   measured the same way for `torch.save` (each rank its shard, with and without its CRC-32),
   DCP `save`, DCP `async_save` and ours (in-loop copy and overlapped copy; "ours" is the mode the
   runtime's `CopyModeChoice` picks, the cheaper one);
 - blocking time alone (the "stall") for the same methods;
-- our persist throughput (save start until committed on disk, with replica traffic and checksums)
-  against the disk's own sequential write rate, sampled before and after and averaged;
+- our persist throughput (save start until committed on disk, with replica traffic and checksums,
+  no training running, as for the disk rate) against the disk's own sequential write rate,
+  sampled before and after and averaged;
 - restore time from the agents' memory; resident memory over --rss-saves saves (memory tiers);
 - steps lost after a real SIGKILL of a random rank at a random moment of a running job that saves
   every step (the job restarts under the launcher and reports the step it restored).
@@ -42,6 +44,7 @@ RANKS_PER_NODE = 2
 MATMUL = 384  # the stand-in step: MATMUL^3 multiply-adds, repeated
 KILL_STATE_BYTES = 64 << 20
 KILL_STEPS = 400
+PRE_STEPS = 4  # undisturbed steps before each save, whose median is that save's baseline
 
 
 def _rss_bytes() -> int:
@@ -122,16 +125,18 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> 
         return world * (state_bytes // CHUNK_BYTES) * CHUNK_BYTES / elapsed / 1e9
 
     disk_before = disk_rate_gb_s()
-    baseline = [slowest(train_step()[0]) for _ in range(8)]
-    baseline_s = statistics.median(baseline[2:])
+    for _ in range(3):  # warm-up
+        train_step()
 
     def time_lost(save, busy, before_update=lambda: None) -> tuple[float, float]:
         """(blocking s, time lost s) of one save, for every method alike.
 
         Blocking: the save call plus the wait before the next update. Lost: the save call plus
-        the signed excess over the baseline of every following step until the save's background
-        work is done (at least one step).
+        the signed excess of every following step until the save's background work is done (at
+        least one step) over the median of the PRE_STEPS undisturbed steps just before the save
+        (so load that drifts over the run does not bias the excess).
         """
+        baseline_s = statistics.median(slowest(train_step()[0]) for _ in range(PRE_STEPS))
         dist.barrier()
         start = time.perf_counter()
         save()
@@ -142,7 +147,10 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> 
             extra_s += slowest(step_s) - baseline_s
             waited_s = max(waited_s, slowest(waited))
             steps += 1
+        baselines.append(baseline_s)
         return save_s + waited_s, save_s + extra_s
+
+    baselines: list[float] = []
 
     def fsync_path(path: Path) -> None:
         with open(path, "rb+") as handle:
@@ -151,15 +159,16 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> 
     measured: dict[str, list[tuple[float, float]]] = {}
     for repeat in range(saves):
         path = folder / f"torch-save-{rank}.pt"
-        for crc in (True, False):
-            torch.serialization.set_crc32_options(crc)
-            key = "torch_save" if crc else "torch_save_no_crc"
-            measured.setdefault(key, []).append(
-                time_lost(lambda path=path: torch.save(local, path), lambda: False)
-            )
-            measured.setdefault(key + "_fsync", []).append(
-                time_lost(lambda path=path: (torch.save(local, path), fsync_path(path)), lambda: False)
-            )
+        measured.setdefault("torch_save", []).append(
+            time_lost(lambda path=path: torch.save(local, path), lambda: False)
+        )
+        measured.setdefault("torch_save_fsync", []).append(
+            time_lost(lambda path=path: (torch.save(local, path), fsync_path(path)), lambda: False)
+        )
+        torch.serialization.set_crc32_options(False)  # torch.save without its per-record CRC-32
+        measured.setdefault("torch_save_no_crc", []).append(
+            time_lost(lambda path=path: torch.save(local, path), lambda: False)
+        )
         torch.serialization.set_crc32_options(True)
         path.unlink()
         measured.setdefault("dcp_save", []).append(
@@ -188,20 +197,26 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> 
         folder / "ours", rank, world, node_id=node, nodes=nodes, agent_dir=agent_dir, keep_last=2
     )
     ours: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    persist = []
     step = 0
     for overlap in [False, True] * (saves + 1):  # the first two saves fault in both memory slots
         step += 1
-        start = time.perf_counter()
         blocking_s, lost_s = time_lost(
             lambda step=step, overlap=overlap: engine.save(step, state, overlap=overlap),
             engine.busy,
             engine.wait_for_snapshot,  # the runtime waits here, before the optimizer step
         )
         engine.wait()
-        persist.append(slowest(time.perf_counter() - start))
         if step > 2:
             ours[overlap].append((blocking_s, lost_s))
+    # Persist throughput the way the disk rate is measured: nothing else running in the job.
+    persist = []
+    for _ in range(2):
+        step += 1
+        dist.barrier()
+        start = time.perf_counter()
+        engine.save(step, state)
+        engine.wait()
+        persist.append(slowest(time.perf_counter() - start))
     for overlap, name in ((False, "ours_in_loop_copy"), (True, "ours_overlapped_copy")):
         results[f"{name}_blocking_s"] = statistics.mean(v[0] for v in ours[overlap])
         results[f"{name}_lost_s"] = statistics.mean(v[1] for v in ours[overlap])
@@ -210,12 +225,12 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> 
     results["ours_mode"] = chosen
     results["ours_blocking_s"] = results[f"{chosen}_blocking_s"]
     results["ours_lost_s"] = results[f"{chosen}_lost_s"]
-    results["ours_persist_s"] = statistics.mean(persist[2:])
+    results["ours_persist_s"] = statistics.mean(persist)
     results["ours_persist_gb_s"] = world * state_bytes / results["ours_persist_s"] / 1e9
     disk_after = disk_rate_gb_s()
     results["disk_write_before_gb_s"], results["disk_write_after_gb_s"] = disk_before, disk_after
     results["disk_write_gb_s"] = (disk_before + disk_after) / 2
-    results["baseline_step_s"] = baseline_s
+    results["baseline_step_s"] = statistics.median(baselines)
 
     for part in state.values():
         for tensor in part.values():
@@ -232,12 +247,12 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> 
         folder / "memory-only", rank, world, node_id=node, nodes=nodes, agent_dir=agent_dir, disk_every=10**9
     )
     rss = []
-    for save_step in range(1, rss_saves + 1):
+    for save_step in range(step + 1, step + rss_saves + 1):  # newer steps, so both slots take turns
         memory_engine.save(save_step, state)
         memory_engine.wait()
         rss.append(_rss_bytes())
     memory_engine.close()
-    settled = min(5, len(rss) - 1)
+    settled = min(2, len(rss) - 1)  # both slots of each tier mapped and faulted in
     results["rss_growth_mb"] = slowest((rss[-1] - rss[settled]) / 2**20)
     results["rss_mb"] = slowest(rss[-1] / 2**20)
     if rank == 0:
@@ -351,8 +366,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="where checkpoints go (default: temp)")
     args = parser.parse_args()
     total_gb = args.total_gb if args.total_gb is not None else (0.512 if args.quick else 2.0)
-    saves = args.saves or (2 if args.quick else 3)
-    rss_saves = args.rss_saves or (20 if args.quick else 100)
+    saves = args.saves or (1 if args.quick else 3)
+    rss_saves = args.rss_saves or (12 if args.quick else 100)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
 
     from suanli.ft.checkpoint.launcher import launch
