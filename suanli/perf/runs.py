@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -382,13 +382,14 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
     notes = row.get("notes") or ""
     vpp_match = re.search(r"\bVP=(\d+)", notes)
     vpp = int(_number(row, "vpp") or (vpp_match.group(1) if vpp_match else 1))
+    if vpp == 1 and pp > 1 and re.search(r"\binterleaved\b", notes.lower()):
+        vpp = 2
+        assumptions.append("interleaved schedule, stages per rank not given: assumed 2")
     vpp = vpp if pp > 1 else 1
     recompute_text = (row.get("recompute") or "").strip().lower()
     recompute = next((m for m in ("full", "selective") if recompute_text.startswith(m)), "none")
     if recompute_text in ("yes", "true", "on", "1", "activation checkpointing"):
         recompute = "full"
-    if not recompute_text:
-        assumptions.append("recompute not given: assumed none")
     stack = infer_stack(row)
     zero, zero_note = row_zero_stage(notes, stack)
     assumptions.append(zero_note)
@@ -428,7 +429,7 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
         flops_basis = "hardware"
     if metric == "hfu":
         metric, flops_basis = "mfu", "hardware"
-    return RunCase(
+    case = RunCase(
         id=row.get("id") or "?",
         model=model,
         work=Workload(int(_number(row, "seq_len") or 0), int(_number(row, "global_batch") or 0), precision),
@@ -445,6 +446,20 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
         source=row.get("source") or "",
         assumptions=assumptions,
     )
+    return case if recompute_text else with_least_recompute(case)
+
+
+def with_least_recompute(case: RunCase) -> RunCase:
+    """A run that happened fitted its memory: where the row does not say how it recomputed, the
+    cheapest recompute (none, selective, full) under which its layout fits, noted."""
+    for mode in ("none", "selective", "full"):
+        layout = case.layout.model_copy(update={"recompute": mode})
+        trial = replace(case, layout=layout, assumptions=[*case.assumptions])
+        if predict_case(trial).fits:
+            trial.assumptions.append(f"recompute not given: {mode}, the least under which the layout fits")
+            return trial
+    case.assumptions.append("recompute not given: assumed none (no recompute mode fits)")
+    return case
 
 
 @dataclass(frozen=True)
