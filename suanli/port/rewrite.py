@@ -344,7 +344,7 @@ class _Porter(cst.CSTTransformer):
     def leave_SimpleString(
         self, original_node: cst.SimpleString, updated_node: cst.SimpleString
     ) -> cst.SimpleString:
-        if "b" in original_node.prefix.lower():
+        if "b" in original_node.prefix.lower() or self._is_docstring(original_node):
             return updated_node
         value = original_node.evaluated_value
         if not isinstance(value, str):
@@ -382,6 +382,10 @@ class _Porter(cst.CSTTransformer):
         elif _CUDA_SOURCE.search(value):
             self._cuda_extension(original_node, value)
         return updated_node
+
+    def _is_docstring(self, node: cst.SimpleString) -> bool:
+        """A bare string statement (a docstring) is prose, not code."""
+        return isinstance(self.get_metadata(ParentNodeProvider, node), cst.Expr)
 
     def leave_FormattedString(
         self, original_node: cst.FormattedString, updated_node: cst.FormattedString
