@@ -1,9 +1,12 @@
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 import yaml
 
 TINY_RUN: dict[str, Any] = {
@@ -43,3 +46,29 @@ def config_writer(folder: Path) -> Callable[..., Path]:
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a tiny train config (with overrides) into the test's folder; returns its path."""
     return config_writer(tmp_path)
+
+
+def _rank_main(rank: int, world_size: int, port: int, config_path: str) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    from suanli.runtime.config import load_config
+    from suanli.runtime.train import run
+
+    run(load_config(config_path))
+
+
+def run_forked_ranks(config_path: Path, world_size: int) -> None:
+    """The ranks of a run as forks of this process: torchrun's environment without its launch cost
+    (no interpreter start or torch import per rank), for tests of what a layout computes."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.start_processes(
+        _rank_main, args=(world_size, port, str(config_path)), nprocs=world_size, start_method="fork"
+    )
