@@ -14,6 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from suanli.perf.flops import hardware_flops_per_token, model_flops_per_token
+from suanli.perf.memory import RESERVE_FRACTION
 from suanli.perf.moe import BALANCED, LEARNED_ROUTING
 from suanli.perf.step import Workload, estimate_step
 from suanli.spec.accelerator import Accelerator
@@ -449,13 +450,21 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
     return case if recompute_text else with_least_recompute(case)
 
 
+def ran_within_memory(prediction: Prediction, accelerator: Accelerator) -> bool:
+    """Whether a run that happened fits without the planner's fragmentation margin: the margin is
+    the planner's allowance for what it cannot know; a finished run shows it was not all needed."""
+    assert accelerator.memory_gb is not None
+    margin_gb = RESERVE_FRACTION * accelerator.memory_gb
+    return prediction.memory_gb_per_gpu - margin_gb <= accelerator.memory_gb
+
+
 def with_least_recompute(case: RunCase) -> RunCase:
     """A run that happened fitted its memory: where the row does not say how it recomputed, the
     cheapest recompute (none, selective, full) under which its layout fits, noted."""
     for mode in ("none", "selective", "full"):
         layout = case.layout.model_copy(update={"recompute": mode})
         trial = replace(case, layout=layout, assumptions=[*case.assumptions])
-        if predict_case(trial).fits:
+        if ran_within_memory(predict_case(trial), case.accelerator):
             trial.assumptions.append(f"recompute not given: {mode}, the least under which the layout fits")
             return trial
     case.assumptions.append("recompute not given: assumed none (no recompute mode fits)")
