@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -78,7 +79,7 @@ def comm_plan(
     links = group_links(model, ranks, ranks_per_node or model.accelerators_per_node)
     if ranks < 2:
         raise SpecError(f"--ranks: a collective needs at least 2 ranks, got {ranks}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for size in sizes_bytes(parse_bytes(min_bytes, "--min-bytes"), parse_bytes(max_bytes, "--max-bytes")):
         ours, nccl = select(collective, float(size), links), nccl_best(collective, float(size), links)
         tuner = nccl_baseline(collective, float(size), links)

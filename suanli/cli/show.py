@@ -109,7 +109,7 @@ def cluster_summary(cluster: Cluster) -> dict:
                 "accelerator_memory_tb": accel.memory_gb * count / 1000
                 if accel and accel.memory_gb
                 else None,
-                "bf16_pflops": accel.peak("bf16") * count / 1000 if accel and accel.peak("bf16") else None,
+                "bf16_pflops": bf16 * count / 1000 if accel and (bf16 := accel.peak("bf16")) else None,
                 "cpu_cores": node.cpu_cores * pool.nodes,
                 "cpu_fp64_tflops": node.cpu_fp64_tflops * pool.nodes if node.cpu_fp64_tflops else None,
             }

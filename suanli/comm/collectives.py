@@ -82,7 +82,7 @@ def node_layout(ranks_per_node: int | None = None) -> NodeLayout:
 
 
 def hierarchical_all_reduce(
-    tensor: torch.Tensor, layout: NodeLayout, op: dist.ReduceOp = dist.ReduceOp.SUM
+    tensor: torch.Tensor, layout: NodeLayout, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM
 ) -> None:
     """In place: reduce-scatter in the node, all-reduce on the rail, all-gather in the node."""
     r = layout.ranks_per_node
@@ -109,7 +109,10 @@ def hierarchical_all_gather(output: torch.Tensor, tensor: torch.Tensor, layout: 
 
 
 def hierarchical_reduce_scatter(
-    output: torch.Tensor, tensor: torch.Tensor, layout: NodeLayout, op: dist.ReduceOp = dist.ReduceOp.SUM
+    output: torch.Tensor,
+    tensor: torch.Tensor,
+    layout: NodeLayout,
+    op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM,
 ) -> None:
     """`output` = this rank's block of the reduction of every rank's `tensor` (world_size blocks,
     rank order): reduce-scatter in the node by destination rail, then on the rail."""
@@ -164,7 +167,7 @@ class Communicator:
         )
         return HIERARCHICAL if ours < nccl_baseline(collective, size, self.links).time_s else BUILTIN
 
-    def all_reduce(self, tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> None:
+    def all_reduce(self, tensor: torch.Tensor, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM) -> None:
         if self.algorithm("all_reduce", tensor.numel() * tensor.element_size()) == HIERARCHICAL:
             hierarchical_all_reduce(tensor, self.layout, op)
         else:
@@ -177,7 +180,7 @@ class Communicator:
             dist.all_gather_single(output, tensor)
 
     def reduce_scatter(
-        self, output: torch.Tensor, tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM
+        self, output: torch.Tensor, tensor: torch.Tensor, op: dist.ReduceOp.RedOpType = dist.ReduceOp.SUM
     ) -> None:
         if self.algorithm("reduce_scatter", tensor.numel() * tensor.element_size()) == HIERARCHICAL:
             hierarchical_reduce_scatter(output, tensor, self.layout, op)

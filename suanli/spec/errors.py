@@ -6,6 +6,7 @@ and exits 2; the API maps each kind to one HTTP status (`http_status`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -65,7 +66,7 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return path or "(top level)"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     kind = error["type"]
     got = error.get("input")
