@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import runpy
+from functools import cache
 from pathlib import Path
+
+from suanli.port.check import parse_losses
 
 SCRIPTS = Path(__file__).parent / "scripts"
 HAND = SCRIPTS / "hand"
@@ -19,3 +25,12 @@ def marked_lines(script: str, target: str) -> set[int]:
         if mark and mark.group("only") in (None, target):
             found.add(number)
     return found
+
+
+@cache
+def hand_losses(script: str) -> tuple[float, ...]:
+    """The losses of the hand-ported CPU version, run once in this process (torch is loaded already)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        runpy.run_path(str(HAND / script), run_name="__main__")
+    return tuple(parse_losses(out.getvalue()))

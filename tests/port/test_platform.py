@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from suanli.port.check import parse_losses, run_script
+from suanli.port.check import parse_losses
 from suanli.port.platform import judge_pools, refusal, script_command, script_sources, write_copies
-from tests.port.conftest import HAND, SCRIPTS
+from tests.port.conftest import SCRIPTS, hand_losses
 
 POOLS = {"h100": "nvidia", "ascend": "ascend", "mtt": "moore-threads", "cpus": None}
 
@@ -60,7 +60,7 @@ def test_each_pool_runs_its_own_copy(workdir: Path) -> None:
     env = {**os.environ, "PATH": path, "SUANLI_POOL": "cpus", "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert parse_losses(done.stdout) == run_script(HAND / "classic_cnn.py").losses
+    assert parse_losses(done.stdout) == list(hand_losses("classic_cnn.py"))
 
 
 def test_a_missing_script_is_one_line(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from suanli.cli import app
 from suanli.port.check import run_script
-from tests.port.conftest import HAND, RUNNABLE, SCRIPTS
+from tests.port.conftest import RUNNABLE, SCRIPTS, hand_losses
 
 STEPS = {"classic_cnn.py": 8, "gpt_events.py": 6, "fused_libs_graph.py": 6}
 
@@ -37,10 +37,9 @@ def test_ported_script_runs_with_the_hand_ported_losses(script: str, tmp_path: P
     check = json.loads(result.output)["check"]
     assert not check["original"]["ran"] and "cuda" in check["original"]["error"].lower()
     assert check["ported"]["ran"], check["ported"]["error"]
-    hand = run_script(HAND / script)
-    assert hand.ran, hand.error
-    assert len(hand.losses) == STEPS[script]
-    assert check["ported"]["losses"] == hand.losses
+    hand = hand_losses(script)
+    assert len(hand) == STEPS[script]
+    assert check["ported"]["losses"] == list(hand)
 
 
 def test_the_nccl_ddp_branch_runs_on_gloo_with_the_same_losses(tmp_path: Path) -> None:
@@ -51,4 +50,4 @@ def test_the_nccl_ddp_branch_runs_on_gloo_with_the_same_losses(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     ported = run_script(tmp_path / "classic_cnn.py", nproc=2)
     assert ported.ran, ported.error
-    assert ported.losses == run_script(HAND / "classic_cnn.py").losses
+    assert ported.losses == list(hand_losses("classic_cnn.py"))
