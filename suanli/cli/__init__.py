@@ -21,7 +21,7 @@ class SuanliGroup(TyperGroup):
         except SuanliError as exc:
             lines = str(exc).splitlines() or [type(exc).__name__]
         except FILE_ERRORS as exc:
-            lines = [f"{exc.filename}: {exc.strerror}"]
+            lines = [f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)]
         for line in lines:
             typer.echo(f"error: {line}", err=True)
         raise typer.Exit(USER_ERROR_EXIT)

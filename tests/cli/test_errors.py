@@ -48,6 +48,11 @@ def test_an_unreadable_file_is_one_line_naming_it():
     assert result.exit_code == 2 and result.stderr == "error: runs/: Is a directory\n"
 
 
+def test_a_file_error_without_a_name_is_still_one_line():
+    result = runner.invoke(_failing_app(FileNotFoundError("no checkpoint folder yet")), ["boom"])
+    assert result.exit_code == 2 and result.stderr == "error: no checkpoint folder yet\n"
+
+
 def test_a_bug_is_not_dressed_up_as_a_user_error():
     result = runner.invoke(_failing_app(KeyError("slot")), ["boom"])
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
