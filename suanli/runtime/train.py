@@ -194,6 +194,7 @@ def _train(
         moe=config.moe,
         options=config.parallel,
         micro_batches=loader.accumulation_steps,
+        seq_len=config.seq_len,
     )
     model = parallel.module
     opt = config.optimizer

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as distributed_autograd
+import torch.distributed._functional_collectives as functional
 from torch import nn
 
 from suanli.runtime.model import Decoder, MoE
@@ -33,12 +33,9 @@ class AllToAllDispatch:
         dist.all_to_all_single(received_counts, sent_counts, group=self.group)
         send_splits = sent_counts.view(self.size, self.local).sum(dim=1).tolist()
         receive_splits = received_counts.view(self.size, self.local).sum(dim=1).tolist()
-        received = distributed_autograd.all_to_all_single(
-            tokens.new_empty(sum(receive_splits), tokens.shape[1]),
-            tokens[token_rows],
-            receive_splits,
-            send_splits,
-            self.group,
+        # PyTorch's differentiable all-to-all (the one torch.distributed.nn points to)
+        received = functional.all_to_all_single_autograd(
+            tokens[token_rows], receive_splits, send_splits, self.group
         )
         # rows arrive by source rank, then by this rank's expert
         local_ids = torch.arange(self.local, device=tokens.device).repeat(self.size)
@@ -49,9 +46,7 @@ class AllToAllDispatch:
             rows = (row_expert == local).nonzero().squeeze(1)
             if rows.numel():
                 outputs = outputs.index_copy(0, rows, experts[str(first + local)](received[rows]))
-        returned = distributed_autograd.all_to_all_single(
-            torch.empty_like(tokens[token_rows]), outputs, send_splits, receive_splits, self.group
-        )
+        returned = functional.all_to_all_single_autograd(outputs, send_splits, receive_splits, self.group)
         weight = weights.flatten()[order].unsqueeze(1)
         return torch.zeros_like(tokens).index_add(0, token_rows, returned * weight)
 

@@ -16,19 +16,20 @@ from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleInterleaved1F1B
 from torch.distributed.pipelining.schedules import _PipelineSchedule as PipelineSchedule
 
+from suanli.perf.flops import layer_flops, lm_head_flops
 from suanli.perf.pipeline import split_layers, stage_layer_indices
 from suanli.runtime.model import Decoder
-from suanli.spec.errors import SpecError
+from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
 
 
-def stage_layers(n_layers: int, layout: Layout, counts: list[int] | None = None) -> list[list[int]]:
-    """Layer indices of each of the pp·vpp stages: the given counts, or the planner's balanced split."""
+def stage_layers(spec: ModelSpec, layout: Layout, seq_len: int) -> list[list[int]]:
+    """Layer indices of each of the pp·vpp stages, split by the planner's rule (`split_layers`) with
+    the LM head's FLOPs charged to the last stage, in layers."""
     stages = layout.pp * layout.vpp
-    counts = counts or split_layers(n_layers, [1.0] * stages)
-    if len(counts) != stages or sum(counts) != n_layers:
-        raise SpecError(f"layer split {counts} does not give {n_layers} layers to {stages} pipeline stages")
-    return stage_layer_indices(counts)
+    extra = [0.0] * stages
+    extra[-1] = lm_head_flops(spec) / layer_flops(spec, spec.n_layers - 1, seq_len).total
+    return stage_layer_indices(split_layers(spec.n_layers, [1.0] * stages, extra))
 
 
 def prune(model: Decoder, layers: list[int], first: bool, last: bool) -> Decoder:

@@ -176,6 +176,7 @@ def build(
     moe: MoEOptions | None = None,
     options: ParallelOptions | None = None,
     micro_batches: int = 1,
+    seq_len: int = 1,
 ) -> ParallelModel:
     """The decoder, identically initialised on every rank, laid out as `layout` says."""
     options = options or ParallelOptions()
@@ -198,7 +199,7 @@ def build(
                 model, device_ids=None if device.type == "cpu" else [device.index]
             )
         return ParallelModel(wrapped, layout, dp_rank=rank, slowdown=slowdown)
-    return _build_nd(model, layout, device, options, micro_batches, slowdown)
+    return _build_nd(model, layout, device, options, micro_batches, seq_len, slowdown)
 
 
 def _build_nd(
@@ -207,6 +208,7 @@ def _build_nd(
     device: torch.device,
     options: ParallelOptions,
     micro_batches: int,
+    seq_len: int,
     slowdown: float,
 ) -> ParallelModel:
     mesh = build_mesh(layout, device.type, options.dp_replicate)
@@ -215,7 +217,7 @@ def _build_nd(
         for block in model.layers.values():
             block.attention.core = RingCausalAttention(mesh.cp_group)
     if layout.pp > 1:
-        spans = stage_layers(model.spec.n_layers, layout)
+        spans = stage_layers(model.spec, layout, seq_len)
         last = len(spans) - 1
         mine = range(mesh.coords.pp, len(spans), layout.pp)
         parts = [prune(model, spans[s], s == 0, s == last) for s in mine]
