@@ -20,6 +20,11 @@ One sharded state (DTensors over a 4-rank gloo mesh, like FSDP) of --total-gb, e
 
     python benchmarks/checkpoint.py --quick --json   # 512 MB state, about a minute
     python benchmarks/checkpoint.py                  # 2 GB state
+    python benchmarks/checkpoint.py --quick --json --host-idle   # the step is a sleep: as on a GPU node
+
+With a CPU-bound step every core is busy training, so whatever a save does in the background
+(copy, checksums, replica, DCP write) is taken from the steps it overlaps. `--host-idle` replaces
+the step by a sleep, as when the host waits for an accelerator: that figure is an emulation.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ MATMUL = 384  # the stand-in step: MATMUL^3 multiply-adds, repeated
 KILL_STATE_BYTES = 64 << 20
 KILL_STEPS = 400
 PRE_STEPS = 4  # undisturbed steps before each save, whose median is that save's baseline
+HOST_IDLE_STEP_S = 0.25  # --host-idle: an emulated accelerator step, the host cores free meanwhile
 
 
 def _rss_bytes() -> int:
@@ -52,7 +58,7 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> None:
+def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, host_idle: bool) -> None:
     import torch
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
@@ -91,8 +97,11 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int) -> 
     def train_step(before_update=lambda: None) -> tuple[float, float]:
         """(seconds, of which waiting before the update): forward/backward, wait, update, sync."""
         start = time.perf_counter()
-        for _ in range(12):
-            torch.mm(a, b)
+        if host_idle:
+            time.sleep(HOST_IDLE_STEP_S)  # the host waits while a device computes
+        else:
+            for _ in range(12):
+                torch.mm(a, b)
         wait_start = time.perf_counter()
         before_update()
         waited_s = time.perf_counter() - wait_start
@@ -363,6 +372,11 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=None, help="measured saves per method")
     parser.add_argument("--rss-saves", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None, help="for the kill's victim and moment")
+    parser.add_argument(
+        "--host-idle",
+        action="store_true",
+        help="emulate an accelerator step (the host sleeps) instead of a CPU-bound one (matmuls)",
+    )
     parser.add_argument("--folder", type=Path, default=None, help="where checkpoints go (default: temp)")
     args = parser.parse_args()
     total_gb = args.total_gb if args.total_gb is not None else (0.512 if args.quick else 2.0)
@@ -376,7 +390,14 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="suanli-ckpt-bench-", dir=args.folder))
     started = time.perf_counter()
     try:
-        worker_args = ["--measure-worker", str(out), str(int(total_gb * 1e9)), str(saves), str(rss_saves)]
+        worker_args = [
+            "--measure-worker",
+            str(out),
+            str(int(total_gb * 1e9)),
+            str(saves),
+            str(rss_saves),
+            str(int(args.host_idle)),
+        ]
         nodes = args.ranks // RANKS_PER_NODE
         code = launch(__file__, worker_args, args.ranks, agent_dir=out / "agents", agent_nodes=nodes)
         if code != 0:
@@ -397,6 +418,9 @@ def main() -> None:
         / results["torch_save_no_crc_lost_s"],
         "time_lost_per_save_vs_torch_save_fsync": results["ours_lost_s"] / results["torch_save_fsync_lost_s"],
         **results,
+        "step": f"emulated accelerator step, host idle {HOST_IDLE_STEP_S} s"
+        if args.host_idle
+        else "CPU matmuls",
         "wall_s": time.perf_counter() - started,
         "machine": _machine(),
     }
@@ -409,7 +433,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--measure-worker":
-        _measure_worker(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        _measure_worker(
+            Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
+        )
     elif len(sys.argv) > 1 and sys.argv[1] == "--kill-worker":
         _kill_worker(Path(sys.argv[2]))
     else:

@@ -21,7 +21,7 @@ runner = CliRunner()
             "needs tp×pp×dp×cp = 2 processes but 3 were launched",
         ),
         ({"layout": {"dp": 2}}, ["--nproc", "4"], "needs tp×pp×dp×cp = 2 processes but 4 were launched"),
-        ({"global_batch_size": 6}, ["--nproc", "4"], "summing to global_batch_size 6"),
+        ({"global_batch_size": 6}, ["--nproc", "4"], "global_batch_size 6"),
         ({"data": {"kind": "file", "path": "missing.bin"}}, [], "token file"),
         ({"accelerator": "h900"}, [], "unknown accelerator 'h900'"),
     ],

@@ -18,6 +18,7 @@ from tests.runtime.conftest import torchrun_port_race
 
 CHECKPOINT_EVERY = 3
 FAILURE_STEP = 8  # the last checkpoint before it is at step 6, so step 7 is lost work
+STEPS = 16
 
 
 @torchrun_port_race
@@ -70,12 +71,14 @@ def test_without_a_fixed_interval_saves_follow_daly(write_config: Callable[..., 
     save after every step; one failure in 30 years means only the final one."""
     checkpoint = {"folder": "ckpt", "mtbf_s": mtbf_s}
     config = load_config(
-        write_config("daly", steps=8, layout={"dp": 1, "micro_batch": 8}, checkpoint=checkpoint)
+        write_config("daly", steps=STEPS, layout={"dp": 1, "micro_batch": 8}, checkpoint=checkpoint)
     )
     run(config, env=ProcessEnv())
     steps = [r for r in read_records(config.metrics.path) if r["event"] == "step"]
-    measured = next(r["step"] for r in steps if r["step"] > 1 and not r["checkpoint_in_flight"])
-    expected = set(range(measured, 9)) if mtbf_s < 1 else {8}
+    idle = [r["step"] for r in steps if r["step"] > 1 and not r["checkpoint_in_flight"]]
+    assert idle, "the first save was still persisting at the last step; nothing to plan from"
+    measured = idle[0]
+    expected = set(range(measured, STEPS + 1)) if mtbf_s < 1 else {STEPS}
     assert {r["step"] for r in steps if r["checkpoint_saved"]} == {1} | expected
     lost = [r["checkpoint_stall_s"] for r in steps if r["step"] < measured]
     assert sum(lost) > 0  # the measuring save cost something, and it was counted

@@ -1,4 +1,4 @@
-"""The checkpoint engine: stage in the foreground, persist in the background, restore from the fastest tier.
+"""The checkpoint engine: snapshot while training runs, persist in the background, restore the newest intact.
 
     engine = CheckpointEngine(folder, rank, world_size, node_id=rank // 8, nodes=world_size // 8,
                               agent_dir=folder / "agents")
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import warnings
 import zlib
@@ -61,7 +60,6 @@ from suanli.ft.checkpoint.state import is_stateful
 from suanli.ft.checkpoint.storage import CheckpointStorage, LocalStorage
 
 log = logging.getLogger(__name__)
-PERSIST_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -92,18 +90,6 @@ def _apply(state: State, loaded: dict[str, Any]) -> None:
             value.load_state_dict(loaded[key])
         else:
             state[key] = loaded[key]
-
-
-def _lowest_priority() -> None:
-    """Run this background thread at nice 10 (a tenth of a normal thread's CPU share under contention).
-
-    On an accelerator node the host cores are mostly idle anyway; on a CPU node the persist work
-    would otherwise take an equal share of the cores from the training step it overlaps.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PERSIST_NICE)
-    except OSError as error:  # not permitted in some containers: run at normal priority
-        log.debug("could not lower the persist thread's priority (%s)", error)
 
 
 def _crc32(buffer: torch.Tensor) -> int:
@@ -152,12 +138,8 @@ class CheckpointEngine:
         self._host_buffer = HostBuffer()
         self._shared_slots = SharedSlots()
         # Disk and replica run side by side: neither waits for the other.
-        self._to_disk = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"ckpt-disk-rank{rank}", initializer=_lowest_priority
-        )
-        self._to_peers = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"ckpt-peers-rank{rank}", initializer=_lowest_priority
-        )
+        self._to_disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-disk-rank{rank}")
+        self._to_peers = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-peers-rank{rank}")
         self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-copy-rank{rank}")
         self._copying: Future | None = None
         self._pending: list[Future] = []
