@@ -1,16 +1,28 @@
 """Launch arguments for a plan: Megatron-LM command-line flags or a torchtitan TOML.
 
 Flag names are Megatron-LM's (megatron/training/arguments.py) and torchtitan's JobConfig sections
-([parallelism], [training], [activation_checkpoint], [model]).
+([parallelism], [training], [activation_checkpoint], [model]). Every emitted configuration passes
+the frameworks' own argument rules (`suanli.plan.validate`) or `emit` refuses it with the rule.
 """
 
 from __future__ import annotations
 
+import math
+from itertools import groupby
+
+from suanli.plan.validate import megatron_pipeline_split, megatron_violations, torchtitan_violations
 from suanli.spec.errors import SpecError
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Plan
 
 EMITTERS = ("megatron", "torchtitan")
+# Catalog model -> torchtitan (model name, flavor) as registered in torchtitan/models/*.
+TORCHTITAN_FLAVORS = {
+    "llama3.1-8b": ("llama3", "8B"),
+    "llama3.1-70b": ("llama3", "70B"),
+    "llama3.1-405b": ("llama3", "405B"),
+    "deepseek-v3": ("deepseek_v3", "671B"),
+}
 
 
 def megatron_args(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int, precision: str) -> list[str]:
@@ -30,8 +42,20 @@ def megatron_args(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int,
         f"--ffn-hidden-size {model.ffn_hidden}",
         f"--vocab-size {model.vocab}",
     ]
-    if model.kv_heads != model.n_heads:
+    if model.mla:
+        mla = model.mla
+        args += [
+            "--multi-latent-attention",
+            f"--q-lora-rank {mla.q_lora_rank}",
+            f"--kv-lora-rank {mla.kv_lora_rank}",
+            f"--qk-head-dim {mla.qk_nope_head_dim}",
+            f"--qk-pos-emb-head-dim {mla.qk_rope_head_dim}",
+            f"--v-head-dim {mla.v_head_dim}",
+        ]
+    elif model.kv_heads != model.n_heads:
         args += ["--group-query-attention", f"--num-query-groups {model.kv_heads}"]
+    if not model.tied_embeddings:
+        args.append("--untie-embeddings-and-output-weights")
     if model.gated_mlp:
         args.append("--swiglu")
     if model.moe:
@@ -43,13 +67,48 @@ def megatron_args(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int,
             "--moe-grouped-gemm",
             "--moe-token-dispatcher-type alltoall",
         ]
-    if layout.vpp > 1:
+        if model.moe.shared_experts:
+            shared = model.moe.shared_experts * model.moe.expert_ffn_hidden
+            args.append(f"--moe-shared-expert-intermediate-size {shared}")
+        if model.moe.first_dense_layers or model.moe.every > 1:
+            runs = [
+                (moe, len(list(group)))
+                for moe, group in groupby(model.is_moe_layer(i) for i in range(model.n_layers))
+            ]
+            pattern = "+".join(f"[{int(moe)}]*{count}" for moe, count in runs)
+            args.append(f"--moe-layer-freq '({pattern})'")  # Megatron's list form, e.g. ([0]*3+[1]*58)
+    if model.mtp_modules:
+        args.append(f"--mtp-num-layers {model.mtp_modules}")
+    if layout.pp > 1 and model.n_layers % layout.pp:
+        split = megatron_pipeline_split(model.n_layers, layout.pp, layout.vpp)
+        if split is None:
+            raise SpecError(
+                f"--emit megatron: {model.n_layers} layers on pp {layout.pp} (vpp {layout.vpp}) have no "
+                "split Megatron-Core can express (equal middle stages, first/last stage differ)"
+            )
+        args += [
+            f"--decoder-first-pipeline-num-layers {split[0]}",
+            f"--decoder-last-pipeline-num-layers {split[1]}",
+        ]
+        if layout.vpp > 1:
+            args.append(f"--num-virtual-stages-per-pipeline-rank {layout.vpp}")
+    elif layout.vpp > 1:
         args.append(f"--num-layers-per-virtual-pipeline-stage {model.n_layers // (layout.pp * layout.vpp)}")
+    if layout.vpp > 1:
+        args.append("--overlap-p2p-comm")
     if layout.sequence_parallel and layout.tp > 1:
         args += ["--sequence-parallel", "--tp-comm-overlap"]
-    if layout.zero_stage == 3:
-        args += ["--use-torch-fsdp2", "--no-gradient-accumulation-fusion"]
-    elif layout.zero_stage >= 1:
+    if layout.zero_stage == 3 and layout.pp == 1 and layout.ep == 1:
+        args += ["--use-torch-fsdp2", "--no-gradient-accumulation-fusion", "--ckpt-format torch_dist"]
+    elif layout.zero_stage >= 2:  # Megatron's own FSDP: shards grads (2) and params (3) too
+        strategy = "optim_grads_params" if layout.zero_stage == 3 else "optim_grads"
+        args += [
+            "--use-distributed-optimizer",
+            "--use-custom-fsdp",
+            f"--data-parallel-sharding-strategy {strategy}",
+            "--no-gradient-accumulation-fusion",
+        ]
+    elif layout.zero_stage == 1:
         args += ["--use-distributed-optimizer", "--overlap-param-gather"]
     args.append("--overlap-grad-reduce")
     if layout.recompute == "full":
@@ -65,14 +124,20 @@ def megatron_args(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int,
 
 def torchtitan_toml(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int, precision: str) -> str:
     """A torchtitan job config (TOML) for the plan. torchtitan shards with FSDP: ZeRO-3 maps to
-    data_parallel_shard_degree, lower stages to replicated data parallelism."""
+    data_parallel_shard_degree, ZeRO-2 to the same without resharding after the forward, lower
+    stages to replicated data parallelism."""
     layout = plan.layout
-    shard = layout.dp if layout.zero_stage == 3 else 1
-    replicate = 1 if layout.zero_stage == 3 else layout.dp
+    sharded = layout.zero_stage >= 2
+    shard = layout.dp if sharded else 1
+    # torchtitan carves expert parallelism out of dp_shard·cp·tp: an EP plan shards at least that far.
+    shard = max(shard, layout.ep // math.gcd(layout.ep, layout.cp * layout.tp))
+    replicate = layout.dp // shard
+    name, flavor = TORCHTITAN_FLAVORS.get(model.slug, (model.slug, ""))
     lines = [
         f"# Suanli plan: {plan.accelerator} × {plan.gpus}, {layout.short()}",
         "[model]",
-        f'name = "{model.slug}"',
+        f'name = "{name}"',
+        f'flavor = "{flavor}"',
         "",
         "[training]",
         f"local_batch_size = {global_batch // layout.dp}",
@@ -83,6 +148,7 @@ def torchtitan_toml(plan: Plan, model: ModelSpec, seq_len: int, global_batch: in
         "[parallelism]",
         f"data_parallel_replicate_degree = {replicate}",
         f"data_parallel_shard_degree = {shard}",
+        f'fsdp_reshard_after_forward = "{"default" if layout.zero_stage == 3 else "never"}"',
         f"tensor_parallel_degree = {layout.tp}",
         f"pipeline_parallel_degree = {layout.pp}",
         f"context_parallel_degree = {layout.cp}",
@@ -98,6 +164,13 @@ def torchtitan_toml(plan: Plan, model: ModelSpec, seq_len: int, global_batch: in
     return "\n".join(lines) + "\n"
 
 
+def refuse(target: str, violations: list[str]) -> None:
+    if violations:
+        raise SpecError(
+            f"--emit {target}: the plan breaks {target}'s argument rules: {'; '.join(violations)}"
+        )
+
+
 def emit(plan: Plan, target: str, model: ModelSpec, seq_len: int, global_batch: int, precision: str) -> str:
     """The launch configuration of `plan` for `target` (megatron or torchtitan)."""
     if plan.stages:
@@ -106,7 +179,11 @@ def emit(plan: Plan, target: str, model: ModelSpec, seq_len: int, global_batch: 
             "emit a single-pool plan"
         )
     if target == "megatron":
-        return " \\\n  ".join(megatron_args(plan, model, seq_len, global_batch, precision)) + "\n"
+        args = megatron_args(plan, model, seq_len, global_batch, precision)
+        refuse(target, megatron_violations(args, plan.gpus))
+        return " \\\n  ".join(args) + "\n"
     if target == "torchtitan":
-        return torchtitan_toml(plan, model, seq_len, global_batch, precision)
+        toml = torchtitan_toml(plan, model, seq_len, global_batch, precision)
+        refuse(target, torchtitan_violations(toml, plan.gpus, model.n_layers))
+        return toml
     raise SpecError(f"--emit: expected one of {', '.join(EMITTERS)}, got {target!r}")

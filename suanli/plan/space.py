@@ -2,8 +2,10 @@
 
 A layout must divide evenly (Megatron-LM's constraints): tp divides the node and the KV heads,
 tp·pp·cp divides the GPUs, dp divides the global batch, ep divides the experts and tp·dp·cp,
-interleaving needs layers divisible by pp·vpp and micro-batches divisible by pp. Of the memory
-savers — recomputation and ZeRO-3 — each structural layout keeps the cheapest setting that fits.
+interleaving needs micro-batches divisible by pp and layers that split over pp·vpp chunks — evenly,
+or unevenly the way Megatron-Core expresses it (first and last stage differ, `megatron_pipeline_split`).
+Of the memory savers — recomputation and ZeRO-2/3 — each structural layout keeps the cheapest
+setting that fits.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from suanli.perf import memory as mem
 from suanli.perf.compute import Hardware
 from suanli.perf.step import Workload, layer_split, micro_batches
+from suanli.plan.validate import megatron_pipeline_split
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.cluster import Cluster
 from suanli.spec.job import JobSpec, Parallelism
@@ -24,13 +27,17 @@ from suanli.spec.request import pinned_pools, resolve
 MICRO_BATCHES = (1, 2, 4, 8)
 MAX_VPP = 8
 LONG_SEQUENCE = 8192  # context parallelism is considered from this sequence length on
-# Memory savers in order of cost: recomputation adds compute, ZeRO-3 adds communication.
+# Memory savers in order of cost: ZeRO-2 shards the gradients at no extra traffic (a reduce-scatter
+# replaces the all-reduce), recomputation adds compute, ZeRO-3 adds a weight all-gather per pass.
 MEMORY_SAVERS: tuple[tuple[str, int], ...] = (
     ("none", 1),
+    ("none", 2),
     ("selective", 1),
+    ("selective", 2),
     ("none", 3),
     ("selective", 3),
     ("full", 1),
+    ("full", 2),
     ("full", 3),
 )
 
@@ -117,9 +124,11 @@ def _inner(
         group = tp * dp * cp
         eps = [e for e in _divisors(model.moe.experts) if group % e == 0 and (dp % e == 0 or e % dp == 0)]
     schedules = [1]
-    if pp > 1 and model.n_layers % pp == 0:
+    if pp > 2 and model.n_layers % pp == 0:
         per_stage = model.n_layers // pp
         schedules += [v for v in range(2, MAX_VPP + 1) if per_stage % v == 0]
+    elif pp > 2:
+        schedules += [v for v in range(2, MAX_VPP + 1) if megatron_pipeline_split(model.n_layers, pp, v)]
     if fixed.pipeline_parallel_schedule == "1F1B":
         schedules = [1]
     elif fixed.pipeline_parallel_schedule == "Interleaved1F1B":
