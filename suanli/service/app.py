@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -25,7 +26,7 @@ from suanli.service.planning import plan_job, planner_available, search_plans
 from suanli.service.scheduling import SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
-from suanli.spec.errors import SuanliError, one_line
+from suanli.spec.errors import SuanliError, field_path, one_line
 from suanli.spec.io import parse_yaml
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.controller = controller
     app.state.settings = settings
     app.add_exception_handler(SuanliError, suanli_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, bad_request)  # type: ignore[arg-type]
     app.include_router(jobs_router(controller, config), tags=["jobs"])
     app.include_router(cluster_router(controller, config), tags=["cluster"])
     app.include_router(planner_router(controller), tags=["planner"])
@@ -132,6 +134,12 @@ def dashboard() -> FileResponse:
 async def suanli_error(_: Request, exc: SuanliError) -> JSONResponse:
     """Every user-facing error kind → its one HTTP status, with the one-line reason as `detail`."""
     return JSONResponse(status_code=exc.http_status, content={"detail": one_line(str(exc))})
+
+
+async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A query or path parameter FastAPI refused is a SpecError too: `query.limit: <why>`."""
+    problems = (f"{field_path(tuple(e['loc']))}: {e['msg'][:1].lower()}{e['msg'][1:]}" for e in exc.errors())
+    return await suanli_error(request, SpecError("\n".join(problems)))
 
 
 def _replay(controller: Controller, settings: Settings) -> TraceReplay | None:

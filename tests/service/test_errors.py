@@ -43,6 +43,12 @@ def test_each_error_kind_is_its_status_and_one_line(service, kind, status):
     assert response.json() == {"detail": "first problem; second problem"}
 
 
+def test_a_parameter_the_framework_refuses_is_one_line_too(service):
+    response = service.get("/jobs", params={"limit": 0})
+    assert response.status_code == 422
+    assert response.json() == {"detail": "query.limit: input should be greater than or equal to 1"}
+
+
 def test_a_job_no_layout_fits_is_409_plan_infeasible(make_service, examples):
     service = make_service(cluster_file=examples / "clusters/mixed-center.yaml")
     body = "name: big\nmodel: llama3.1-405b\nresources: {accelerators: 'H100:16'}\ntraining: {}\n"
