@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from suanli.ft.checkpoint import manifest as mf
+from suanli.ft.checkpoint.agent import remove_shared_memory
 from suanli.ft.checkpoint.launcher import DETERMINISTIC_EXIT
 from suanli.ft.checkpoint.storage import LocalStorage
 from suanli.runtime.checkpointing import Checkpointer, StepCost
@@ -368,10 +369,12 @@ def _report(
 
 
 def clear_run(config: TrainConfig) -> list[str]:
-    """Remove a run's checkpoints (committed, partial, quarantined), agent files and metrics; what went."""
+    """Remove a run's checkpoints (committed, partial, quarantined), agent files and shared memory left
+    by a launcher that was killed, and metrics; what went. Call it while no launch of the run is alive."""
     removed = []
     if config.checkpoint is not None and Path(config.checkpoint.folder).is_dir():
         storage = LocalStorage(config.checkpoint.folder)
+        removed += [str(folder) for folder in remove_shared_memory(Path(config.checkpoint.folder) / "agents")]
         for name in mf.removable(storage):
             storage.delete(name)
             removed.append(storage.describe(name))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from suanli.ft.checkpoint.agent import shm_folder_for
 from suanli.ft.checkpoint.engine import CheckpointEngine
 from suanli.runtime.config import load_config
 from suanli.runtime.metrics import goodput, read_records
@@ -94,8 +95,10 @@ def test_fresh_clears_the_checkpoints_so_a_finished_demo_runs_again(
     assert run(config, env=ProcessEnv()).resumed_from_step is None
     again = run(config, env=ProcessEnv())  # resuming is the default: the finished run has nothing left
     assert again.resumed_from_step == 6 and again.losses == []
+    left = shm_folder_for(Path(config.checkpoint.folder) / "agents", 0)  # as a killed launcher leaves it
+    left.mkdir()
     removed = clear_run(config)
-    assert any(entry.endswith("step-6") for entry in removed)
+    assert any(entry.endswith("step-6") for entry in removed) and not left.exists()
     fresh = run(config, env=ProcessEnv())
     assert fresh.resumed_from_step is None and len(fresh.losses) == 6
 

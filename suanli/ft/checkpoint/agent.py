@@ -45,6 +45,14 @@ def shm_folder_for(agent_dir: str | os.PathLike, node_id: int) -> Path:
     return SHM_ROOT / f"{shm_prefix(agent_dir)}node{node_id}"
 
 
+def remove_shared_memory(agent_dir: str | os.PathLike) -> list[Path]:
+    """Delete the shared memory the agents of `agent_dir` left (only when none of them runs)."""
+    folders = sorted(SHM_ROOT.glob(shm_prefix(agent_dir) + "*"))
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    return folders
+
+
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
