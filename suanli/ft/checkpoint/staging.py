@@ -201,7 +201,9 @@ def copy_tensors(
         for entry in snapshot.entries:
             view(buffer, entry).copy_(local_tensor(tensors[entry.path]))
         return
-    stream = _side_streams.setdefault(device, torch.Stream(device=device))
+    if device not in _side_streams:
+        _side_streams[device] = torch.Stream(device=device)
+    stream = _side_streams[device]
     with stream:
         if ready is not None:
             stream.wait_event(ready)
