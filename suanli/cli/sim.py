@@ -51,6 +51,11 @@ def sim(
     policy: str = typer.Option("suanli", help=f"one of {', '.join(POLICIES)}"),
     seed: int = typer.Option(0, help="seed of the failure draws"),
     failures_per_1k_gpu_month: float = typer.Option(0.0, help="inject failures at this rate (Llama 3: 14.2)"),
+    estimate_error: float = typer.Option(0.5, help="σ of the lognormal error of each job's declared work"),
+    runtime_knowledge: str = typer.Option(
+        "declared", help="declared: policies see declared work; none: no duration at all"
+    ),
+    tick: float = typer.Option(0.0, help="decide every TICK seconds (0: on every event)"),
     limit: int = typer.Option(None, help="only the first N jobs of the trace"),
     plot: Path = typer.Option(None, help="write JCT-CDF and utilisation plots into this folder"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
@@ -61,13 +66,27 @@ def sim(
     """
     if ctx.invoked_subcommand is not None:
         return
-    config = SimConfig(seed=seed, failures_per_1k_gpu_month=failures_per_1k_gpu_month)
+    config = SimConfig(
+        seed=seed,
+        failures_per_1k_gpu_month=failures_per_1k_gpu_month,
+        estimate_error=estimate_error,
+        runtime_knowledge=runtime_knowledge,  # type: ignore[arg-type]  # checked by estimate.declare
+        tick_s=tick,
+    )
     result = _run(trace, workload, cluster, policy, config, limit)
     if plot:
         from suanli.sched.plots import plot_results
 
         plot_results([result], plot)
-    metrics = {"policy": policy, "trace": trace, "workload": workload, **result.metrics}
+    metrics = {
+        "policy": policy,
+        "trace": trace,
+        "workload": workload,
+        "estimate_error": estimate_error,
+        "runtime_knowledge": runtime_knowledge,
+        "tick_s": tick,
+        **result.metrics,
+    }
     metrics["rejected"] = len(result.rejected)
     if as_json:
         print_json(metrics)
@@ -83,6 +102,9 @@ def compare(
     cluster: Path = typer.Option(None, help=f"cluster YAML (default {DEFAULT_CLUSTER})"),
     policies: str = typer.Option("fifo,backfill,tiresias,gavel,suanli", help="comma-separated policies"),
     seed: int = typer.Option(0),
+    estimate_error: float = typer.Option(0.5, help="σ of the lognormal error of each job's declared work"),
+    runtime_knowledge: str = typer.Option("declared", help="declared or none"),
+    tick: float = typer.Option(0.0, help="decide every TICK seconds (0: on every event)"),
     limit: int = typer.Option(None, help="only the first N jobs of each workload"),
     plot: Path = typer.Option(None, help="write JCT-CDF and utilisation plots into this folder"),
     as_json: bool = typer.Option(False, "--json"),
@@ -94,7 +116,12 @@ def compare(
     names = [p.strip() for p in policies.split(",") if p.strip()]
     for name in names:
         make_policy(name)  # unknown names fail before any run
-    config = SimConfig(seed=seed)
+    config = SimConfig(
+        seed=seed,
+        estimate_error=estimate_error,
+        runtime_knowledge=runtime_knowledge,  # type: ignore[arg-type]  # checked by estimate.declare
+        tick_s=tick,
+    )
     results: dict[str, list[SimResult]] = {name: [] for name in names}
     for workload in [w.strip() for w in workloads.split(",") if w.strip()]:
         for name in names:

@@ -20,8 +20,11 @@ JobStatus = Literal["pending", "running", "finished", "cancelled"]
 class SchedJob:
     """One job as the scheduler sees it.
 
-    `runtime_s` maps accelerator type → isolated run time (work is 1.0; a job progresses at
-    1 / runtime_s[type] per second on that type). Types missing from it are not allowed.
+    `runtime_s` maps accelerator type → the isolated run time a live system predicts for the job's
+    declared work (declared work is 1.0; the job is credited 1 / runtime_s[type] of it per second on
+    that type), never the true duration, which only a simulator's executor holds (`estimate.declare`).
+    With `declared=False` the job declared no work: `runtime_s` is only the relative cost per type,
+    the fastest at 1.0. Types missing from it are not allowed. `estimate_s` is a walltime limit.
     `gpus_by_type` is the gang size on each type where a request's alternatives differ
     (SkyPilot's `{H100: 8, A100: 16}`); a type missing from it takes `gpus`.
     `throughput` is the per-type rate a throughput-table policy (Gavel) optimises; by default the
@@ -43,6 +46,7 @@ class SchedJob:
     cpu_nodes: int = 0
     app: str = ""
     gpus_by_type: dict[str, int] = field(default_factory=dict)
+    declared: bool = True
 
     def __post_init__(self) -> None:
         if self.gpus < 0 or (self.gpus == 0 and self.cpu_nodes == 0):
@@ -84,10 +88,6 @@ class SchedJob:
     def best_runtime_s(self) -> float:
         return min(self.runtime_s.values())
 
-    def expected_s(self) -> float:
-        """What a policy may assume about the run time: the user's estimate, else the best isolated."""
-        return self.estimate_s if self.estimate_s is not None else self.best_runtime_s()
-
 
 @dataclass
 class JobState:
@@ -95,7 +95,7 @@ class JobState:
 
     job: SchedJob
     status: JobStatus = "pending"
-    progress: float = 0.0
+    progress: float = 0.0  # declared work done (may pass 1.0 when the job declared too little)
     placement: tuple[tuple[str, int], ...] = ()
     accel_type: str | None = None
     segment_start_s: float = 0.0
@@ -111,13 +111,8 @@ class JobState:
 
     @property
     def remaining(self) -> float:
+        """Declared work not yet done (0 once the job runs past its declaration)."""
         return max(0.0, 1.0 - self.progress)
-
-    def remaining_s(self, accel_type: str | None = None) -> float:
-        kind = accel_type or self.accel_type
-        if kind is None:
-            return self.remaining * self.job.expected_s()
-        return self.remaining * self.job.runtime_s[kind]
 
 
 def sched_job_from_spec(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from suanli.sched.cluster_state import ClusterState, Slot
+from suanli.sched.estimate import Estimator, HistoryEstimator
 from suanli.sched.fractional import FULL_MILLI, share_milli
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import find_slots
@@ -28,9 +29,12 @@ class Decision:
 class Scheduler:
     """`submit` jobs, call `tick(now_s)` to get start/preempt decisions, report `job_finished`."""
 
-    def __init__(self, cluster: Cluster | ClusterState, policy: Policy) -> None:
+    def __init__(
+        self, cluster: Cluster | ClusterState, policy: Policy, estimator: Estimator | None = None
+    ) -> None:
         self.cluster = cluster if isinstance(cluster, ClusterState) else ClusterState.from_cluster(cluster)
         self.policy = policy
+        self.estimator = estimator or HistoryEstimator()
         self.hooks = PolicyHooks.of(policy)
         self.jobs: dict[str, JobState] = {}  # pending and running
         self.done: dict[str, JobState] = {}  # finished and cancelled
@@ -99,7 +103,8 @@ class Scheduler:
         self._account(state, now_s)
         if state.status == "running":
             self._release(state)
-        state.status, state.finish_s, state.progress = "finished", now_s, 1.0
+        self.estimator.observe(state)
+        state.status, state.finish_s = "finished", now_s
         self.done[job_id] = self.jobs.pop(job_id)
 
     def job_failed(self, job_id: str, now_s: float, lost_progress: float) -> None:
@@ -117,7 +122,7 @@ class Scheduler:
         if not self.pending and not self.policy.moves_running:
             self.decision_s.append(time.perf_counter() - started)
             return []  # nobody waits: every running job keeps its place (progress is credited later)
-        view = View(now_s, self.jobs, self.cluster, self.pending, self.queue_held)
+        view = View(now_s, self.jobs, self.cluster, self.pending, self.queue_held, self.estimator)
         first_choice = self._first_choice_admission(view) if self.policy.preemptive else None
         if self.policy.reads_progress and first_choice is None:
             for state in self.jobs.values():
@@ -306,7 +311,7 @@ class Scheduler:
         busy = max(0.0, now_s - max(state.segment_start_s, state.busy_from_s))
         state.run_s += busy
         rate = state.job.rate(state.accel_type or "") * state.speed
-        state.progress = min(1.0, state.progress + busy * rate)
+        state.progress += busy * rate
         state.segment_start_s = now_s
 
     def _state(self, job_id: str) -> JobState:
@@ -317,12 +322,6 @@ class Scheduler:
 
     def all_jobs(self) -> list[JobState]:
         return [*self.done.values(), *self.jobs.values()]
-
-    def finish_time_s(self, job_id: str) -> float:
-        """When a running job will finish at its current speed (the simulator's completion event)."""
-        state = self.jobs[job_id]
-        start = max(state.segment_start_s, state.busy_from_s)
-        return start + state.remaining * state.job.runtime_s[state.accel_type or ""] / state.speed
 
     def set_speed(self, job_id: str, speed: float, now_s: float) -> None:
         """From `now_s` on, a running job progresses at `speed` × its isolated rate (e.g. slowed by

@@ -1,10 +1,17 @@
 """Discrete-event, trace-driven simulation of a `Scheduler` (the same object the service drives).
 
-Events: job arrivals, completions (predicted from the job's speed on its accelerator type, slowed
-while it shares a GPU with other jobs, by Lucid's measured co-location speeds), failures (Poisson
-per GPU, from a failures-per-1000-GPU-month rate; the job loses the work since its last checkpoint
-and is queued again) and, for round-based policies, round boundaries. The only randomness is the
-failure draw, seeded, so a run is deterministic by seed.
+The trace holds each job's true run time per accelerator type. The scheduler and its policy never
+see it: they get the jobs as a live system would (`estimate.declare`: declared work with a seeded
+lognormal error, or nothing), and the truth stays with this module's executor, which alone decides
+when a job ends. Reported metrics are computed against the truth.
+
+Events: job arrivals, completions (the true remaining work at the job's speed on its accelerator
+type, slowed while it shares a GPU with other jobs, by Lucid's measured co-location speeds),
+failures (Poisson per GPU, from a failures-per-1000-GPU-month rate), round boundaries for
+round-based policies, and scheduler ticks when `tick_s` > 0 (a live service decides on its tick, not
+on each event). A failed or preempted job loses the work since its last checkpoint and pays its
+restore time when it restarts. A run that cannot end (jobs waiting with nothing left to happen, a
+clock that stops advancing, a job restarted without end) is a `LivelockError`.
 """
 
 from __future__ import annotations
@@ -15,16 +22,23 @@ import random
 from dataclasses import dataclass, field
 
 from suanli.sched.cluster_state import ClusterState
+from suanli.sched.estimate import Knowledge, declare
 from suanli.sched.fractional import shared_gpu_speeds
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.metrics import summarize
 from suanli.sched.policies.base import Policy
 from suanli.sched.scheduler import Scheduler
 from suanli.spec.cluster import Cluster
-from suanli.spec.errors import SpecError
+from suanli.spec.errors import SpecError, SuanliError
 
 SECONDS_PER_MONTH = 30 * 24 * 3600.0
-_FINISH, _FAILURE, _ARRIVAL, _ROUND = 0, 1, 2, 3
+_FINISH, _FAILURE, _ARRIVAL, _ROUND, _TICK = 0, 1, 2, 3, 4
+
+
+class LivelockError(SuanliError):
+    """The simulation cannot end: named policy, simulated time and cause."""
+
+    http_status = 500
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,12 @@ class SimConfig:
     utilization_samples: int = 2000
     # jobs sharing a GPU (`Sharing(mode="fraction")`) slow each other down; MIG is isolated
     colocation_interference: bool = True
+    estimate_error: float = 0.5  # σ of the per-job lognormal error of declared work
+    runtime_knowledge: Knowledge = "declared"
+    tick_s: float = 0.0  # 0: decide on every event; else only on ticks this far apart
+    preemption_loses_work: bool = True  # a preempted job restarts from its last checkpoint
+    max_starts_per_job: int = 10_000
+    max_passes_at_one_time: int = 10_000
 
 
 @dataclass
@@ -49,7 +69,10 @@ class SimResult:
 def simulate(
     cluster: Cluster | ClusterState, policy: Policy, jobs: list[SchedJob], config: SimConfig | None = None
 ) -> SimResult:
-    return _Simulation(cluster, policy, jobs, config or SimConfig()).run()
+    config = config or SimConfig()
+    if not (config.tick_s >= 0 and math.isfinite(config.tick_s)):
+        raise SpecError(f"--tick: must be a finite number of seconds >= 0, got {config.tick_s}")
+    return _Simulation(cluster, policy, jobs, config).run()
 
 
 class _Simulation:
@@ -70,30 +93,44 @@ class _Simulation:
         self.sequence = 0
         for job in sorted(jobs, key=lambda j: (j.submit_s, j.job_id)):
             self.push(job.submit_s, _ARRIVAL, job.job_id)
-        self.by_id = {job.job_id: job for job in jobs}
-        if len(self.by_id) != len(jobs):
+        self.truth = {job.job_id: job for job in jobs}
+        if len(self.truth) != len(jobs):
             raise SpecError("workload: job ids must be unique")
+        submitted, self.work = declare(jobs, config.estimate_error, config.runtime_knowledge, config.seed)
+        self.by_id = {job.job_id: job for job in submitted}
         self.version: dict[str, int] = {}  # of a job's run: start, preempt and failure bump it
         self.finish_version: dict[str, int] = {}  # of its predicted finish: also bumped by speed changes
         self.run_from: dict[str, float] = {}
         self.rejected: dict[str, str] = {}
         self.arrivals_left = len(jobs)
-        self.round_pending = False
+        self.round_pending = self.tick_pending = False
         self.curve: list[tuple[float, float]] = []
+        self.last_now, self.passes_at_now = -math.inf, 0
 
     def run(self) -> SimResult:
-        round_s = self.policy.round_s
+        round_s, tick_s = self.policy.round_s, self.config.tick_s
+        on_events = round_s is None or self.policy.tick_on_events
         while self.events:
             now = self.events[0][0]
-            is_round, colocation_changed = self._pop_events_at(now)
+            self._check_clock(now)
+            is_round, is_tick, colocation_changed = self._pop_events_at(now)
             has_active = bool(self.scheduler.jobs)
-            if round_s is None or self.policy.tick_on_events or is_round:
+            if is_round or (on_events and (is_tick or not tick_s)):
                 colocation_changed |= self._decide(now)
             if colocation_changed:
                 self._apply_colocation(now)
             if round_s is not None and not self.round_pending and (has_active or self.arrivals_left):
-                self._push_next_round(now, round_s, has_active)
+                self._push_next_round(now, round_s, has_active, _ROUND)
+            if tick_s and on_events and not self.tick_pending and has_active:
+                self._push_next_round(now, tick_s, has_active, _TICK)
+        if self.scheduler.jobs:
+            raise LivelockError(
+                f"policy {self.policy.name}: livelock at t={self.last_now:.0f} s: {len(self.scheduler.jobs)}"
+                " job(s) still waiting or running and nothing left to happen"
+            )
         states = self.scheduler.all_jobs()
+        for state in states:
+            state.job = self.truth[state.job.job_id]  # the report is judged against the truth
         stride = max(1, len(self.curve) // self.config.utilization_samples)
         metrics = summarize(states, self.state, self.scheduler.decision_s)
         return SimResult(self.policy.name, states, self.rejected, metrics, self.curve[::stride])
@@ -102,10 +139,21 @@ class _Simulation:
         heapq.heappush(self.events, (time_s, kind, self.sequence, job_id, version))
         self.sequence += 1
 
-    def _pop_events_at(self, now: float) -> tuple[bool, bool]:
-        """Apply every event due at `now`: arrivals, round marks, current finishes and failures.
-        Returns (a round boundary was among them, a GPU-sharing job's neighbours changed)."""
-        is_round = colocation_changed = False
+    def _check_clock(self, now: float) -> None:
+        """A clock that stops advancing is a livelock."""
+        self.passes_at_now = self.passes_at_now + 1 if now == self.last_now else 0
+        self.last_now = now
+        if self.passes_at_now > self.config.max_passes_at_one_time:
+            raise LivelockError(
+                f"policy {self.policy.name}: livelock at t={now:.0f} s: the clock has not advanced in"
+                f" {self.passes_at_now} passes"
+            )
+
+    def _pop_events_at(self, now: float) -> tuple[bool, bool, bool]:
+        """Apply every event due at `now`: arrivals, round and tick marks, current finishes and
+        failures. Returns (a round boundary was among them, a tick was, a GPU-sharing job's
+        neighbours changed)."""
+        is_round = is_tick = colocation_changed = False
         scheduler = self.scheduler
         while self.events and self.events[0][0] <= now:
             _, kind, _, job_id, ver = heapq.heappop(self.events)
@@ -117,6 +165,8 @@ class _Simulation:
                     self.rejected[job_id] = str(exc)
             elif kind == _ROUND:
                 is_round, self.round_pending = True, False
+            elif kind == _TICK:
+                is_tick, self.tick_pending = True, False
             elif (
                 job_id not in scheduler.jobs
                 or ver != (self.finish_version if kind == _FINISH else self.version)[job_id]
@@ -128,14 +178,18 @@ class _Simulation:
             else:
                 self._fail(job_id, now)
                 colocation_changed |= self._shares_gpu(job_id)
-        return is_round, colocation_changed
+        return is_round, is_tick, colocation_changed
+
+    def _lost_progress(self, job_id: str, now: float) -> float:
+        """Declared work done since the run's last checkpoint, taken every `checkpoint_interval_s`
+        of its run."""
+        run = self.scheduler.jobs[job_id]
+        lost_s = max(0.0, now - self.run_from[job_id]) % self.config.checkpoint_interval_s
+        return lost_s * self.by_id[job_id].rate(run.accel_type or "") * run.speed
 
     def _fail(self, job_id: str, now: float) -> None:
         """The job loses the work since its last checkpoint and is queued again."""
-        job, run = self.by_id[job_id], self.scheduler.jobs[job_id]
-        busy = max(0.0, now - self.run_from[job_id])
-        lost_s = busy % self.config.checkpoint_interval_s
-        self.scheduler.job_failed(job_id, now, lost_s * job.rate(run.accel_type or "") * run.speed)
+        self.scheduler.job_failed(job_id, now, self._lost_progress(job_id, now))
         self.version[job_id] += 1
         self.finish_version[job_id] += 1
 
@@ -143,13 +197,28 @@ class _Simulation:
         """Run a scheduling pass and follow its decisions: predict each started job's finish (and
         draw its failure), invalidate a preempted one's. True if a GPU-sharing job moved."""
         colocation_changed = False
+        lost = {}
+        # A round-based policy preempts at a round's end, where its jobs checkpoint (Gavel's leases).
+        if self.config.preemption_loses_work and self.policy.round_s is None:
+            lost = {
+                s.job.job_id: self._lost_progress(s.job.job_id, now)
+                for s in self.scheduler.jobs.values()
+                if s.status == "running"
+            }
         for decision in self.scheduler.tick(now):
             job_id = decision.job_id
             self.version[job_id] = self.version.get(job_id, 0) + 1
             colocation_changed |= self._shares_gpu(job_id)
             if decision.action != "start":
                 self.finish_version[job_id] += 1
+                state = self.scheduler.jobs[job_id]
+                state.progress = max(0.0, state.progress - lost.get(job_id, 0.0))
                 continue
+            if self.scheduler.jobs[job_id].starts > self.config.max_starts_per_job:
+                raise LivelockError(
+                    f"policy {self.policy.name}: livelock at t={now:.0f} s: job {job_id} started"
+                    f" {self.config.max_starts_per_job} times"
+                )
             finish_s = self._predict_finish(job_id)
             self.run_from[job_id] = self.scheduler.jobs[job_id].busy_from_s
             self._draw_failure(job_id, now, finish_s)
@@ -166,13 +235,17 @@ class _Simulation:
             if fail_s < finish_s or self._shares_gpu(job_id):  # a shared job may finish later
                 self.push(fail_s, _FAILURE, job_id, self.version[job_id])
 
-    def _push_next_round(self, now: float, round_s: float, has_active: bool) -> None:
-        """The next round boundary; when the cluster is idle, the first one at or after the next event."""
-        next_round = (math.floor(now / round_s) + 1) * round_s
+    def _push_next_round(self, now: float, period_s: float, has_active: bool, kind: int) -> None:
+        """The next round (or tick) boundary; when the cluster is idle, the first one at or after the
+        next event."""
+        next_round = (math.floor(now / period_s) + 1) * period_s
         if not has_active and self.events:
-            next_round = max(next_round, math.ceil(self.events[0][0] / round_s) * round_s)
-        self.push(next_round, _ROUND)
-        self.round_pending = True
+            next_round = max(next_round, math.ceil(self.events[0][0] / period_s) * period_s)
+        self.push(next_round, kind)
+        if kind == _ROUND:
+            self.round_pending = True
+        else:
+            self.tick_pending = True
 
     def _shares_gpu(self, job_id: str) -> bool:
         shared = self.by_id[job_id].sharing.mode in ("fraction", "timeslice")  # MIG is isolated
@@ -180,7 +253,7 @@ class _Simulation:
 
     def _predict_finish(self, job_id: str) -> float:
         self.finish_version[job_id] = self.finish_version.get(job_id, 0) + 1
-        finish_s = self.scheduler.finish_time_s(job_id)
+        finish_s = self._finish_time_s(job_id)
         self.push(finish_s, _FINISH, job_id, self.finish_version[job_id])
         return finish_s
 
@@ -196,3 +269,10 @@ class _Simulation:
             if speed != self.scheduler.jobs[job_id].speed:
                 self.scheduler.set_speed(job_id, speed, now_s)
                 self._predict_finish(job_id)
+
+    def _finish_time_s(self, job_id: str) -> float:
+        """When a running job's true work is done at its current speed (the executor's knowledge)."""
+        state = self.scheduler.jobs[job_id]
+        start = max(state.segment_start_s, state.busy_from_s)
+        left = max(0.0, self.work[job_id] - state.progress)
+        return start + left * state.job.runtime_s[state.accel_type or ""] / state.speed

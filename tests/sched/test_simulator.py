@@ -47,7 +47,7 @@ def test_fifo_matches_hand_computed_schedule():
     jobs = [job("a", 0, 8, 100.0), job("b", 10, 4, 50.0), job("c", 20, 4, 30.0)]
     result = simulate(make_cluster({"a": (1, 8)}), make_policy("fifo"), jobs)
     finish = {s.job.job_id: s.finish_s for s in result.jobs}
-    assert finish == {"a": 100.0, "b": 150.0, "c": 130.0}
+    assert finish == pytest.approx({"a": 100.0, "b": 150.0, "c": 130.0})
     assert result.metrics["avg_jct_h"] == pytest.approx((100 + 140 + 110) / 3 / 3600)
     assert result.metrics["makespan_h"] == pytest.approx(150 / 3600)
 

@@ -2,8 +2,9 @@
 
 Priority = w_age·min(1, wait/max_age) + w_size·(1 − width/largest pool) + w_fairshare·2^(−usage/share)
 + job priority. The first job that cannot start gets a reservation at the earliest time enough
-GPUs of its type free up (its "shadow time", from the running jobs' estimates); a later job may
-start now only if it ends before the shadow time or leaves the reserved GPUs untouched.
+GPUs of its type free up (its "shadow time", from the estimator's remaining times: walltime limits
+corrected by the queue's history, or declared work); a later job may start now only if it is
+expected to end before the shadow time or leaves the reserved GPUs untouched.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def free_at(view: View, accel_type: str, need: int) -> tuple[float, int]:
     if free >= need:
         return view.now_s, free - need
     ends = sorted(
-        (max(s.segment_start_s, s.busy_from_s) + s.remaining_s(), s.job.width_on(s.accel_type))
+        (max(s.segment_start_s, s.busy_from_s) + view.remaining_s(s), s.job.width_on(s.accel_type))
         for s in view.running()
         if s.accel_type == accel_type
     )
@@ -81,7 +82,7 @@ class Backfill(Policy):
         r = self._reservation
         if r is None or r.accel_type != accel_type:
             return True
-        if view.now_s + state.job.expected_s() * state.remaining <= r.shadow_s:
+        if view.now_s + view.remaining_s(state, accel_type) <= r.shadow_s:
             return True
         if state.job.width_on(accel_type) <= r.spare:
             r.spare -= state.job.width_on(accel_type)

@@ -15,23 +15,37 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, Protocol
 
 from suanli.sched.cluster_state import ClusterState
+from suanli.sched.estimate import Estimator, HistoryEstimator
 from suanli.sched.job import JobState, SchedJob
 
 
 @dataclass
 class View:
-    """What a policy may read: the clock, every job's state, and the cluster's free/used slots."""
+    """What a policy may read: the clock, every job's state, the cluster's free/used slots, and the
+    estimator of remaining time. Nothing here holds a job's true duration (see `estimate`)."""
 
     now_s: float
     jobs: dict[str, JobState]  # pending and running
     cluster: ClusterState
     pending_jobs: dict[str, JobState] | None = None  # kept by the Scheduler; derived when None
     queue_held: dict[str, int] | None = None  # queue → GPUs held by its running jobs
+    estimator: Estimator = field(default_factory=HistoryEstimator)
+
+    def remaining_s(self, state: JobState, accel_type: str | None = None) -> float:
+        """The estimator's time left for the job on `accel_type` (default: where it runs, else its
+        fastest type)."""
+        kind = accel_type or state.accel_type or min(state.job.runtime_s, key=state.job.runtime_s.__getitem__)
+        return self.estimator.remaining_s(state, kind)
+
+    def expected_work(self, state: JobState) -> float:
+        """The estimator's total work of the job, in the units of its `runtime_s` (1.0 = declared)."""
+        kind = next(iter(state.job.runtime_s))
+        return state.progress + self.estimator.remaining_s(state, kind) / state.job.runtime_s[kind]
 
     def held_by_queue(self) -> dict[str, int]:
         if self.queue_held is not None:

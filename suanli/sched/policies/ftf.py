@@ -1,6 +1,6 @@
 """Finish-time fairness (Themis, Mahajan et al., NSDI'20; Gavel's FTF policy): each round, the jobs
 whose projected ρ = (time in system + remaining time) / (run time on a 1/N share of the cluster) is
-worst run first, on the type where they are fastest."""
+worst run first, on the type where they are fastest. Remaining and total times are the estimator's."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from suanli.sched.policies.base import Policy, View
 
 
 def projected_rho(state: JobState, view: View, active_jobs: int) -> float:
-    """ρ if the job ran from now to the end on its fastest type (see `metrics.share_runtime_s`)."""
-    best = min(state.remaining_s(t) for t in state.job.runtime_s)
-    share = share_runtime_s(state.job, view.capacity, active_jobs)
+    """ρ if the job ran from now to the end on its fastest type (see `metrics.share_runtime_s`), from
+    the estimator's remaining time and total work, never the true duration."""
+    best = min(view.remaining_s(state, t) for t in state.job.runtime_s)
+    share = share_runtime_s(state.job, view.capacity, active_jobs) * view.expected_work(state)
     return (view.now_s - state.job.submit_s + best) / share
 
 

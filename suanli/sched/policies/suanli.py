@@ -6,12 +6,15 @@ Rules, applied on every arrival and completion (event-driven, no fixed rounds):
    is served only after every queue under quota.
 2. Running HPC jobs are never preempted (MPI jobs rarely checkpoint); they keep their nodes.
 3. Starvation guard. A job whose projected finish-time-fairness ρ (time in system + restart time +
-   remaining time on the slowest type it may get, over its run time on a 1/N share; see
-   `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first.
-4. Shortest work first. The others go by remaining GPU-time on their best type (width × time),
-   which minimises average JCT (SRPT on area). A running job counts its area divided by
-   `stickiness`, so a newcomer preempts it only when it is clearly shorter (each restart costs the
-   job's checkpoint-restore time).
+   estimated remaining time on the slowest type it may get, over its estimated run time on a 1/N
+   share; see `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first.
+4. Shortest work first. The others go by estimated remaining GPU-time on their best type
+   (width × time), which minimises average JCT (SRPT on area). A running job counts its area
+   divided by `stickiness`, so a newcomer preempts it only when it is clearly shorter (each restart
+   costs the job's checkpoint-restore time), and a job that started less than `min_run_s` ago is not
+   preempted at all, so a policy ticked often cannot thrash.
+   Every duration comes from the estimator (`view.remaining_s`): declared work ÷ predicted
+   throughput corrected by the queue's history, or attained service for a job that declares none.
 5. Heterogeneity. Each job is offered the accelerator types on which it is at most `max_slowdown`
    times slower than on its best type, fastest first (a running job first where it already runs);
    walking jobs in rule-3/4 order, the short jobs take the fast types and the rest spill over.
@@ -37,9 +40,10 @@ class SuanliPolicy(Policy):
     preemptive: ClassVar[bool] = True
     rho_guard: float = 1.7
     stickiness: float = 2.0
+    min_run_s: float = 1800.0  # the simulator's default checkpoint interval: a preempted job keeps one save
     max_slowdown: float = 3.0
     queue_quotas: dict[str, float] = field(default_factory=dict)
-    _cache: dict[str, tuple[list[str], float, float, float]] = field(default_factory=dict)
+    _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
 
     def order(self, view: View) -> list[JobState]:
         return self.rank(view.active(), view)
@@ -55,14 +59,16 @@ class SuanliPolicy(Policy):
 
         def key(s: JobState) -> tuple[bool, bool, bool, float, float, str]:
             job = s.job
-            _, best_s, worst_s, mean_rate = self._cache.get(job.job_id) or self._profile(s, view)
+            types, mean_rate = self._cache.get(job.job_id) or self._profile(s, view)
             running = s.status == "running"
-            pinned = running and job.kind == "hpc"
-            width, remaining = job.width, s.remaining
+            pinned = running and (job.kind == "hpc" or view.now_s < s.busy_from_s + self.min_run_s)
+            width = job.width
+            best_left_s = view.remaining_s(s, types[0])
+            worst_left_s = best_left_s * job.runtime_s[types[-1]] / job.runtime_s[types[0]]
             # Projected ρ: now on the slowest type it may get (pessimistic), see `share_runtime_s`.
-            share_s = max(1.0, width / share_gpus) / mean_rate
-            rho = (view.now_s - job.submit_s + job.restart_overhead_s + remaining * worst_s) / share_s
-            area = width * remaining * best_s / (self.stickiness if running else 1.0)
+            share_s = max(1.0, width / share_gpus) / mean_rate * view.expected_work(s)
+            rho = (view.now_s - job.submit_s + job.restart_overhead_s + worst_left_s) / share_s
+            area = width * best_left_s / (self.stickiness if running else 1.0)
             starving = rho > self.rho_guard
             return (
                 not pinned,
@@ -75,9 +81,9 @@ class SuanliPolicy(Policy):
 
         return sorted(states, key=key)
 
-    def _profile(self, state: JobState, view: View) -> tuple[list[str], float, float, float]:
-        """Per job, cached: usable types (fastest first), best and worst run time on them, and the
-        capacity-weighted mean speed over the whole cluster (`metrics.share_runtime_s`)."""
+    def _profile(self, state: JobState, view: View) -> tuple[list[str], float]:
+        """Per job, cached: usable types (fastest first) and the capacity-weighted mean speed over
+        the whole cluster (`metrics.share_runtime_s`), both from the declared per-type costs."""
         cached = self._cache.get(state.job.job_id)
         if cached is None:
             job = state.job
@@ -87,9 +93,8 @@ class SuanliPolicy(Policy):
                 (t for t in types if job.runtime_s[t] <= self.max_slowdown * best),
                 key=lambda t: job.runtime_s[t],
             )
-            worst = max((job.runtime_s[t] for t in types), default=float("inf"))
             mean_rate = 1.0 / share_runtime_s(job, view.capacity, 1.0)
-            cached = self._cache[job.job_id] = (types, best, worst, mean_rate)
+            cached = self._cache[job.job_id] = (types, mean_rate)
         return cached
 
     def on_round(self, view: View) -> None:

@@ -1,0 +1,105 @@
+"""What a scheduler may believe about how long a job runs, and how a simulation hides the truth.
+
+A live scheduler never knows a job's true duration. It knows what the job declares (training work
+such as `total_tokens` or `steps`, turned into time by the planner's predicted throughput per
+accelerator type; a walltime limit for an HPC job), the service each job has attained, and how past
+jobs of the same queue compared with what they declared. `SchedJob.runtime_s` holds exactly that
+prediction. In simulation `declare` builds those predictions from the trace: declared work is the
+true work times a per-job lognormal error, and the true work stays with the simulator's executor.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from suanli.sched.job import JobState, SchedJob
+from suanli.spec.errors import SpecError
+
+Knowledge = Literal["declared", "none"]
+KNOWLEDGE: tuple[Knowledge, ...] = ("declared", "none")
+
+
+def declare(
+    jobs: list[SchedJob], sigma: float, knowledge: Knowledge, seed: int
+) -> tuple[list[SchedJob], dict[str, float]]:
+    """The jobs as a live system would receive them, and each one's true work in units of what it
+    declared (progress the scheduler counts; the job ends when its progress reaches this).
+
+    `declared`: a training job declares its true work times exp(N(0, σ²)) (seeded per run); an HPC
+    job with a walltime limit declares that limit. `none`: nothing is declared; `runtime_s` keeps only
+    the relative cost per accelerator type (the profiled throughput ratio), the fastest at 1.0."""
+    if not (sigma >= 0 and math.isfinite(sigma)):
+        raise SpecError(f"--estimate-error: must be a finite number >= 0, got {sigma}")
+    if knowledge not in KNOWLEDGE:
+        raise SpecError(f"--runtime-knowledge: must be one of {', '.join(KNOWLEDGE)}, got {knowledge!r}")
+    rng = random.Random(seed)
+    submitted, work = [], {}
+    for job in jobs:
+        best_s = min(job.runtime_s.values())
+        if knowledge == "none":
+            declared = {t: r / best_s for t, r in job.runtime_s.items()}
+            submitted.append(replace(job, runtime_s=declared, estimate_s=None, declared=False))
+            work[job.job_id] = best_s
+        elif job.kind == "hpc" and job.estimate_s is not None:
+            scale = job.estimate_s / best_s
+            submitted.append(replace(job, runtime_s={t: r * scale for t, r in job.runtime_s.items()}))
+            work[job.job_id] = 1.0 / scale
+        else:
+            error = math.exp(rng.gauss(0.0, sigma)) if sigma > 0 else 1.0
+            submitted.append(replace(job, runtime_s={t: r * error for t, r in job.runtime_s.items()}))
+            work[job.job_id] = 1.0 / error
+    return submitted, work
+
+
+class Estimator(Protocol):
+    """The one source of remaining-time estimates every policy reads."""
+
+    def remaining_s(self, state: JobState, accel_type: str) -> float:
+        """Expected seconds left for the job if it ran on `accel_type` from now on."""
+
+    def observe(self, state: JobState) -> None:
+        """A job finished: learn how its actual work compared with what it declared."""
+
+
+@dataclass
+class HistoryEstimator:
+    """Declared work ÷ predicted throughput, corrected by the queue's history; attained service for
+    a job that declares nothing.
+
+    - Declared: expected total = declared × the median actual/declared ratio of the last `history`
+      finished jobs of its queue (1 before any finished). Sites correct walltime limits this way
+      (Tsafrir, Etsion & Feitelson, TPDS 2007: a user's recent jobs predict the next far better than
+      the user's limit). Past that total the estimate keeps `overrun_fraction` of the work done.
+    - Nothing declared: run times are heavy-tailed, so the expected time left grows with the time
+      already run (Harchol-Balter & Downey, SIGMETRICS'96; Tiresias' least-attained-service rule):
+      the estimate is the work done so far, at least `min_age_s`.
+    """
+
+    history: int = 50
+    overrun_fraction: float = 0.25
+    min_age_s: float = 60.0
+    _ratios: dict[str, deque[float]] = field(default_factory=dict)
+    _median: dict[str, float] = field(default_factory=dict)
+
+    def ratio(self, queue: str) -> float:
+        return self._median.get(queue, 1.0)
+
+    def remaining_s(self, state: JobState, accel_type: str) -> float:
+        job = state.job
+        if not job.declared:
+            return max(state.progress, self.min_age_s) * job.runtime_s[accel_type]
+        total = self.ratio(job.queue)
+        left = max(total - state.progress, self.overrun_fraction * state.progress)
+        return left * job.runtime_s[accel_type]
+
+    def observe(self, state: JobState) -> None:
+        if not state.job.declared:
+            return
+        ratios = self._ratios.setdefault(state.job.queue, deque(maxlen=self.history))
+        ratios.append(state.progress)
+        self._median[state.job.queue] = statistics.median(ratios)

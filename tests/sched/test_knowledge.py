@@ -1,0 +1,213 @@
+"""What a policy knows: never the true duration; the estimator's rules; cadence and livelock."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from suanli.cli import app
+from suanli.sched.estimate import HistoryEstimator, declare
+from suanli.sched.job import JobState
+from suanli.sched.policies import POLICIES, Hook, Policy, View, make_policy
+from suanli.sched.simulator import LivelockError, SimConfig, simulate
+from suanli.spec.errors import SpecError
+from tests.sched.conftest import job, make_cluster
+
+
+def _workload(seed: int, n: int = 40) -> list:
+    rng = random.Random(seed)
+    jobs = []
+    for i in range(n):
+        run_s = math.exp(rng.uniform(math.log(300), math.log(30_000)))
+        jobs.append(
+            job(f"j{i}", rng.uniform(0, 20_000), rng.choice([1, 2, 4, 8]), {"a": run_s, "b": 2.2 * run_s})
+        )
+    return jobs
+
+
+# Service measured so far: a live system has it, and it equals the truth at the instant a job ends.
+MEASURED = {"run_s", "attained_gpu_s"}
+
+
+def _floats_reachable(root: object) -> set[float]:
+    """Every float reachable from `root` through attributes, dataclass fields and containers, but
+    the service measured so far."""
+    seen: set[int] = set()
+    found: set[float] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, float):
+            found.add(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple | set | frozenset):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            stack.extend(v for k, v in vars(obj).items() if k not in MEASURED)
+        elif dataclasses.is_dataclass(obj):
+            stack.extend(getattr(obj, f.name) for f in dataclasses.fields(obj))
+    return found
+
+
+def _spy(name: str) -> tuple[type[Policy], list[set[float]]]:
+    """The policy with an `on_round` that records every float it could read from its view."""
+    cls = POLICIES[name]
+    seen: list[set[float]] = []
+
+    def on_round(self: Policy, view: View) -> None:
+        seen.append(_floats_reachable(view) | _floats_reachable(self))
+        if Hook.ON_ROUND in cls.hooks:
+            cls.on_round(self, view)
+
+    return type(
+        f"Spy{cls.__name__}", (cls,), {"hooks": cls.hooks | {Hook.ON_ROUND}, "on_round": on_round}
+    ), seen
+
+
+def _true_durations(jobs: list) -> set[float]:
+    return {r for j in jobs for r in j.runtime_s.values()}
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_no_policy_can_reach_a_true_duration(policy):
+    jobs = _workload(1, n=25)
+    cluster = {"a": (2, 8), "b": (2, 8)}
+    spy, seen = _spy(policy)
+    simulate(make_cluster(cluster), spy(), jobs, SimConfig(estimate_error=0.5))
+    assert seen and not set().union(*seen) & _true_durations(jobs)
+    # The same probe finds them when the declarations are exact, so it can fail.
+    spy, seen = _spy(policy)
+    simulate(make_cluster(cluster), spy(), jobs, SimConfig(estimate_error=0.0))
+    assert set().union(*seen) & _true_durations(jobs)
+
+
+def test_without_knowledge_two_workloads_differing_only_in_true_durations_look_the_same():
+    short = [job("x", 0.0, 2, {"a": 100.0, "b": 250.0}), job("y", 5.0, 1, {"a": 40.0})]
+    long = [job("x", 0.0, 2, {"a": 9_000.0, "b": 22_500.0}), job("y", 5.0, 1, {"a": 7_777.0})]
+    seen_short, _ = declare(short, 0.5, "none", seed=3)
+    seen_long, work_long = declare(long, 0.5, "none", seed=3)
+    assert seen_short == seen_long and all(not j.declared for j in seen_short)
+    assert work_long == {"x": 9_000.0, "y": 7_777.0}  # the truth stays with the executor
+
+
+def test_declared_work_is_the_truth_times_a_seeded_unbiased_lognormal_error():
+    jobs = [job(f"j{i}", 0.0, 1, {"a": 1000.0 + i}) for i in range(4000)]
+    seen, work = declare(jobs, 0.5, "declared", seed=11)
+    log_error = np.log([s.runtime_s["a"] / j.runtime_s["a"] for s, j in zip(seen, jobs, strict=True)])
+    assert abs(log_error.mean()) < 0.03 and log_error.std() == pytest.approx(0.5, rel=0.05)
+    assert all(
+        w * s.runtime_s["a"] == pytest.approx(j.runtime_s["a"])
+        for s, j, w in zip(seen, jobs, work.values(), strict=True)
+    )
+    assert declare(jobs, 0.5, "declared", seed=11) == (seen, work)
+
+
+def test_hpc_walltime_is_corrected_by_what_the_queues_past_jobs_used():
+    """Tsafrir et al. (TPDS 2007): users ask for far more time than they use; the queue's history
+    predicts better. Jobs that used 30 % of their limit make the next one's estimate 30 %."""
+    estimator = HistoryEstimator()
+    for i in range(5):
+        done = JobState(job=job(f"h{i}", 0.0, 0, {"cpu": 3600.0}, kind="hpc", cpu_nodes=1, queue="q"))
+        done.progress = 0.3
+        estimator.observe(done)
+    fresh = JobState(job=job("new", 0.0, 0, {"cpu": 7200.0}, kind="hpc", cpu_nodes=1, queue="q"))
+    other = JobState(job=job("other", 0.0, 0, {"cpu": 7200.0}, kind="hpc", cpu_nodes=1, queue="r"))
+    assert estimator.remaining_s(fresh, "cpu") == pytest.approx(0.3 * 7200.0)
+    assert estimator.remaining_s(other, "cpu") == pytest.approx(7200.0)
+    fresh.progress = 0.5  # ran past its expected total: a quarter of what it did is left
+    assert estimator.remaining_s(fresh, "cpu") == pytest.approx(0.25 * 0.5 * 7200.0)
+
+
+def test_a_job_declaring_nothing_is_expected_to_run_as_long_again_as_it_has():
+    estimator = HistoryEstimator(min_age_s=60.0)
+    state = JobState(job=job("n", 0.0, 1, {"a": 1.0, "b": 2.0}, declared=False))
+    assert estimator.remaining_s(state, "a") == 60.0
+    state.progress = 5000.0  # seconds of work on its fastest type
+    assert estimator.remaining_s(state, "b") == 10_000.0
+
+
+def test_the_policy_runs_the_same_at_any_tick_without_restart_storms():
+    jobs = _workload(5, n=60)
+    results = {
+        tick: simulate(
+            make_cluster({"a": (2, 8), "b": (2, 8)}), make_policy("suanli"), jobs, SimConfig(tick_s=tick)
+        )
+        for tick in (0.0, 10.0, 60.0)
+    }
+    jct = {tick: r.metrics["avg_jct_h"] for tick, r in results.items()}
+    assert max(jct.values()) <= 1.10 * min(jct.values()), jct
+    assert all(r.metrics["restarts_per_job"] < 1.0 for r in results.values())
+
+
+class _NeverStarts(Policy):
+    name = "never"
+
+    def order(self, view: View) -> list[JobState]:
+        return []
+
+
+class _Flipper(Policy):
+    """Preemptive; reverses its order on every pass, so the two jobs swap places each tick."""
+
+    name = "flipper"
+    preemptive = True
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    def order(self, view: View) -> list[JobState]:
+        self.passes += 1
+        ranked = sorted(view.active(), key=lambda s: s.job.job_id)
+        return ranked[::-1] if self.passes % 2 else ranked
+
+
+def test_a_livelock_is_an_error_naming_the_policy_and_the_time():
+    jobs = [job("a", 0.0, 8, 5000.0), job("b", 0.0, 8, 5000.0)]
+    with pytest.raises(LivelockError, match=r"policy never: livelock at t=0 s: 2 job\(s\)"):
+        simulate(make_cluster({"a": (1, 8)}), _NeverStarts(), jobs)
+    config = SimConfig(tick_s=10.0, max_starts_per_job=50)
+    with pytest.raises(
+        LivelockError, match=r"policy flipper: livelock at t=\d+ s: job [ab] started 50 times"
+    ):
+        simulate(make_cluster({"a": (1, 8)}), _Flipper(), jobs, config)
+
+
+def test_cli_echoes_what_the_policy_knew_and_refuses_bad_flags():
+    runner = CliRunner()
+    base = ["sim", "--trace", "sia-saturn", "--workload", "1", "--limit", "12", "--json"]
+    out = runner.invoke(
+        app, [*base, "--estimate-error", "0.25", "--runtime-knowledge", "none", "--tick", "10"]
+    )
+    assert out.exit_code == 0, out.output
+    echoed = json.loads(out.output)
+    assert (echoed["estimate_error"], echoed["runtime_knowledge"], echoed["tick_s"]) == (0.25, "none", 10.0)
+    for flag, value, message in (
+        ("--estimate-error", "-0.1", "--estimate-error: must be a finite number >= 0"),
+        ("--runtime-knowledge", "oracle", "--runtime-knowledge: must be one of declared, none"),
+        ("--tick", "-5", "--tick: must be a finite number of seconds >= 0"),
+        ("--policy", "sjf", "--policy: unknown policy 'sjf'"),
+    ):
+        out = runner.invoke(app, [*base, flag, value])
+        assert out.exit_code != 0 and message in out.output and "Traceback" not in out.output
+        assert len(out.output.strip().splitlines()) == 1, out.output
+
+
+def test_simconfig_refuses_a_negative_estimate_error():
+    with pytest.raises(SpecError, match="--estimate-error"):
+        simulate(
+            make_cluster({"a": (1, 8)}),
+            make_policy("fifo"),
+            [job("a", 0.0, 1, 10.0)],
+            SimConfig(estimate_error=-1),
+        )
