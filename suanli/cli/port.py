@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -66,14 +67,16 @@ def _machine_target(matrix: SupportMatrix) -> str:
     return next((name for name, t in matrix.targets.items() if t.family == family), "cpu")
 
 
-def _check(sources: Sources, result: TargetPort, out: Path | None, steps: int, nproc: int) -> dict:
+def _check(sources: Sources, result: TargetPort, out: Path | None, steps: int, nproc: int, args: str) -> dict:
     from suanli.port.check import check
 
     entry = next(iter(sources.modules))
     with tempfile.TemporaryDirectory(prefix="suanli-port-") as scratch:
         folder = out or Path(scratch)
         write_ported(result, folder)
-        outcome = check(sources.root / entry, folder / entry, steps=steps, nproc=nproc)
+        outcome = check(
+            sources.root / entry, folder / entry, steps, nproc=nproc, args=tuple(shlex.split(args))
+        )
     return outcome.as_dict()
 
 
@@ -89,6 +92,9 @@ def port(
     ),
     steps: int = typer.Option(5, "--steps", min=1, help="--check: losses to compare"),
     nproc: int = typer.Option(1, "--nproc", min=1, help="--check: processes (torchrun) for DDP scripts"),
+    script_args: str = typer.Option(
+        "", "--args", help="--check: arguments for both runs, e.g. '--max_iters=5'"
+    ),
     list_targets: bool = typer.Option(False, "--list-targets", help="show the support matrix and exit"),
 ) -> None:
     """Rewrite device-specific PyTorch to the device-agnostic API, and report per target what moved,
@@ -115,7 +121,7 @@ def port(
     if out:
         for result in results:
             write_ported(result, out)
-    checked = _check(sources, results[0], out, steps, nproc) if run_check else None
+    checked = _check(sources, results[0], out, steps, nproc, script_args) if run_check else None
     if as_json:
         payload: dict = {"targets": [result.as_dict() for result in results]}
         if checked:

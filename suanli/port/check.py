@@ -57,18 +57,24 @@ def parse_losses(text: str) -> list[float]:
 
 
 def run_script(
-    script: Path, steps: int | None = None, timeout_s: float = 300.0, nproc: int = 1
+    script: Path,
+    steps: int | None = None,
+    timeout_s: float = 300.0,
+    nproc: int = 1,
+    args: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> RunOutcome:
     """Run `script` with this interpreter (under torchrun when nproc > 1, reading rank 0's output), in
-    its own folder, until it ends or has printed `steps` losses."""
-    command = [sys.executable, script.name]
+    `cwd` (default: its own folder), until it ends or has printed `steps` losses."""
+    path = str(script) if cwd else script.name
+    command = [sys.executable, path, *args]
     if nproc > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-        command += ["--local-ranks-filter=0", script.name]
+        command += ["--local-ranks-filter=0", path, *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with tempfile.TemporaryFile(mode="w+") as stderr:
         process = subprocess.Popen(
-            command, cwd=script.parent, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+            command, cwd=cwd or script.parent, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
         )
         timer = threading.Timer(timeout_s, process.kill)
         timer.start()
@@ -107,9 +113,15 @@ def compare(original: RunOutcome, ported: RunOutcome, steps: int | None) -> Chec
 
 
 def check(
-    original: Path, ported: Path, steps: int | None = 5, timeout_s: float = 300.0, nproc: int = 1
+    original: Path,
+    ported: Path,
+    steps: int | None = 5,
+    timeout_s: float = 300.0,
+    nproc: int = 1,
+    args: tuple[str, ...] = (),
 ) -> CheckResult:
-    """Run both scripts (the original may fail here: then only the ported run is judged)."""
-    before = run_script(original, steps, timeout_s, nproc)
-    after = run_script(ported, steps, timeout_s, nproc)
+    """Run both scripts with the same arguments from the original's folder, so relative data paths
+    resolve for both (the original may fail here: then only the ported run is judged)."""
+    before = run_script(original, steps, timeout_s, nproc, args)
+    after = run_script(ported.resolve(), steps, timeout_s, nproc, args, cwd=original.parent)
     return compare(before, after, steps)
