@@ -118,6 +118,8 @@ def port(
     if target == TARGETS_ANY and (out or show_diff):
         raise SpecError("--target: name one target to write or diff (any reports on all of them)")
     sources, results = port_all(list(paths or []), target)
+    if out and out.resolve() == sources.root:
+        raise SpecError(f"--out: {out} holds the originals; write the ported files to another folder")
     if out:
         for result in results:
             write_ported(result, out)

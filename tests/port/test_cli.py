@@ -76,6 +76,14 @@ def test_bad_input_gets_one_line(
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
 
 
+def test_the_originals_are_never_overwritten(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text("import torch\nx = torch.zeros(1).cuda()\n")
+    result = _run(str(script), "--target", "npu", "-o", str(tmp_path))
+    assert result.exit_code == 2 and "holds the originals" in result.output
+    assert script.read_text() == "import torch\nx = torch.zeros(1).cuda()\n"
+
+
 def test_a_missing_script_gets_one_line(tmp_path: Path) -> None:
     result = _run(str(tmp_path / "absent.py"))
     assert result.exit_code == 2
