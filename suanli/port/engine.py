@@ -58,7 +58,7 @@ class TargetPort:
         }
 
     def diff(self) -> str:
-        chunks = []
+        chunks: list[str] = []
         for port in self.files:
             chunks.extend(
                 difflib.unified_diff(

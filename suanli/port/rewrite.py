@@ -171,10 +171,10 @@ class _Porter(cst.CSTTransformer):
         if module == "torch.utils.cpp_extension" and any(_dotted(a.name) == "CUDAExtension" for a in names):
             self._cuda_extension(original_node, "CUDAExtension")
         if module == "torch.cuda.amp":
-            self._amp_names |= {
-                (a.asname.name.value if a.asname else a.name.value): a.name.value  # type: ignore[union-attr]
-                for a in names
-            }
+            for alias in names:
+                name = _dotted(alias.name) or ""
+                local = _dotted(alias.asname.name) if alias.asname else None
+                self._amp_names[local or name] = name
             self._note(original_node, Action.REWRITTEN, "from torch.cuda.amp import", "now from torch.amp")
             return updated_node.with_changes(module=_expr("torch.amp"))
         if module.startswith("torch.cuda"):
