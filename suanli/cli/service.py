@@ -16,6 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from suanli.cli import app
 from suanli.cli.output import console, print_json, table
+from suanli.service.scheduling import DEFAULT_POLICY
 from suanli.spec.errors import ExecutorError, PlanInfeasible, SpecError, StoreError, SuanliError
 
 DEFAULT_PORT = 8470
@@ -35,8 +36,12 @@ def up(
         None, help="database URL: a SQLite path (default DATA_DIR/suanli.db) or postgresql://…"
     ),
     executor: str = typer.Option("local", help="local | slurm | ray"),
+    cluster: Path = typer.Option(
+        None,
+        help="CLUSTER.yaml: pools as Slurm partitions and GRES types or Ray resources (default: this host)",
+    ),
     policy: str = typer.Option(
-        "fifo", help="scheduling policy of suanli.sched (fifo, backfill, tiresias, …)"
+        DEFAULT_POLICY, help="scheduling policy of suanli.sched (suanli, fifo, backfill, tiresias, …)"
     ),
     simulate: Path = typer.Option(None, help="drive this CLUSTER.yaml in accelerated simulated time"),
     speedup: float = typer.Option(60.0, help="simulated seconds per wall-clock second (with --simulate)"),
@@ -63,6 +68,8 @@ def up(
     from suanli.service.app import Settings, create_app
     from suanli.spec import load
 
+    if simulate and cluster:
+        raise SpecError("--cluster: --simulate CLUSTER.yaml already names the cluster")
     if trace and not simulate:
         raise SpecError("--trace: replaying a trace needs --simulate CLUSTER.yaml")
     service_config = load(ServiceConfig, config) if config else ServiceConfig()
@@ -79,7 +86,7 @@ def up(
         executor=executor,
         policy=policy,
         executor_options=options,
-        cluster_file=simulate,
+        cluster_file=simulate or cluster,
         simulate_speedup=speedup if simulate else 0.0,
         trace=trace,
         trace_workload=workload,
@@ -95,7 +102,11 @@ def up(
         raise SpecError(f"--port: cannot listen on {host}:{port}: {exc.strerror}") from None
     url = f"http://{host}:{sock.getsockname()[1]}"
     (settings.data_dir / "server.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    mode = f"simulating {simulate} at {speedup:g}×" if simulate else f"executor {executor}"
+    mode = (
+        f"simulating {simulate} at {speedup:g}×"
+        if simulate
+        else f"executor {executor}, cluster {cluster or 'this machine'}"
+    )
     typer.echo(
         f"Suanli is up: dashboard {url}/  API {url}/docs  ({mode}, store {settings.store_url})", err=False
     )

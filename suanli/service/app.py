@@ -23,7 +23,7 @@ from suanli.service.admission import ServiceConfig, admit, local_cluster
 from suanli.service.controller import Controller
 from suanli.service.executors import Executor, build_executor
 from suanli.service.planning import plan_job, planner_available, search_plans
-from suanli.service.scheduling import SuanliScheduler
+from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
 from suanli.spec.errors import SuanliError, field_path, one_line
@@ -49,7 +49,7 @@ class Settings:
     data_dir: Path
     db_url: str | None = None
     executor: str = "local"
-    policy: str = "fifo"
+    policy: str = DEFAULT_POLICY
     executor_options: dict[str, Any] = field(default_factory=dict)
     cluster_file: Path | None = None
     simulate_speedup: float = 0.0
@@ -79,7 +79,8 @@ def build_controller(settings: Settings) -> Controller:
         clock: Callable[[], float] = simulated_clock
         executor: Executor = SimulatedExecutor(simulated_clock)
     else:
-        clock, executor = time.time, build_executor(settings.executor, **settings.executor_options)
+        options = {**settings.executor_options, **({"cluster": cluster} if settings.cluster_file else {})}
+        clock, executor = time.time, build_executor(settings.executor, **options)
     return Controller(
         store=Store(settings.store_url),
         executor=executor,
@@ -215,7 +216,10 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
             raise SpecError("run: this installation has no training runtime; give a `run` command")
 
         def plan_and_store() -> dict[str, Any]:  # the planner and the durable write, off the event loop
-            job = controller.submit(spec, candidates, plan_job(spec, controller.cluster))
+            plan, runtime_s = plan_job(spec, controller.cluster)
+            for candidate in candidates:
+                candidate.runtime_s = runtime_s.get(candidate.accelerator or "")
+            job = controller.submit(spec, candidates, plan)
             return job_view(controller, job)
 
         return await asyncio.to_thread(plan_and_store)

@@ -141,7 +141,7 @@ class Controller:
         """Queue a pending job again; one the cluster can no longer hold (its pools shrank or went
         away while the server was down) fails with the scheduler's reason."""
         try:
-            self.scheduler.submit(job.id, spec, self._candidates(job), now, job.plan)
+            self.scheduler.submit(job.id, spec, self._candidates(job), job.submitted_at)
         except SpecError as exc:
             self.store.transition(job.id, "pending", "failed", now, f"unplaceable after a restart: {exc}")
 
@@ -152,7 +152,7 @@ class Controller:
             data = spec.model_dump(mode="json", by_alias=True)
             job = self.store.add_job(data, plan, self.clock(), [p.to_dict() for p in candidates])
             try:
-                self.scheduler.submit(job.id, spec, candidates, self.clock(), plan)
+                self.scheduler.submit(job.id, spec, candidates, job.submitted_at)
             except SpecError as exc:  # the scheduler refuses it: nothing may stay half-written
                 self.store.discard(job.id)
                 raise SpecError(f"resources: {str(exc).removeprefix(f'job {job.id}: ')}") from None

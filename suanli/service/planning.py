@@ -4,10 +4,12 @@ they are installed, skipped (the scheduler alone places the job) when they are n
 from __future__ import annotations
 
 import importlib.util
+import math
 from typing import Any
 
 from suanli.spec import Cluster, JobSpec
 
+PLANS_PER_JOB = 10_000  # every layout of every pool: the best per type is among them
 _MODULES = {"plan": "suanli.plan.search", "runtime": "suanli.runtime.train"}
 
 
@@ -26,11 +28,21 @@ def search_plans(
     return [plan.model_dump(mode="json") for plan in search(spec, cluster, objective=objective, top=top)]
 
 
-def plan_job(spec: JobSpec, cluster: Cluster) -> dict[str, Any] | None:
-    """The best plan for a model-training job on accelerators, or None when there is nothing to
-    plan (a command, a CPU job) or no planner. A job no plan can fit is PlanInfeasible."""
+def plan_job(spec: JobSpec, cluster: Cluster) -> tuple[dict[str, Any] | None, dict[str, float]]:
+    """The best plan for a model-training job on accelerators, and the predicted time to train on
+    each accelerator type (declared work ÷ the planner's throughput on that type's best single-pool
+    plan: the per-type run times the simulator's policies read, `suanli.sched.estimate`). (None, {})
+    when there is nothing to plan (a command, a CPU job) or no planner; PlanInfeasible when no plan
+    can fit."""
     if spec.kind != "training" or spec.model is None or not spec.resources.accelerators:
-        return None
+        return None, {}
     if not planner_available("plan"):
-        return None
-    return search_plans(spec, cluster, "time", 1)[0]  # search raises PlanInfeasible rather than find none
+        return None, {}
+    from suanli.plan.search import search
+
+    plans = search(spec, cluster, "time", top=PLANS_PER_JOB)  # raises PlanInfeasible rather than find none
+    runtime_s: dict[str, float] = {}
+    for plan in plans:
+        if plan.pool is not None and plan.time_to_train_s:
+            runtime_s[plan.accelerator] = min(runtime_s.get(plan.accelerator, math.inf), plan.time_to_train_s)
+    return plans[0].model_dump(mode="json"), runtime_s

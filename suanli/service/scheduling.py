@@ -16,6 +16,18 @@ from suanli.service.executors.base import Placement
 from suanli.spec import Cluster, JobSpec, SpecError
 
 DEFAULT_RUNTIME_S = 3600.0
+DEFAULT_POLICY = "suanli"  # the project's best policy on declared work (benchmarks/results/scheduler.md)
+
+
+def sched_id(job_id: int) -> str:
+    """The scheduler's id for a service job: zero-padded, so the policies' tie-break on ids (FIFO's
+    `(submit_s, job_id)`) is numeric order (job 7 before job 10)."""
+    return f"{job_id:012d}"
+
+
+def service_ids(message: str, job_id: int) -> str:
+    """A scheduler message with the job named by its service id again."""
+    return message.replace(sched_id(job_id), str(job_id))
 
 
 @dataclass
@@ -26,9 +38,8 @@ class Decision:
 
 
 class SchedulerPort(Protocol):
-    def submit(
-        self, job_id: int, spec: JobSpec, candidates: list[Placement], now_s: float, plan: dict | None = None
-    ) -> None: ...
+    def submit(self, job_id: int, spec: JobSpec, candidates: list[Placement], submit_s: float) -> None:
+        """Queue a job; `submit_s` is when the user submitted it (kept across restarts: FIFO order)."""
 
     def cancel(self, job_id: int) -> None: ...
 
@@ -54,45 +65,44 @@ class SuanliScheduler:
     """`suanli.sched.Scheduler` (the same policy objects as the simulator) behind `SchedulerPort`:
     service job ids are ints, theirs strings; their placements name nodes, ours name a pool."""
 
-    def __init__(self, cluster: Cluster, policy: str = "fifo") -> None:
+    def __init__(self, cluster: Cluster, policy: str = DEFAULT_POLICY) -> None:
         self.cluster = cluster
         self.inner = Scheduler(cluster, make_policy(policy))
         self._pool_of_node = {node.name: node.pool for node in self.inner.cluster.nodes}
         self._candidates: dict[int, list[Placement]] = {}
 
-    def _sched_job(
-        self, job_id: int, spec: JobSpec, candidates: list[Placement], now_s: float, plan: dict | None
-    ) -> SchedJob:
-        """Run time per accelerator type: the planner's time to train on the type it planned for,
-        else the user's walltime, else an hour."""
-        runtime_s = {p.accelerator or CPU_TYPE: spec.walltime_s or DEFAULT_RUNTIME_S for p in candidates}
-        if plan and plan.get("time_to_train_s") and plan.get("accelerator") in runtime_s:
-            runtime_s[plan["accelerator"]] = plan["time_to_train_s"]
-        return sched_job_from_spec(spec, self.cluster, str(job_id), now_s, runtime_s)
+    def _sched_job(self, job_id: int, spec: JobSpec, cands: list[Placement], submit_s: float) -> SchedJob:
+        """Run time per accelerator type as the simulator's policies see it: the planner's time to
+        train on that type (`Placement.runtime_s`), else the user's walltime, else an hour."""
+        runtime_s = {
+            p.accelerator or CPU_TYPE: p.runtime_s or spec.walltime_s or DEFAULT_RUNTIME_S for p in cands
+        }
+        return sched_job_from_spec(spec, self.cluster, sched_id(job_id), submit_s, runtime_s)
 
-    def submit(
-        self, job_id: int, spec: JobSpec, candidates: list[Placement], now_s: float, plan: dict | None = None
-    ) -> None:
+    def submit(self, job_id: int, spec: JobSpec, candidates: list[Placement], submit_s: float) -> None:
         self._candidates[job_id] = candidates
-        self.inner.submit(self._sched_job(job_id, spec, candidates, now_s, plan))
+        try:
+            self.inner.submit(self._sched_job(job_id, spec, candidates, submit_s))
+        except SpecError as exc:
+            raise SpecError(service_ids(str(exc), job_id)) from None
 
     def _holds(self, job_id: int) -> bool:
         """Whether the scheduler tracks the job (pending or running). The controller also reports
         the end of runs the scheduler does not hold: an adopted job that found no room after a
         restart runs on unaccounted."""
-        return str(job_id) in self.inner.jobs
+        return sched_id(job_id) in self.inner.jobs
 
     def cancel(self, job_id: int) -> None:
         if self._holds(job_id):
-            self.inner.cancel(str(job_id))
+            self.inner.cancel(sched_id(job_id))
 
     def job_finished(self, job_id: int, now_s: float) -> None:
         if self._holds(job_id):
-            self.inner.job_finished(str(job_id), now_s)
+            self.inner.job_finished(sched_id(job_id), now_s)
 
     def job_failed(self, job_id: int, now_s: float) -> None:
         if self._holds(job_id):
-            self.inner.job_failed(str(job_id), now_s, lost_progress=0.0)
+            self.inner.job_failed(sched_id(job_id), now_s, lost_progress=0.0)
 
     def tick(self, now_s: float) -> list[Decision]:
         decisions = []
@@ -112,6 +122,7 @@ class SuanliScheduler:
                 accelerators=0 if cpu else sum(count for _, count in decision.placement),
                 accelerator=None if cpu else decision.accel_type,
                 cpus_per_node=template.cpus_per_node,
+                runtime_s=template.runtime_s,
             )
             decisions.append(Decision(job_id, placement))
         return decisions
@@ -122,10 +133,10 @@ class SuanliScheduler:
         unaccounted and the reason is returned for its record."""
         self._candidates[job_id] = [placement]
         try:
-            job = self._sched_job(job_id, spec, [placement], now_s, None)
+            job = self._sched_job(job_id, spec, [placement], now_s)
             self.inner.adopt(job, placement.accelerator or CPU_TYPE, now_s)
         except SpecError as exc:  # the cluster as it is now cannot hold it: no pool, or no free room
-            return f"running unaccounted after a restart: {exc}"
+            return f"running unaccounted after a restart: {service_ids(str(exc), job_id)}"
         return None
 
     def snapshot(self) -> dict[str, dict[str, Any]]:

@@ -26,6 +26,12 @@ class Pool(Spec):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     node_type: str = Field(description="node-type slug from the catalog or from this file's node_types")
     nodes: int = Field(gt=0)
+    partition: str | None = Field(default=None, description="its Slurm partition (default: the pool's name)")
+    gres_type: str | None = Field(
+        default=None,
+        description="its accelerators' name on the engine: Slurm GRES type, Ray custom resource "
+        "(default: the accelerator's slug)",
+    )
 
 
 class Cluster(Spec):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from suanli.spec.errors import PlanInfeasible
 from tests.service.conftest import REPO, wait_for, wait_state
 
 MIXED = REPO / "examples" / "clusters" / "mixed-center.yaml"
@@ -25,6 +26,7 @@ def test_simulated_centre_schedules_and_drains(make_service):
         "accelerators": 256,
         "accelerator": "h100-sxm",
         "cpus_per_node": 1.0,
+        "runtime_s": None,  # a command job: the scheduler assumed its walltime
     }
     pools = {p["name"]: p for p in service.get("/nodes").json()["pools"]}
     assert pools["h100"]["accelerators_allocated"] == 256
@@ -55,7 +57,7 @@ def test_training_jobs_are_planned_and_the_planner_is_a_service(make_service):
     assert len(plans) >= 1 and plans[0]["layout"] == plan["layout"]
     impossible = body.replace("llama3.1-8b", "llama3.1-405b").replace("H100:64", "H100:8")
     refused = service.post("/jobs", content=impossible)
-    assert refused.status_code == 422 and "\n" not in refused.json()["detail"]
+    assert refused.status_code == PlanInfeasible.http_status and "\n" not in refused.json()["detail"]
     assert [j["name"] for j in service.get("/jobs").json()] == ["llama8b"]
 
 

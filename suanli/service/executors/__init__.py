@@ -13,9 +13,10 @@ EXECUTORS = ("local", "slurm", "ray")
 
 def build_executor(name: str, **options: Any) -> Executor:
     if name == "local":
+        options.pop("cluster", None)
         from suanli.service.executors.local import LocalExecutor
 
-        return LocalExecutor()
+        return LocalExecutor()  # every pool of a cluster file runs on this machine
     if name == "slurm":
         from suanli.service.executors.slurm import SlurmExecutor
 

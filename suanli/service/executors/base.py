@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from suanli.spec import JobSpec
+from suanli.spec import Cluster, JobSpec
 
 EXIT_FILE = "exit_code"
 LOG_FILE = "log"
@@ -30,6 +30,7 @@ class Placement:
     accelerators: int = 0
     accelerator: str | None = None
     cpus_per_node: float = 1.0
+    runtime_s: float | None = None  # the planner's predicted time to train here (None: not planned)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -146,3 +147,21 @@ def read_log(run: Run) -> str:
         return run.log_file.read_text(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+@dataclass(frozen=True)
+class EnginePool:
+    """A pool as an engine names it: the Slurm partition, and the accelerators' GRES type / Ray resource."""
+
+    partition: str
+    resource: str | None
+
+
+def engine_pools(cluster: Cluster) -> dict[str, EnginePool]:
+    """Every pool of a cluster file → its engine names (`Pool.partition`, `Pool.gres_type`; by default
+    the pool's name and the accelerator's slug)."""
+    result = {}
+    for pool in cluster.pools:
+        accelerator = cluster.node_type_of(pool.name).accelerator
+        result[pool.name] = EnginePool(pool.partition or pool.name, pool.gres_type or accelerator)
+    return result

@@ -6,8 +6,16 @@ from __future__ import annotations
 import contextlib
 import shlex
 
-from suanli.service.executors.base import Run, RunStatus, finished_status, job_script, read_exit_code
-from suanli.service.executors.slices import ray_gpus, sliced_run
+from suanli.service.executors.base import (
+    Run,
+    RunStatus,
+    engine_pools,
+    finished_status,
+    job_script,
+    read_exit_code,
+)
+from suanli.service.executors.slices import gpus_per_node, ray_gpus, sliced_run
+from suanli.spec import Cluster
 from suanli.spec.errors import ExecutorError, one_line
 
 
@@ -15,9 +23,12 @@ class RayExecutor:
     poll_interval_s = 0.5  # each poll is an HTTP call to the Ray dashboard
     name = "ray"
 
-    def __init__(self, address: str = "http://127.0.0.1:8265") -> None:
+    def __init__(self, address: str = "http://127.0.0.1:8265", cluster: Cluster | None = None) -> None:
+        """`cluster`: a run on one of its pools also asks for the pool's custom resource (`{"H100": 8}`,
+        `engine_pools`), so Ray starts it only on that pool's nodes."""
         from ray.job_submission import JobSubmissionClient
 
+        self.pools = engine_pools(cluster) if cluster else {}
         try:
             self.client = JobSubmissionClient(address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -32,6 +43,8 @@ class RayExecutor:
         script.write_text("#!/bin/bash\n" + job_script(run))
         placement = run.placement
         gpus = ray_gpus(run)
+        engine = self.pools.get(placement.pool)
+        resources = {engine.resource: float(gpus_per_node(run))} if engine and engine.resource else None
         try:
             return self.client.submit_job(
                 entrypoint=f"bash {shlex.quote(str(script))}",
@@ -39,6 +52,7 @@ class RayExecutor:
                 runtime_env={"env_vars": run.env()},
                 entrypoint_num_cpus=placement.cpus_per_node,
                 entrypoint_num_gpus=gpus or None,
+                entrypoint_resources=resources if placement.accelerators else None,
                 metadata={"suanli_job": str(run.job_id), "attempt": str(run.attempt)},
             )
         except (RuntimeError, OSError) as exc:  # the job API's refusal, or the dashboard is gone

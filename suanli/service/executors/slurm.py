@@ -14,14 +14,17 @@ from pathlib import Path
 
 from suanli.sched.launch import slurm_gres
 from suanli.service.executors.base import (
+    EnginePool,
     Run,
     RunStatus,
+    engine_pools,
     finished_status,
     job_script,
     read_exit_code,
     read_log,
 )
 from suanli.service.executors.slices import grant_of, sliced_run
+from suanli.spec import Cluster
 from suanli.spec.errors import ExecutorError, one_line
 
 PENDING_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "RESV_DEL_HOLD", "REQUEUE_HOLD", "SUSPENDED"}
@@ -36,8 +39,10 @@ def slurm_time(seconds: float) -> str:
     return f"{days}-{hours:02d}:{minutes:02d}:00"
 
 
-def sbatch_options(run: Run, partition: str | None = None) -> dict[str, str]:
-    """The `#SBATCH` options for a run; the job's `slurm:` entries override the generated ones."""
+def sbatch_options(run: Run, engine: EnginePool | None = None) -> dict[str, str]:
+    """The `#SBATCH` options for a run; `engine` names its pool's partition and GRES type (else the
+    GRES type is the accelerator's slug and the site's default partition takes it); the job's
+    `slurm:` entries override the generated ones."""
     placement, spec = run.placement, run.spec
     options = {
         "job-name": run.key,
@@ -48,21 +53,22 @@ def sbatch_options(run: Run, partition: str | None = None) -> dict[str, str]:
     }
     if placement.accelerators:
         per_node = math.ceil(placement.accelerators / placement.nodes)
-        kind = f"{placement.accelerator}:" if placement.accelerator else ""
+        gres_type = engine.resource if engine and engine.resource else placement.accelerator
+        kind = f"{gres_type}:" if gres_type else ""
         grant = grant_of(run)  # a slice is requested as MIG / MPS / shard GRES, enforced by the site's Slurm
         options["gres"] = slurm_gres(grant) if grant else f"gpu:{kind}{per_node}"
     if spec.resources.memory_gb:
         options["mem"] = f"{math.ceil(spec.resources.memory_gb)}G"
     if spec.walltime_s:
         options["time"] = slurm_time(spec.walltime_s)
-    if partition:
-        options["partition"] = partition
+    if engine:
+        options["partition"] = engine.partition
     options.update({key: str(value) for key, value in spec.slurm.items()})
     return options
 
 
-def batch_script(run: Run, partition: str | None = None) -> str:
-    header = "\n".join(f"#SBATCH --{key}={value}" for key, value in sbatch_options(run, partition).items())
+def batch_script(run: Run, engine: EnginePool | None = None) -> str:
+    header = "\n".join(f"#SBATCH --{key}={value}" for key, value in sbatch_options(run, engine).items())
     return f"#!/bin/bash\n{header}\n\n{job_script(sliced_run(run, 'slurm'))}"
 
 
@@ -70,8 +76,16 @@ class SlurmExecutor:
     poll_interval_s = 1.0  # squeue asks slurmctld: once a second per run is plenty
     name = "slurm"
 
-    def __init__(self, partition: str | None = None, slurm_conf: str | Path | None = None) -> None:
-        self.partition = partition
+    def __init__(
+        self,
+        partition: str | None = None,
+        slurm_conf: str | Path | None = None,
+        cluster: Cluster | None = None,
+    ) -> None:
+        """`cluster`: each of its pools goes out to its own partition and GRES type (`engine_pools`);
+        without one, every run goes to `partition` (None: the site's default)."""
+        self.pools = engine_pools(cluster) if cluster else {}
+        self.default = EnginePool(partition, None) if partition else None
         self.env = {**os.environ, **({"SLURM_CONF": str(slurm_conf)} if slurm_conf else {})}
 
     def _run(self, *command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,7 +99,7 @@ class SlurmExecutor:
     def submit(self, run: Run) -> str:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         script = run.run_dir / "job.sbatch"
-        script.write_text(batch_script(run, self.partition))
+        script.write_text(batch_script(run, self.pools.get(run.placement.pool, self.default)))
         result = self._run("sbatch", "--parsable", str(script), cwd=run.run_dir)
         if result.returncode != 0:
             raise ExecutorError(f"sbatch: {one_line(result.stderr or result.stdout) or 'refused the job'}")
