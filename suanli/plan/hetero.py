@@ -4,14 +4,20 @@
     stages share tp and dp, each pool contributes whole stages, and layers are split by stage
     speed (faster stages take more layers) within each stage's memory.
 (b) Data-parallel groups of different types (Whale, Jia et al. 2022; Sia-style batch splits):
-    each pool trains a full replica group with its best layout on a share of the global batch
-    proportional to its speed; gradients are then averaged across pools over the fabric.
+    each pool trains a full replica group with its best layout on a share of the global batch;
+    the shares minimise the slowest group's step time (each group's time grows with its share:
+    min-max water-filling, one batch granule at a time); gradients are then averaged across pools.
 
-Each mixed plan says whether it beats the best single-pool plan, and by how much.
+Every mixed plan states the stack that runs it. No collective library spans vendors (NCCL, RCCL,
+HCCL, MCCL each speak only to their own devices), so pipelines mix pools of one vendor only; pools
+of different vendors mix only as data-parallel groups whose gradient exchange is staged through
+host memory (device→host over PCIe, the NIC, host→device), costed as such. Each mixed plan also
+says whether it beats the best single-pool plan, and by how much.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 
 from suanli.comm.estimate import p2p_time_s
@@ -21,12 +27,44 @@ from suanli.perf.memory import GRAD_BYTES, pipeline_fit
 from suanli.perf.step import Workload, estimate_step, layer_split, micro_batches
 from suanli.plan.objective import JobShape, finish_plan, rank_key
 from suanli.plan.space import MEMORY_SAVERS, Target
+from suanli.spec.accelerator import Accelerator
+from suanli.spec.calibration import load_calibration
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
 from suanli.spec.job import JobSpec
 from suanli.spec.plan import Layout, Plan, StageAssignment, StepEstimate
 
 PIPELINE_MICRO_BATCHES = (1, 2)
+# Host staging: PCIe 4.0 x16 (16 GT/s x 16 lanes, ~32 GB/s per direction), the link every
+# accelerator here has at least, at the collective model's PCIe efficiency (SimAI calbusbw.h).
+HOST_LINK_GB_S = 32.0
+
+
+def vendor_of(target_accelerator: Accelerator) -> str:
+    return target_accelerator.vendor.split()[0].lower()
+
+
+def host_staged_sync_s(cluster: Cluster, pools: list[str], shard_bytes: float) -> float:
+    """Cross-vendor gradient exchange through host memory: copy out over PCIe, send over the
+    NIC, copy in, in both directions of the exchange (no device collective spans the vendors)."""
+    efficiency = float(load_calibration("comm_model.yaml")["link_efficiency"]["pcie"]["value"])
+    copy_s = shard_bytes / (HOST_LINK_GB_S * efficiency * 1e9)
+    network_s = max(
+        p2p_time_s(cluster, a, b, shard_bytes, same_node=False) for a, b in combinations(pools, 2)
+    )
+    return 2 * (copy_s + network_s + copy_s)
+
+
+def stack_note(accelerators: list[Accelerator], kind: str) -> str:
+    """The line saying what runs a mixed plan."""
+    vendors = sorted({a.vendor for a in accelerators})
+    libraries = ", ".join(sorted({a.software_stack for a in accelerators}))
+    if len(vendors) == 1:
+        return f"stack: one {vendors[0]} job ({libraries}); {kind} over the vendor's collective library"
+    return (
+        f"stack: one job per vendor ({libraries}) as data-parallel groups; no collective library spans "
+        f"{' and '.join(vendors)}, so gradients are exchanged host-staged (PCIe + NIC), costed as such"
+    )
 
 
 def _common_tps(targets: tuple[Target, ...], model_heads: int, kv_heads: int) -> list[int]:
@@ -117,29 +155,35 @@ def _first_fitting_pipeline(
     return None
 
 
+def best_of_mirrors(
+    shape: JobShape, cluster: Cluster, group: list[Target], stack: str, key: Callable[[Plan], float]
+) -> list[Plan]:
+    """Pipelines over `group` in both stage orders (the first stage holds the most activations:
+    most memory first, and the reverse), keeping the better of each mirror pair."""
+    order = sorted(group, key=lambda t: -(t.accelerator.memory_gb or 0))
+    best: dict[tuple[int, int, int], Plan] = {}
+    for ordered in (order, order[::-1]):
+        for plan in pipeline_mixes(shape, cluster, tuple(ordered), stack):
+            pair = (plan.layout.tp, plan.layout.dp, plan.layout.micro_batch)
+            if pair not in best or key(plan) < key(best[pair]):
+                best[pair] = plan
+    accelerators = [t.accelerator for t in group]
+    for plan in best.values():
+        plan.notes.append(stack_note(accelerators, "pipeline stages and data parallelism"))
+    return list(best.values())
+
+
 def data_parallel_mix(shape: JobShape, cluster: Cluster, members: list[Plan], stack: str) -> Plan | None:
     """Data-parallel groups on different pools, each with its best layout, the batch split by
     speed; gradients are averaged across pools after each pool's own reduction."""
     work = shape.work
-    speeds = [p.estimate.tokens_per_s for p in members if p.estimate]
-    total_speed = sum(speeds)
-    shares, granules = [], []
-    for plan, speed in zip(members, speeds, strict=True):
-        granule = plan.layout.dp * plan.layout.micro_batch
-        share = max(granule, round(work.global_batch * speed / total_speed / granule) * granule)
-        shares.append(share)
-        granules.append(granule)
-    shares[-1] = work.global_batch - sum(shares[:-1])
-    if shares[-1] < granules[-1] or shares[-1] % granules[-1]:
+    split = min_max_batch_split(shape, cluster, members, stack)
+    if split is None:
         return None
-    groups, estimates = [], []
-    for plan, share in zip(members, shares, strict=True):
+    shares, estimates = split
+    groups = []
+    for plan, share, estimate in zip(members, shares, estimates, strict=True):
         assert plan.pool is not None
-        part = Workload(work.seq_len, share, work.precision)
-        estimate = estimate_step(shape.model, part, plan.layout, cluster, plan.pool, stack=stack)
-        if not estimate.fits:
-            return None
-        estimates.append(estimate)
         groups.append(
             StageAssignment(
                 pool=plan.pool,
@@ -155,9 +199,13 @@ def data_parallel_mix(shape: JobShape, cluster: Cluster, members: list[Plan], st
     # each GPU of the smallest group exchanges its shard of the fp32 gradients with the others
     shard_bytes = shape.model.param_count() * GRAD_BYTES / min(p.gpus for p in members)
     pools = [p.pool for p in members if p.pool]
-    sync_s = 2 * max(
-        p2p_time_s(cluster, a, b, shard_bytes, same_node=False) for a, b in combinations(pools, 2)
-    )
+    accelerators = [a for a in (cluster.accelerator_of(p) for p in pools) if a is not None]
+    if len({vendor_of(a) for a in accelerators}) > 1:
+        sync_s = host_staged_sync_s(cluster, pools, shard_bytes)
+    else:
+        sync_s = 2 * max(
+            p2p_time_s(cluster, a, b, shard_bytes, same_node=False) for a, b in combinations(pools, 2)
+        )
     slowest = max(estimates, key=lambda e: e.step_time_s)
     step_s = slowest.step_time_s + sync_s
     tokens_per_s = work.global_batch * work.seq_len / step_s
@@ -193,9 +241,48 @@ def data_parallel_mix(shape: JobShape, cluster: Cluster, members: list[Plan], st
             "data-parallel groups: "
             + ", ".join(
                 f"{g.pool} {g.layout.short() if g.layout else ''} batch {g.global_batch}" for g in groups
-            )
+            ),
+            stack_note(accelerators, "gradients averaged across the groups"),
         ],
     )
+
+
+def min_max_batch_split(
+    shape: JobShape, cluster: Cluster, members: list[Plan], stack: str
+) -> tuple[list[int], list[StepEstimate]] | None:
+    """Per-pool batch shares (multiples of each group's dp·micro-batch) that minimise the slowest
+    group's step time: each group's time grows with its share, so giving the next granule to the
+    group that would finish it soonest (water-filling) reaches the min-max split. None when the
+    batch cannot be split so that every group gets at least one granule and fits."""
+    work = shape.work
+    granules = [p.layout.dp * p.layout.micro_batch for p in members]
+    cache: dict[tuple[int, int], StepEstimate | None] = {}
+
+    def estimate(index: int, share: int) -> StepEstimate | None:
+        if (index, share) not in cache:
+            plan = members[index]
+            assert plan.pool is not None
+            part = Workload(work.seq_len, share, work.precision)
+            found = estimate_step(shape.model, part, plan.layout, cluster, plan.pool, stack=stack)
+            cache[(index, share)] = found if found.fits else None
+        return cache[(index, share)]
+
+    shares = list(granules)
+    remaining = work.global_batch - sum(shares)
+    while remaining > 0:
+        options = []
+        for index, granule in enumerate(granules):
+            if granule <= remaining and (found := estimate(index, shares[index] + granule)) is not None:
+                options.append((found.step_time_s, index))
+        if not options:
+            return None
+        index = min(options)[1]
+        shares[index] += granules[index]
+        remaining -= granules[index]
+    estimates = [estimate(i, share) for i, share in enumerate(shares)]
+    if remaining or any(e is None for e in estimates):
+        return None
+    return shares, [e for e in estimates if e is not None]
 
 
 def heterogeneous_plans(
@@ -215,10 +302,8 @@ def heterogeneous_plans(
     mixed: list[Plan] = []
     for size in range(2, min(3, len(pools)) + 1):
         for combo in combinations(pools, size):
-            # the first stage holds the most activations: most memory first, and the reverse
-            order = sorted(combo, key=lambda p: -(by_pool[p].accelerator.memory_gb or 0))
-            for ordered in (order, order[::-1]):
-                mixed += pipeline_mixes(shape, cluster, tuple(by_pool[p] for p in ordered), stack)
+            if len({vendor_of(by_pool[p].accelerator) for p in combo}) == 1:
+                mixed += best_of_mirrors(shape, cluster, [by_pool[p] for p in combo], stack, key)
             members = [best_by_pool[p] for p in combo if p in best_by_pool]
             if len(members) == size:
                 try:

@@ -102,8 +102,10 @@ def search(
     *,
     stack: str = "megatron",
     heterogeneous: bool = True,
+    pareto: bool = True,
 ) -> list[Plan]:
-    """The `top` best plans for `job` on `cluster` by `objective` (time, cost or mfu).
+    """The `top` best plans for `job` on `cluster` by `objective` (time, cost or mfu); with
+    `pareto`, only plans no other beats on time, cost and GPUs together (`pareto_front`).
 
     Single-pool plans on every pool the job may use; with `heterogeneous`, also pipelines across
     pools and data-parallel groups of different types (`suanli.plan.hetero`). Raises PlanInfeasible
@@ -131,8 +133,31 @@ def search(
         plans += heterogeneous_plans(shape, job, cluster, found, best_by_pool, stack, objective)
     if not plans:
         raise PlanInfeasible("no feasible plan: " + "; ".join(reasons))
+    if pareto:
+        plans = pareto_front(plans)
     plans.sort(key=key)
     return plans[:top]
+
+
+def pareto_front(plans: list[Plan]) -> list[Plan]:
+    """The plans no other plan beats on every count — time to train, cost and GPUs — at least as
+    good on all three and better on one (ties on all three keep the first)."""
+
+    def counts(plan: Plan) -> tuple[float, float, float]:
+        assert plan.estimate is not None
+        time_s = plan.time_to_train_s if plan.time_to_train_s is not None else plan.estimate.step_time_s
+        cost = plan.cost if plan.cost is not None else plan.gpus * time_s
+        return time_s, cost, float(plan.gpus)
+
+    scored = [(counts(p), p) for p in plans]
+    front = []
+    for mine, plan in scored:
+        beaten = any(
+            all(o <= m for o, m in zip(other, mine, strict=True)) and other != mine for other, _ in scored
+        )
+        if not beaten:
+            front.append(plan)
+    return front
 
 
 def summary(estimate: StepEstimate) -> str:

@@ -110,9 +110,17 @@ def structural_layouts(
                 if gpus % (tp * cp * pp):
                     continue
                 dp = gpus // (tp * cp * pp)
-                if work.global_batch % dp:
+                if work.global_batch % dp or not _dp_matches(dp, fixed):
                     continue
                 yield from _inner(model, work, fixed, tp, cp, pp, dp)
+
+
+def _dp_matches(dp: int, fixed: Parallelism) -> bool:
+    """torchtitan's data-parallel degrees, where fixed: replicate·shard is the data parallelism."""
+    shard, replicate = fixed.data_parallel_shard_degree, fixed.data_parallel_replicate_degree
+    if isinstance(shard, int) and isinstance(replicate, int):
+        return dp == shard * replicate
+    return all(dp % d == 0 for d in (shard, replicate) if isinstance(d, int))
 
 
 def _inner(
@@ -167,8 +175,9 @@ def cheapest_fitting(
     savers = MEMORY_SAVERS
     if fixed.activation_checkpoint != "auto":
         savers = tuple(s for s in savers if s[0] == fixed.activation_checkpoint)
-    if isinstance(fixed.data_parallel_shard_degree, int) and fixed.data_parallel_shard_degree > 1:
-        savers = tuple(s for s in savers if s[1] == 3)
+    shard = fixed.data_parallel_shard_degree
+    if isinstance(shard, int):  # FSDP shards (ZeRO-2 without, ZeRO-3 with resharding); 1: plain DDP
+        savers = tuple(s for s in savers if (s[1] >= 2) == (shard > 1))
     counts = layer_split(model, layout, work, [hw] * layout.pp)
     stages = [accelerator] * layout.pp
     n_micro = micro_batches(layout, work.global_batch)

@@ -70,7 +70,7 @@ def test_cost_objective_ranks_by_cost(mixed):
 
 
 def test_mixed_plans_say_whether_they_beat_the_best_single_pool(mixed):
-    plans = search(small_job(), mixed, "time", top=60)
+    plans = search(small_job(), mixed, "time", top=60, pareto=False)
     mixed_plans = [p for p in plans if p.stages]
     assert {s.kind for p in mixed_plans for s in p.stages} == {"pipeline-stage", "data-parallel-group"}
     for plan in mixed_plans:
@@ -139,7 +139,7 @@ def test_cli_plan_prints_ranked_plans_and_json(examples):
     result = runner.invoke(app, [*args, "--single", "--top", "3", "--json"])
     assert result.exit_code == 0, result.output
     plans = json.loads(result.output)
-    assert len(plans) == 3 and all(p["estimate"]["fits"] for p in plans)
+    assert 1 <= len(plans) <= 3 and all(p["estimate"]["fits"] for p in plans)
     table = runner.invoke(app, [*args, "--single", "--top", "2"])
     assert table.exit_code == 0 and "MFU" in table.output
 
@@ -207,7 +207,7 @@ def test_best_plan_on_each_pool_orders_accelerators_by_speed(mixed):
 
 
 def test_pipeline_across_pools_gives_faster_stages_more_layers(mixed):
-    plans = search(small_job(), mixed, "time", top=200)
+    plans = search(small_job(), mixed, "time", top=200, pareto=False)
     pipelines = [p for p in plans if p.stages and p.stages[0].kind == "pipeline-stage"]
     assert pipelines
     for plan in pipelines:
