@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 import resource
 import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -64,6 +65,14 @@ def current_device() -> int:
     return torch.accelerator.current_device_index() if accelerator is not None else 0
 
 
+def device(index: Any) -> AbstractContextManager[Any]:
+    """torch.cuda.device(i): the accelerator's device context; on CPU, one device and nothing to select."""
+    accelerator = _accelerator()
+    if accelerator is not None:
+        return torch.get_device_module(accelerator.type).device(index)
+    return nullcontext()
+
+
 def manual_seed(seed: int) -> None:
     """Seed the accelerator's generator; on CPU there is none besides the one torch.manual_seed seeds."""
     accelerator = _accelerator()
@@ -116,6 +125,7 @@ def make_graphed_callables(callables: Any, sample_args: Any, *args: Any, **kwarg
 __all__ = [
     "Event",
     "current_device",
+    "device",
     "empty_cache",
     "get_device_name",
     "is_bf16_supported",
