@@ -24,6 +24,10 @@ def _list_targets(matrix: SupportMatrix, as_json: bool) -> None:
     rows = []
     for target in matrix.targets.values():
         graphs = target.apis["CUDAGraph"].to or "-"
+        rules = target.apis.values()
+        shimmed = sum(rule.is_shim for rule in rules)
+        missing = sum(rule.to is None for rule in rules)
+        calls = f"{len(target.apis) - shimmed - missing}/{shimmed}/{missing}"
         dtypes = ",".join(name for name, ok in target.dtypes.items() if ok)
         libraries = " ".join(f"{key}:{target.libraries[key].status[:3]}" for key in _LIBRARY_COLUMNS)
         rows.append(
@@ -33,14 +37,17 @@ def _list_targets(matrix: SupportMatrix, as_json: bool) -> None:
                 target.module or "(in tree)",
                 target.collective_backend,
                 target.visible_devices_env or "-",
+                calls,
                 graphs,
                 "yes" if target.fused_optimizers.supported else "no",
                 dtypes,
                 libraries,
             ]
         )
-    columns = ["target", "stack", "module", "collectives", "visible devices", "graphs", "fused opt"]
-    console.print(table("Port targets", [*columns, "dtypes", "libraries (sup/alt/non)"], rows))
+    columns = ["target", "stack", "module", "collectives", "visible devices", "torch.cuda calls"]
+    columns += ["graphs", "fused opt"]
+    caption = "torch.cuda calls: mapped / shimmed / no equivalent; libraries: supported / alternative / none"
+    console.print(table("Port targets", [*columns, "dtypes", "libraries"], rows, caption))
     for target in matrix.targets.values():
         console.print(f"{target.name}: {target.versions}; vendor tool: {target.vendor_tool}")
         for source in target.sources:
