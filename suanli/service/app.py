@@ -22,7 +22,7 @@ from suanli.service import metrics
 from suanli.service.admission import ServiceConfig, admit, local_cluster
 from suanli.service.controller import Controller
 from suanli.service.executors import Executor, build_executor
-from suanli.service.planning import plan_job, planner_available, search_plans
+from suanli.service.planning import plan_job, planner_available, search_plans, with_runtimes
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
@@ -216,10 +216,9 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
             raise SpecError("run: this installation has no training runtime; give a `run` command")
 
         def plan_and_store() -> dict[str, Any]:  # the planner and the durable write, off the event loop
-            plan, runtime_s = plan_job(spec, controller.cluster)
-            for candidate in candidates:
-                candidate.runtime_s = runtime_s.get(candidate.accelerator or "")
-            job = controller.submit(spec, candidates, plan)
+            plan = plan_job(spec, controller.cluster)
+            planned = with_runtimes(spec, controller.cluster, candidates)
+            job = controller.submit(spec, planned, plan)
             return job_view(controller, job)
 
         return await asyncio.to_thread(plan_and_store)

@@ -3,13 +3,13 @@ they are installed, skipped (the scheduler alone places the job) when they are n
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-import math
 from typing import Any
 
+from suanli.service.executors.base import Placement
 from suanli.spec import Cluster, JobSpec
 
-PLANS_PER_JOB = 10_000  # every layout of every pool: the best per type is among them
 _MODULES = {"plan": "suanli.plan.search", "runtime": "suanli.runtime.train"}
 
 
@@ -28,21 +28,30 @@ def search_plans(
     return [plan.model_dump(mode="json") for plan in search(spec, cluster, objective=objective, top=top)]
 
 
-def plan_job(spec: JobSpec, cluster: Cluster) -> tuple[dict[str, Any] | None, dict[str, float]]:
-    """The best plan for a model-training job on accelerators, and the predicted time to train on
-    each accelerator type (declared work ÷ the planner's throughput on that type's best single-pool
-    plan: the per-type run times the simulator's policies read, `suanli.sched.estimate`). (None, {})
-    when there is nothing to plan (a command, a CPU job) or no planner; PlanInfeasible when no plan
-    can fit."""
-    if spec.kind != "training" or spec.model is None or not spec.resources.accelerators:
-        return None, {}
-    if not planner_available("plan"):
-        return None, {}
-    from suanli.plan.search import search
+def plannable(spec: JobSpec) -> bool:
+    """Whether the planner has anything to plan: a model trained on accelerators."""
+    return spec.kind == "training" and spec.model is not None and bool(spec.resources.accelerators)
 
-    plans = search(spec, cluster, "time", top=PLANS_PER_JOB)  # raises PlanInfeasible rather than find none
-    runtime_s: dict[str, float] = {}
-    for plan in plans:
-        if plan.pool is not None and plan.time_to_train_s:
-            runtime_s[plan.accelerator] = min(runtime_s.get(plan.accelerator, math.inf), plan.time_to_train_s)
-    return plans[0].model_dump(mode="json"), runtime_s
+
+def plan_job(spec: JobSpec, cluster: Cluster) -> dict[str, Any] | None:
+    """The best plan for a model-training job on accelerators, or None when there is nothing to
+    plan (a command, a CPU job) or no planner. A job no plan can fit is PlanInfeasible."""
+    if not plannable(spec) or not planner_available("plan"):
+        return None
+    return search_plans(spec, cluster, "time", 1)[0]  # search raises PlanInfeasible rather than find none
+
+
+def with_runtimes(spec: JobSpec, cluster: Cluster, candidates: list[Placement]) -> list[Placement]:
+    """The candidates with the planner's predicted time to train on each (declared work ÷ the
+    throughput of the best layout of that many accelerators of that pool): the per-type run times
+    the simulator's policies read (`suanli.sched.estimate`). Unchanged when nothing is planned; a
+    candidate no layout fits keeps None (the scheduler falls back to the walltime)."""
+    if not plannable(spec) or not planner_available("plan"):
+        return candidates
+    from suanli.plan.search import best_plan_on_pool
+
+    planned = []
+    for candidate in candidates:
+        plan = best_plan_on_pool(spec, cluster, candidate.pool, candidate.accelerators)
+        planned.append(dataclasses.replace(candidate, runtime_s=plan.time_to_train_s if plan else None))
+    return planned

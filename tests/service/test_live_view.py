@@ -1,0 +1,68 @@
+"""The live scheduler sees what the simulator's policies see: per-type run times from the planner
+(declared work ÷ predicted throughput), so heterogeneity is respected; and the queue keeps its order
+across restarts (submit time, then the numeric job id)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from suanli.service.admission import ServiceConfig, admit
+from suanli.service.controller import Controller
+from suanli.service.planning import with_runtimes
+from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
+from suanli.service.store import Store
+from suanli.spec import Cluster, JobSpec, load
+from tests.service.conftest import REPO
+
+TWO_POOLS = REPO / "tests" / "service" / "data" / "two-pools.yaml"
+# A100 listed first: only the planner's per-type estimate can send it to the faster H100
+EITHER = {
+    "name": "either",
+    "kind": "training",
+    "model": "tiny-llama-test",
+    "training": {"total_tokens": "1B", "seq_len": 128, "global_batch_size": 64},
+    "resources": {"accelerators": {"A100": 2, "H100": 2}},
+    "run": "sleep 1",
+}
+
+
+def test_a_job_with_alternatives_goes_to_the_faster_pool_then_to_the_other():
+    cluster = load(Cluster, TWO_POOLS)
+    spec = JobSpec.model_validate(EITHER)
+    candidates = with_runtimes(spec, cluster, admit(spec, cluster, ServiceConfig()))
+    runtime_s = {c.pool: c.runtime_s for c in candidates}
+    assert runtime_s["h100"] is not None and runtime_s["a100"] is not None
+    assert runtime_s["h100"] < runtime_s["a100"]
+    scheduler = SuanliScheduler(cluster)
+    assert scheduler.policy == DEFAULT_POLICY == "suanli"
+    pools = []
+    for job_id in (1, 2, 3):
+        scheduler.submit(job_id, spec, candidates, float(job_id))
+        pools.append([d.placement.pool for d in scheduler.tick(float(job_id)) if d.placement])
+    assert pools == [["h100"], ["a100"], []]  # the third waits: both pools are full
+
+
+def test_pending_jobs_keep_submit_order_and_numeric_ids_across_a_restart(tmp_path: Path):
+    """Twelve one-node jobs queued behind a running one; after a restart FIFO starts 2, 3, … 12, 13
+    (never 10 before 2, as string ids would, nor by the restart's time)."""
+    store = Store(str(tmp_path / "jobs.db"))
+    cluster = load(Cluster, TWO_POOLS)
+    spec = JobSpec.model_validate({"name": "one", "run": "true", "resources": {"accelerators": "H100:2"}})
+    clock = iter(range(100, 10_000)).__next__
+    first = Controller(store, None, SuanliScheduler(cluster, "fifo"), cluster, tmp_path / "runs", clock=clock)  # type: ignore[arg-type]
+    jobs = [first.submit(spec, admit(spec, cluster, ServiceConfig()), None) for _ in range(13)]
+    head = jobs[0]
+    placement = first._candidates(head)[0].to_dict()
+    store.transition(head.id, "pending", "starting", 1.0, attempt=1, placement=placement)
+    store.transition(head.id, "starting", "running", 2.0, engine_id="x")
+    restarted = SuanliScheduler(cluster, "fifo")
+    second = Controller(store, None, restarted, cluster, tmp_path / "runs", clock=lambda: 50_000.0)  # type: ignore[arg-type]
+    second.recover()
+    order = []
+    running = head.id
+    for now in range(13):
+        restarted.job_finished(running, 60_000.0 + now)
+        started = [d.job_id for d in restarted.tick(60_000.0 + now) if d.placement]
+        order += started
+        running = started[0] if started else running
+    assert order == [job.id for job in jobs[1:]] == list(range(2, 14))
