@@ -345,7 +345,45 @@ def normalise_row(raw: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         for field in absent:
             row[field] = str(catalog[field])
         notes.append(f"{', '.join(absent)} from catalog model {known.slug}")
+    notes += fill_standard_ratios(row)
     return row, notes
+
+
+# Vocabulary of a model family, matched in the model name (first match wins): Llama 3 and 2
+# (tokenizer configs, 128,256 and 32,000), OPT (config.json, 50,272), GPT-2 BPE as Megatron-LM
+# pads it (50,257 → 51,200, the vocabulary of the Megatron papers' GPT runs).
+FAMILY_VOCAB = (
+    (r"llama[ -_]?3", 128256),
+    (r"llama[ -_]?2", 32000),
+    (r"\bopt\b", 50272),
+    (r"gpt|mt-nlg|megatron|bloom", 51200),
+)
+SWIGLU_FAMILIES = r"llama|mistral|mixtral|qwen|deepseek|gemma"
+
+
+def fill_standard_ratios(row: dict[str, str]) -> list[str]:
+    """Shape fields a row omits and the catalog could not give, from standard ratios, each noted:
+    the FFN width Megatron-LM's validate_args derives (int(8h/3 / 64)·64 with SwiGLU, else 4h)
+    and the vocabulary of the model's family."""
+    notes = []
+    name = (row.get("model_name") or "").lower()
+    hidden = _number(row, "hidden")
+    if not row.get("ffn_hidden") and hidden:
+        swiglu = bool(re.search(SWIGLU_FAMILIES, name)) or (row.get("gated_mlp") or "").lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+        ffn = int(4 * hidden * 2 / 3 / 64) * 64 if swiglu else int(4 * hidden)
+        row["ffn_hidden"] = str(ffn)
+        row.setdefault("gated_mlp", "true" if swiglu else "false")
+        notes.append(f"ffn_hidden not given: {ffn} ({'SwiGLU 8h/3' if swiglu else '4h'}, Megatron's default)")
+    if not row.get("vocab"):
+        vocab = next((v for pattern, v in FAMILY_VOCAB if re.search(pattern, name)), None)
+        if vocab:
+            row["vocab"] = str(vocab)
+            notes.append(f"vocab not given: {vocab}, the vocabulary of the model's family")
+    return notes
 
 
 def parse_row(raw: dict[str, str]) -> RunCase | list[str]:

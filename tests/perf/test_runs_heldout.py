@@ -4,7 +4,14 @@ predicted and fits, and the figures of Meta's Llama 3 paper and torchtitan's mem
 
 import pytest
 
-from suanli.perf.runs import parse_row, predict_case, read_runs, row_network, row_zero_stage
+from suanli.perf.runs import (
+    fill_standard_ratios,
+    parse_row,
+    predict_case,
+    read_runs,
+    row_network,
+    row_zero_stage,
+)
 from suanli.spec.datasets import dataset_path
 
 HELDOUT = dataset_path("training_runs/heldout_runs.csv")
@@ -84,3 +91,16 @@ def test_fsdp_selective_recompute_memory_matches_torchtitans_tables(cases, row_i
     batch 2 at 8192 tokens: peak 82.4 GiB on 8 GPUs and 67.0 GiB on 128 (issue 13 found +25-41 %)."""
     prediction = predict_case(cases[row_id])
     assert prediction.memory_gb_per_gpu == pytest.approx(gib * GIB, rel=0.10)
+
+
+def test_a_row_without_ffn_or_vocab_gets_the_standard_ratio_and_says_so():
+    """Megatron-LM validate_args: ffn = int(8h/3 / 64)·64 with --swiglu, else 4h; the vocabulary of
+    the family (GPT-2 BPE as Megatron pads it: 51,200)."""
+    rows = {r["id"]: r for r in read_runs(dataset_path("training_runs/training_runs.csv"))}
+    gpt = parse_row(rows["mcore08-7.1B"])
+    assert gpt.model.ffn_hidden == 4 * 4096 and not gpt.model.gated_mlp
+    assert any(note.startswith("ffn_hidden not given") for note in gpt.assumptions)
+    swiglu = fill_standard_ratios({"model_name": "Llama-like 7B", "hidden": "4096"})
+    assert any("10880" in note for note in swiglu)  # int(4·4096·2/3 / 64)·64
+    mtnlg = parse_row(rows["mtnlg-530b-280nodes"])
+    assert mtnlg.model.vocab == 51200 and any(n.startswith("vocab not given") for n in mtnlg.assumptions)
