@@ -12,14 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from suanli.service.executors.base import Placement, Run
+from suanli.service.executors.base import EnginePool, Placement, Run
 from suanli.service.executors.slurm import SlurmExecutor, batch_script, slurm_time
 from suanli.spec import JobSpec
 from suanli.spec.errors import ExecutorError
-from tests.service.conftest import apt_install, job_yaml, wait_for, wait_state
+from tests.service.conftest import REPO, apt_install, job_yaml, wait_for, wait_state
+from tests.service.test_live_view import EITHER
 
-FAKE_GPU = "h100-sxm"
+FAKE_GPU = "h100"  # GRES types as tests/service/data/two-pools.yaml names them
+TWO_POOLS = REPO / "tests" / "service" / "data" / "two-pools.yaml"
 
 
 def _free_port() -> int:
@@ -86,14 +89,17 @@ MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 GresTypes=gpu
-NodeName={host} CPUs={os.cpu_count()} RealMemory=1024 Gres=gpu:{FAKE_GPU}:2 State=UNKNOWN
+NodeName={host} CPUs={os.cpu_count()} RealMemory=1024 Gres=gpu:h100:2,gpu:a100:2 State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+PartitionName=h100 Nodes={host} MaxTime=INFINITE State=UP
+PartitionName=a100 Nodes={host} MaxTime=INFINITE State=UP
 """
     )
-    for index in range(2):  # two fake GPUs as GRES (AutoDetect off), as in the notes
+    for index in range(4):  # two pools' fake GPUs as typed GRES (AutoDetect off), as in the notes
         (base / f"fakegpu{index}").touch()
     (base / "gres.conf").write_text(
-        f"AutoDetect=off\nNodeName={host} Name=gpu Type={FAKE_GPU} File={base}/fakegpu[0-1]\n"
+        f"AutoDetect=off\nNodeName={host} Name=gpu Type=h100 File={base}/fakegpu[0-1]\n"
+        f"NodeName={host} Name=gpu Type=a100 File={base}/fakegpu[2-3]\n"
     )
     env = {**os.environ, "SLURM_CONF": str(conf)}
     subprocess.run(["slurmctld", "-f", str(conf)], env=env, check=True)
@@ -125,7 +131,8 @@ def test_batch_script_has_nodes_gres_time_and_pass_through(tmp_path):
         "resources": {"memory_gb": 500},
         "slurm": {"ntasks-per-node": 8, "exclusive": "", "time": "00:30:00"},
     }
-    script = batch_script(_run(tmp_path, spec, Placement("h100", 2, 16, "h100", 32)), partition="gpu")
+    run = _run(tmp_path, spec, Placement("h100", 2, 16, "h100-sxm", 32))
+    script = batch_script(run, EnginePool(partition="gpu", resource="h100"))
     header = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert "#SBATCH --nodes=2" in header
     assert "#SBATCH --gres=gpu:h100:8" in header
@@ -187,10 +194,38 @@ def test_gres_requests_are_honoured_by_slurm(slurm_conf, tmp_path):
     executor = SlurmExecutor(slurm_conf=slurm_conf)
     fits = _run(tmp_path / "fits", {"name": "g2", "run": "echo gres ok"}, Placement("gpu", 1, 2, FAKE_GPU, 1))
     fits.engine_id = executor.submit(fits)
-    assert "#SBATCH --gres=gpu:h100-sxm:2" in (fits.run_dir / "job.sbatch").read_text()
+    assert f"#SBATCH --gres=gpu:{FAKE_GPU}:2" in (fits.run_dir / "job.sbatch").read_text()
     status = wait_for(lambda: (s := executor.poll(fits)).state not in {"pending", "running"} and s, 30)
     assert status.state == "succeeded" and executor.logs(fits).strip() == "gres ok"
     assert executor.find(fits) == fits.engine_id  # found again by its run key, as after a restart
     too_many = _run(tmp_path / "big", {"name": "g4", "run": "true"}, Placement("gpu", 1, 4, FAKE_GPU, 1))
     with pytest.raises(ExecutorError, match="sbatch: "):
         executor.submit(too_many)
+
+
+def test_a_two_pool_cluster_goes_out_as_partitions_and_gres_types(make_service, slurm_conf, tmp_path):
+    """`suanli up --cluster two-pools.yaml --executor slurm` on a node with two GRES-typed partitions:
+    a job that accepts A100 or H100 goes to the faster H100 partition while it is free, and the
+    next one to A100; both run at once, each with its partition and GRES type."""
+    service = make_service(
+        executor="slurm", executor_options={"slurm_conf": slurm_conf}, cluster_file=TWO_POOLS
+    )
+    body = yaml.safe_dump({**EITHER, "run": "sleep 8"})
+    first = service.post("/jobs", content=body).json()
+    assert wait_state(service, first["id"], {"running"}, 30)["placement"]["pool"] == "h100"
+    second = service.post("/jobs", content=body).json()
+    assert wait_state(service, second["id"], {"running"}, 30)["placement"]["pool"] == "a100"
+    env = {**os.environ, "SLURM_CONF": str(slurm_conf)}
+    for job, pool in ((first, "h100"), (second, "a100")):
+        script = (tmp_path / "data" / "runs" / str(job["id"]) / "1" / "job.sbatch").read_text()
+        assert f"#SBATCH --partition={pool}" in script and f"#SBATCH --gres=gpu:{pool}:2" in script
+        engine_id = service.get(f"/jobs/{job['id']}").json()["engine_id"]
+        queued = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-j", engine_id, "-o", "%P %b"],
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert queued[0] == pool and queued[1].endswith(f"{pool}:2"), queued
+    for job in (first, second):
+        assert wait_state(service, job["id"], {"succeeded", "failed"}, 60)["state"] == "succeeded"
