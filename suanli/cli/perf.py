@@ -8,8 +8,9 @@ import typer
 
 from suanli.cli import app
 from suanli.cli.output import console, print_json, table
-from suanli.perf.runs import parse_row, predict_case, read_runs
+from suanli.perf.runs import parse_row, predict_case, read_runs, row_problems
 from suanli.spec.datasets import dataset_path
+from suanli.spec.errors import SuanliError, one_line
 
 PUBLISHED_RUNS = "training_runs/training_runs.csv"  # under datasets/
 
@@ -30,12 +31,18 @@ def predict(
     Example: suanli perf predict --json
     """
     predicted, skipped = [], []
-    for row in read_runs(runs or dataset_path(PUBLISHED_RUNS)):
-        case = parse_row(row)
+    for number, row in enumerate(read_runs(runs or dataset_path(PUBLISHED_RUNS)), start=2):
+        row_id = f"row {number} ({row.get('id') or 'no id'})"
+        case = row_problems(row) or parse_row(row)
         if isinstance(case, list):
-            skipped.append({"id": row.get("id") or "?", "missing": case})
+            skipped.append({"id": row_id, "missing": case})
             continue
-        result = predict_case(case).as_dict()
+        try:
+            prediction = predict_case(case)
+        except (SuanliError, ValueError, ArithmeticError) as exc:
+            skipped.append({"id": row_id, "missing": [f"prediction ({one_line(str(exc))})"]})
+            continue
+        result = prediction.as_dict()
         result["assumptions"] = case.assumptions
         predicted.append(result)
     if as_json:
@@ -62,4 +69,4 @@ def predict(
         )
     )
     for item in skipped:
-        console.print(f"not predicted: {item['id']}: missing {', '.join(item['missing'])}")
+        console.print(f"not predicted: {item['id']}: {', '.join(item['missing'])}")

@@ -386,9 +386,46 @@ def fill_standard_ratios(row: dict[str, str]) -> list[str]:
     return notes
 
 
+# Largest value a published run can have in each field: beyond it the cell is a typo, not a run.
+PLAUSIBLE_MAX = {
+    "n_layers": 10_000,
+    "hidden": 1_000_000,
+    "n_heads": 100_000,
+    "ffn_hidden": 10_000_000,
+    "vocab": 10_000_000,
+    "seq_len": 100_000_000,
+    "n_gpus": 10_000_000,
+    "global_batch": 100_000_000,
+    "micro_batch": 100_000,
+    "tp": 100_000,
+    "pp": 100_000,
+    "cp": 100_000,
+    "ep": 100_000,
+}
+
+
+def implausible_cells(row: dict[str, str]) -> list[str]:
+    """Cells that are not a number where one is due (nan, text) or outside 1..PLAUSIBLE_MAX."""
+    reasons = []
+    for key, limit in PLAUSIBLE_MAX.items():
+        text = (row.get(key) or "").strip()
+        if not text:
+            continue
+        value = _number(row, key)
+        if value is None or not math.isfinite(value):
+            reasons.append(f"{key} ({text!r} is not a number)")
+        elif not 1 <= value <= limit:
+            reasons.append(f"{key} ({text} is outside 1..{limit:,})")
+    return reasons
+
+
 def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
-    """A resolved case, or the list of reasons (missing fields) the row cannot be predicted."""
+    """A resolved case, or the list of reasons (missing or implausible fields) the row cannot be
+    predicted."""
     row, normalised = normalise_row(raw)
+    implausible = implausible_cells(row)
+    if implausible:
+        return implausible
     missing = [key for key in REQUIRED if not (row.get(key) or "").strip()]
     accelerator = resolve_accelerator(row.get("gpu") or "") if (row.get("gpu") or "").strip() else None
     if (row.get("gpu") or "").strip() and accelerator is None:
@@ -586,15 +623,33 @@ def predict_case(case: RunCase, efficiency: float | None = None) -> Prediction:
     )
 
 
+NOT_UTF8 = "__not_utf8__"  # the key a row carries when some of its bytes are not UTF-8
+
+
 def read_runs(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a runs CSV; a missing file or a file without the needed columns is a SpecError."""
+    """Rows of a runs CSV; a missing file or a file without the needed columns is a SpecError. A
+    row with bytes that are not UTF-8 is kept, marked, for the caller to report on its own."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         columns = {(c or "").strip().lower() for c in reader.fieldnames or []}
         absent = [c for c in ("id", "gpu") if c not in columns]
         if absent:
             raise SpecError(f"{path}: missing column(s) {', '.join(absent)}")
-        return list(reader)
+        rows = []
+        for row in reader:
+            bad = [k for k, v in row.items() if k and isinstance(v, str) and _has_surrogates(v)]
+            rows.append({**row, NOT_UTF8: ", ".join(bad)} if bad else row)
+        return rows
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def row_problems(row: dict[str, str]) -> list[str]:
+    """Reasons a row read from a file cannot be parsed at all (bytes that are not UTF-8)."""
+    bad = row.get(NOT_UTF8)
+    return [f"{bad} (bytes that are not UTF-8)"] if bad else []
