@@ -23,6 +23,7 @@ from suanli.service.admission import ServiceConfig, admit, local_cluster
 from suanli.service.controller import Controller
 from suanli.service.executors import Executor, build_executor
 from suanli.service.planning import plan_job, planner_available, search_plans, with_runtimes
+from suanli.service.routes_ops import ops_router
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(cluster_router(controller, config), tags=["cluster"])
     app.include_router(planner_router(controller), tags=["planner"])
     app.include_router(observability_router(controller, config), tags=["observability"])
+    app.include_router(ops_router(controller), tags=["operations"])
     app.add_api_route("/", dashboard, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app

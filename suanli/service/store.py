@@ -420,3 +420,88 @@ class Store:
                 ratio = row.allocated / row.total if row.total else 0.0
                 history.setdefault(row.pool, []).append([row.at, round(ratio, 4)])
         return history
+
+    # operator's view ---------------------------------------------------------------------------------
+
+    def page_jobs(
+        self,
+        states: set[str] | frozenset[str] | None = None,
+        queue: str | None = None,
+        kind: str | None = None,
+        pool: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> tuple[int, list[Job]]:
+        """One page of the jobs matching the filters, over the whole store, and how many match."""
+        query = select(JobRow)
+        if states:
+            query = query.where(JobRow.state.in_(sorted(states)))
+        if queue:
+            query = query.where(JobRow.queue == queue)
+        if kind:
+            query = query.where(JobRow.kind == kind)
+        if pool:
+            query = query.where(JobRow.placement["pool"].as_string() == pool)
+        order = JobRow.id.desc() if newest_first else JobRow.id
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(query.order_by(order).offset(offset).limit(limit))
+            return total, [Job.from_row(row) for row in rows]
+
+    def count_by_queue_state(self) -> dict[str, dict[str, int]]:
+        """{queue: {state: jobs}} over the whole store."""
+        counts: dict[str, dict[str, int]] = {}
+        with self._sessions() as session:
+            query = select(JobRow.queue, JobRow.state, func.count()).group_by(JobRow.queue, JobRow.state)
+            for queue, state, count in session.execute(query):
+                counts.setdefault(queue, {})[state] = count
+        return counts
+
+    def pending_depth(self, since: float) -> list[list[float]]:
+        """[[time, jobs pending]] from `since` until now: today's count, unwound through the
+        transitions into and out of `pending` made since then."""
+        depth = self.count_by_state().get("pending", 0)
+        query = (
+            select(TransitionRow.at, TransitionRow.from_state, TransitionRow.to_state)
+            .where(TransitionRow.at >= since)
+            .where((TransitionRow.to_state == "pending") | (TransitionRow.from_state == "pending"))
+            .order_by(TransitionRow.id.desc())
+        )
+        points = []
+        with self._sessions() as session:
+            for at, from_state, to_state in session.execute(query):
+                points.append([at, float(depth)])
+                depth += (from_state == "pending") - (to_state == "pending")
+        points.reverse()
+        return [[since, float(depth)], *points] if points else []
+
+    def restarts(self, job_ids: list[int]) -> dict[int, int]:
+        """Times each job went back from running to pending (a failure it recovered from, or a
+        preemption)."""
+        if not job_ids:
+            return {}
+        query = (
+            select(TransitionRow.job_id, func.count())
+            .where(TransitionRow.job_id.in_(job_ids))
+            .where(TransitionRow.from_state == "running", TransitionRow.to_state == "pending")
+            .group_by(TransitionRow.job_id)
+        )
+        with self._sessions() as session:
+            return {job_id: count for job_id, count in session.execute(query)}
+
+    def transitions_between(self, since: float, to_states: set[str]) -> list[dict[str, Any]]:
+        """State changes into `to_states` since `since`, oldest first (at most 2,000, the newest)."""
+        query = (
+            select(TransitionRow)
+            .where(TransitionRow.at >= since, TransitionRow.to_state.in_(sorted(to_states)))
+            .where(TransitionRow.from_state.is_not(None))
+            .order_by(TransitionRow.id.desc())
+            .limit(2000)
+        )
+        with self._sessions() as session:
+            rows = list(session.scalars(query))
+        return [
+            {"job_id": t.job_id, "from": t.from_state, "to": t.to_state, "at": t.at, "reason": t.reason}
+            for t in reversed(rows)
+        ]
