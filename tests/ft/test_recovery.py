@@ -1,12 +1,12 @@
-"""End to end: 4 gloo ranks on CPU, 2 per emulated node, under our elastic launcher (or torchrun).
+"""End to end: 4 gloo ranks on CPU, 2 per emulated node, under the elastic launcher.
 
 Rank 3 SIGKILLs the agent of its node (the node's memory is gone) and then itself mid-run.
-torchrun restarts the job; node 0's ranks restore from their own node's memory, node 1's ranks
+The launcher restarts the job; node 0's ranks restore from their own node's memory, node 1's ranks
 from the replicas node 1 placed on node 0 (ring placement). The loss curve must be bit-identical to
 an uninterrupted run with the same seed: model, optimizer, LR schedule, data position and RNG
 (dropout) all come back exactly.
 
-Run as a script, this file is the training worker torchrun starts.
+Run as a script, this file is the training worker the launcher starts.
 """
 
 from __future__ import annotations

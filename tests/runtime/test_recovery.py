@@ -1,4 +1,4 @@
-"""Self-healing: a rank killed mid-run is restarted by torchrun and resumes from the memory tier.
+"""Self-healing: a rank killed mid-run is restarted by the launcher and resumes from the memory tier.
 
 The data of a step is a pure function of the step and the state is restored exactly, so the
 recovered run must reproduce the losses of an uninterrupted one.
@@ -15,14 +15,12 @@ from suanli.ft.checkpoint.engine import CheckpointEngine
 from suanli.runtime.config import load_config
 from suanli.runtime.metrics import goodput, read_records
 from suanli.runtime.train import ProcessEnv, clear_run, launch, run
-from tests.runtime.conftest import torchrun_port_race
 
 CHECKPOINT_EVERY = 3
 FAILURE_STEP = 8  # the last checkpoint before it is at step 6, so step 7 is lost work
 STEPS = 16
 
 
-@torchrun_port_race
 def test_killed_rank_resumes_from_memory_and_matches_an_uninterrupted_run(
     write_config: Callable[..., Path],
 ) -> None:
@@ -103,7 +101,6 @@ def test_fresh_clears_the_checkpoints_so_a_finished_demo_runs_again(
     assert fresh.resumed_from_step is None and len(fresh.losses) == 6
 
 
-@torchrun_port_race
 def test_a_deterministic_error_stops_the_job_once_without_retries(
     write_config: Callable[..., Path], capfd: pytest.CaptureFixture[str]
 ) -> None:
