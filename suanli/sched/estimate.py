@@ -59,10 +59,8 @@ def declare(
 class Estimator(Protocol):
     """The one source of remaining-time estimates every policy reads."""
 
-    def remaining_s(self, state: JobState, accel_type: str, quantile: float = 0.5) -> float:
-        """Seconds left for the job if it ran on `accel_type` from now on: the median estimate, or
-        another quantile of it (a fairness guard asks for a low one, not to trust a long
-        declaration)."""
+    def remaining_s(self, state: JobState, accel_type: str) -> float:
+        """Expected seconds left for the job if it ran on `accel_type` from now on."""
 
     def observe(self, state: JobState) -> None:
         """A job finished: learn how its actual work compared with what it declared."""
@@ -73,9 +71,8 @@ class HistoryEstimator:
     """Declared work ÷ predicted throughput, corrected by the queue's history; attained service for
     a job that declares nothing.
 
-    - Declared: total = declared × the median (or the asked quantile) of the actual/declared ratios
-      of the last `history` finished jobs of its queue (1 before `min_history`). Sites correct
-      walltime limits this way
+    - Declared: total = declared × the median actual/declared ratio of the last `history` finished
+      jobs of its queue (1 before `min_history` have). Sites correct walltime limits this way
       (Tsafrir, Etsion & Feitelson, TPDS 2007: a user's recent jobs predict the next far better than
       the user's limit). Past that total the estimate keeps `overrun_fraction` of the work done.
     - Nothing declared: run times are heavy-tailed, so the expected time left grows with the time
@@ -88,22 +85,17 @@ class HistoryEstimator:
     overrun_fraction: float = 0.25
     min_age_s: float = 60.0
     _ratios: dict[str, deque[float]] = field(default_factory=dict)
-    _sorted: dict[str, list[float]] = field(default_factory=dict)
+    _median: dict[str, float] = field(default_factory=dict)
 
-    def ratio(self, queue: str, quantile: float = 0.5) -> float:
-        """The queue's actual/declared ratio at `quantile` (1.0 before `min_history` jobs ended)."""
-        ratios = self._sorted.get(queue)
-        if not ratios or len(ratios) < self.min_history:
-            return 1.0
-        if quantile == 0.5:
-            return statistics.median(ratios)
-        return ratios[min(len(ratios) - 1, int(quantile * len(ratios)))]
+    def ratio(self, queue: str) -> float:
+        """The queue's median actual/declared ratio (1.0 before `min_history` jobs ended)."""
+        return self._median.get(queue, 1.0)
 
-    def remaining_s(self, state: JobState, accel_type: str, quantile: float = 0.5) -> float:
+    def remaining_s(self, state: JobState, accel_type: str) -> float:
         job = state.job
         if not job.declared:
             return max(state.progress, self.min_age_s) * job.runtime_s[accel_type]
-        total = self.ratio(job.queue, quantile)
+        total = self.ratio(job.queue)
         left = max(total - state.progress, self.overrun_fraction * state.progress)
         return left * job.runtime_s[accel_type]
 
@@ -112,4 +104,5 @@ class HistoryEstimator:
             return
         ratios = self._ratios.setdefault(state.job.queue, deque(maxlen=self.history))
         ratios.append(state.progress)
-        self._sorted[state.job.queue] = sorted(ratios)
+        if len(ratios) >= self.min_history:
+            self._median[state.job.queue] = statistics.median(ratios)

@@ -36,16 +36,16 @@ class View:
     queue_held: dict[str, int] | None = None  # queue → GPUs held by its running jobs
     estimator: Estimator = field(default_factory=HistoryEstimator)
 
-    def remaining_s(self, state: JobState, accel_type: str | None = None, quantile: float = 0.5) -> float:
+    def remaining_s(self, state: JobState, accel_type: str | None = None) -> float:
         """The estimator's time left for the job on `accel_type` (default: where it runs, else its
         fastest type)."""
         kind = accel_type or state.accel_type or min(state.job.runtime_s, key=state.job.runtime_s.__getitem__)
-        return self.estimator.remaining_s(state, kind, quantile)
+        return self.estimator.remaining_s(state, kind)
 
-    def expected_work(self, state: JobState, quantile: float = 0.5) -> float:
+    def expected_work(self, state: JobState) -> float:
         """The estimator's total work of the job, in the units of its `runtime_s` (1.0 = declared)."""
         kind = next(iter(state.job.runtime_s))
-        return state.progress + self.estimator.remaining_s(state, kind, quantile) / state.job.runtime_s[kind]
+        return state.progress + self.estimator.remaining_s(state, kind) / state.job.runtime_s[kind]
 
     def held_by_queue(self) -> dict[str, int]:
         if self.queue_held is not None:

@@ -7,8 +7,7 @@ Rules, applied on every arrival and completion (event-driven, no fixed rounds):
 2. Running HPC jobs are never preempted (MPI jobs rarely checkpoint); they keep their nodes.
 3. Starvation guard. A job whose projected finish-time-fairness ρ (time in system + restart time +
    remaining time on the slowest type it may get, over its run time on a 1/N share; see
-   `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first. Its work is the
-   estimator's `fairness_quantile` (a short guess), so an over-declared job is not left to starve.
+   `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first.
 4. Shortest work first. The others go by estimated remaining GPU-time on their best type
    (width × time), which minimises average JCT (SRPT on area). A running job counts its area
    divided by `stickiness`, so a newcomer preempts it only when it is clearly shorter (each restart
@@ -40,7 +39,6 @@ class SuanliPolicy(Policy):
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND})
     preemptive: ClassVar[bool] = True
     rho_guard: float = 1.7
-    fairness_quantile: float = 0.5
     stickiness: float = 2.0
     min_run_s: float = 1800.0  # the simulator's default checkpoint interval: a preempted job keeps one save
     max_slowdown: float = 3.0
@@ -64,12 +62,11 @@ class SuanliPolicy(Policy):
             types, mean_rate = self._cache.get(job.job_id) or self._profile(s, view)
             running = s.status == "running"
             fresh = running and view.now_s < s.busy_from_s + self.min_run_s
-            # Projected ρ on the slowest type it may get, with a short guess of its work (the
-            # estimator's low quantile): a job that declared too much is not left to starve.
-            low = self.fairness_quantile
-            low_left_s = view.remaining_s(s, types[-1], low)
-            share_s = max(1.0, job.width / share_gpus) / mean_rate * view.expected_work(s, low)
-            rho = (view.now_s - job.submit_s + job.restart_overhead_s + low_left_s) / share_s
+            # Projected ρ: now on the slowest type it may get (pessimistic), see `share_runtime_s`.
+            share_s = max(1.0, job.width / share_gpus) / mean_rate * view.expected_work(s)
+            rho = (
+                view.now_s - job.submit_s + job.restart_overhead_s + view.remaining_s(s, types[-1])
+            ) / share_s
             area = job.width * view.remaining_s(s, types[0]) / (self.stickiness if running else 1.0)
             starving = rho > self.rho_guard
             return (
