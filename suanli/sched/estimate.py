@@ -76,14 +76,17 @@ class HistoryEstimator:
       (Tsafrir, Etsion & Feitelson, TPDS 2007: a user's recent jobs predict the next far better than
       the user's limit). Past that total the estimate keeps `overrun_fraction` of the work done.
     - Nothing declared: run times are heavy-tailed, so the expected time left grows with the time
-      already run (Harchol-Balter & Downey, SIGMETRICS'96; Tiresias' least-attained-service rule):
-      the estimate is the work done so far, at least `min_age_s`.
+      already run (Harchol-Balter & Downey, SIGMETRICS'96). As Tiresias' discretised LAS does (Gu et
+      al., NSDI'19), the work done puts the job in a class whose expected total is the next rung
+      of a ladder `class_base_s` × `class_factor`^k; jobs in one class keep their order, and a job
+      moves down only when it crosses a rung, so a ticked policy does not reshuffle them.
     """
 
     history: int = 50
     min_history: int = 5
     overrun_fraction: float = 0.25
-    min_age_s: float = 60.0
+    class_base_s: float = 3600.0
+    class_factor: float = 4.0
     _ratios: dict[str, deque[float]] = field(default_factory=dict)
     _median: dict[str, float] = field(default_factory=dict)
 
@@ -94,7 +97,10 @@ class HistoryEstimator:
     def remaining_s(self, state: JobState, accel_type: str) -> float:
         job = state.job
         if not job.declared:
-            return max(state.progress, self.min_age_s) * job.runtime_s[accel_type]
+            rung = self.class_base_s
+            while rung <= state.progress:
+                rung *= self.class_factor
+            return (rung - state.progress) * job.runtime_s[accel_type]
         total = self.ratio(job.queue)
         left = max(total - state.progress, self.overrun_fraction * state.progress)
         return left * job.runtime_s[accel_type]

@@ -129,12 +129,12 @@ def test_hpc_walltime_is_corrected_by_what_the_queues_past_jobs_used():
     assert estimator.remaining_s(fresh, "cpu") == pytest.approx(0.25 * 0.5 * 7200.0)
 
 
-def test_a_job_declaring_nothing_is_expected_to_run_as_long_again_as_it_has():
-    estimator = HistoryEstimator(min_age_s=60.0)
+def test_a_job_declaring_nothing_is_expected_to_reach_the_next_rung_of_attained_service():
+    estimator = HistoryEstimator(class_base_s=3600.0, class_factor=4.0)
     state = JobState(job=job("n", 0.0, 1, {"a": 1.0, "b": 2.0}, declared=False))
-    assert estimator.remaining_s(state, "a") == 60.0
-    state.progress = 5000.0  # seconds of work on its fastest type
-    assert estimator.remaining_s(state, "b") == 10_000.0
+    assert estimator.remaining_s(state, "a") == 3600.0
+    state.progress = 5000.0  # seconds of work on its fastest type: past the first rung (1 h)
+    assert estimator.remaining_s(state, "b") == 2 * (4 * 3600.0 - 5000.0)
 
 
 def test_the_policy_runs_the_same_at_any_tick_without_restart_storms():
