@@ -32,15 +32,15 @@ def predict(
     """
     predicted, skipped = [], []
     for number, row in enumerate(read_runs(runs or dataset_path(PUBLISHED_RUNS)), start=2):
-        row_id = f"row {number} ({row.get('id') or 'no id'})"
+        row_id = {"row": number, "id": row.get("id") or "no id"}
         case = row_problems(row) or parse_row(row)
         if isinstance(case, list):
-            skipped.append({"id": row_id, "missing": case})
+            skipped.append({**row_id, "missing": case})
             continue
         try:
             prediction = predict_case(case)
         except (SuanliError, ValueError, ArithmeticError) as exc:
-            skipped.append({"id": row_id, "missing": [f"prediction ({one_line(str(exc))})"]})
+            skipped.append({**row_id, "missing": [f"prediction ({one_line(str(exc))})"]})
             continue
         result = prediction.as_dict()
         result["assumptions"] = case.assumptions
@@ -69,4 +69,4 @@ def predict(
         )
     )
     for item in skipped:
-        console.print(f"not predicted: {item['id']}: {', '.join(item['missing'])}")
+        console.print(f"not predicted: row {item['row']} ({item['id']}): {', '.join(item['missing'])}")

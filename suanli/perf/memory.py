@@ -4,7 +4,11 @@ Model states (bytes per parameter, mixed precision with Adam) follow the table o
 distributed-optimizer docs (docs/source/api-guide/dist_optimizer.md): 16-bit weights (2),
 fp32 main gradients (4), fp32 master weights + Adam moments (12); ZeRO stage 1/2/3 (Rajbhandari
 et al. 2020) shard the last group, then the gradients, then the weights over the data-parallel
-ranks — stage 1 is Megatron's distributed optimizer, stage 3 is FSDP FULL_SHARD.
+ranks — stage 1 is Megatron's distributed optimizer, stage 3 is FSDP FULL_SHARD. Fully sharded,
+the states are the ZeRO paper's 16 bytes per parameter (sec. 3.1: 2 + 2 + 12): FSDP keeps fp32
+parameter and gradient shards and the Adam moments (4 + 4 + 8), DeepSpeed 16-bit parameter and
+gradient shards and 12 bytes of optimizer state — either way no fp32 gradient beside a 16-bit
+weight shard.
 
 Activations per layer follow Korthikanti et al. 2022, "Reducing Activation Recomputation in
 Large Transformer Models", sec. 4: 34·s·b·h + 5·a·s²·b bytes for a GPT layer, divided by t with
@@ -35,6 +39,7 @@ GB = 1e9
 WEIGHT_BYTES = 2  # bf16/fp16 working copy
 GRAD_BYTES = 4  # fp32 main gradients (Megatron default, FSDP with fp32 reduce)
 OPTIMIZER_BYTES = 12  # fp32 master weights + Adam m and v
+ZERO3_GRAD_BYTES = 2  # fully sharded: 16 bytes per parameter in all (Rajbhandari et al. 2020, sec. 3.1)
 FP8_WEIGHT_BYTES = 1  # TransformerEngine keeps an fp8 copy of each linear weight
 RESERVE_FIXED_GB = 2.0  # CUDA context, cuBLAS/NCCL workspaces (PyTorch + NCCL defaults)
 RESERVE_FRACTION = 0.05  # caching-allocator fragmentation
@@ -96,6 +101,7 @@ def model_state_bytes(params: StageParams, layout: Layout, fp8: bool) -> dict[st
             grads /= ranks
         if zero >= 3:
             weights /= ranks
+            grads *= ZERO3_GRAD_BYTES / GRAD_BYTES
         return weights, grads, optim
 
     dw, dg, do = per_group(params.dense, dense_ranks)

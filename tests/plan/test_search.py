@@ -184,7 +184,7 @@ def test_cli_perf_predict_json_lists_predicted_and_missing():
     keys = {"id", "mfu", "step_time_s", "tokens_per_s_per_gpu", "tflops_per_gpu", "memory_gb_per_gpu", "fits"}
     assert all(keys <= set(p) for p in out["predictions"])
     skipped = {s["id"]: s["missing"] for s in out["not_predicted"]}
-    assert "vocab" in skipped["nemo2407-GPT3-5B-64"]
+    assert "hidden" in skipped["nemo2407-GPT3-5B-64"]
     assert any("gpu" in m for m in skipped["ascend-modellink-llama3-8b-reference"])
 
 
