@@ -15,6 +15,7 @@ rewrites suanli/calibration/perf_fitted.yaml with the factors fitted on all rows
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,37 @@ def infeasible_line(rows: list[Evaluated]) -> str:
     )
 
 
+PEAK_MEMORY = re.compile(r"peak memory ([0-9.]+) GiB")
+GIB_GB = 2**30 / 1e9
+
+
+def memory_section(rows: list[Evaluated]) -> list[str]:
+    """Predicted memory per GPU against the peak memory a run's notes state (torchtitan's tables
+    give the maximum over ranks, in GiB)."""
+    lines = ["| id | layout | predicted GB | published GB | error % |", "|---|---|---:|---:|---:|"]
+    errors = []
+    for row in rows:
+        found = PEAK_MEMORY.search(row.case.notes)
+        if not found:
+            continue
+        published = float(found.group(1)) * GIB_GB
+        error = (row.prediction.memory_gb_per_gpu / published - 1) * 100
+        errors.append(abs(error))
+        lines.append(
+            f"| {row.case.id} | {row.case.layout.short()} | {row.prediction.memory_gb_per_gpu:.1f} "
+            f"| {published:.1f} | {error:+.1f} |"
+        )
+    if not errors:
+        return []
+    return [
+        f"Memory against the {len(errors)} published peak-memory figures: median abs. error "
+        f"{median(errors):.1f} %.",
+        "",
+        *lines,
+        "",
+    ]
+
+
 def median_of_sources(rows: list[Evaluated]) -> float:
     """The median over sources of each source's median error: every publication weighs the same."""
     groups: dict[str, list[float]] = {}
@@ -128,6 +160,7 @@ def heldout_section(heldout: Path, factors: list) -> list[str]:  # type: ignore[
         ],
         *[f"- not predicted `{rid}`: {', '.join(reasons)}" for rid, reasons in skipped],
         "",
+        *memory_section(rows),
     ]
 
 

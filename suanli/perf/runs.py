@@ -75,6 +75,7 @@ class RunCase:
     is_moe: bool
     moe_imbalance: float
     source: str
+    notes: str = ""
     assumptions: list[str] = field(default_factory=list)
 
 
@@ -520,6 +521,7 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
         is_moe=model.is_moe,
         moe_imbalance=BALANCED if "force-balanced" in lowered else LEARNED_ROUTING,
         source=row.get("source") or "",
+        notes=notes,
         assumptions=assumptions,
     )
     return case if recompute_text else with_least_recompute(case)
