@@ -156,10 +156,11 @@ def _slice(sharing: dict[str, Any] | None) -> str:
     return f"{'mps' if mode == 'fraction' else 'time-slice'} {share:.0%}"
 
 
-def _job_row(job: dict[str, Any]) -> list[str]:
+def _job_row(job: dict[str, Any], now: float) -> list[str]:
+    """`now` is the service's clock (simulated time under --simulate), never this machine's."""
     placement = job.get("placement") or {}
     figures = job.get("figures") or {}
-    age_s = time.time() - job["submitted_at"]
+    age_s = now - job["submitted_at"]
     return [
         str(job["id"]),
         job["name"],
@@ -215,13 +216,21 @@ def queue(
     server: str = SERVER_OPTION,
 ) -> None:
     """List jobs, like `squeue` (active ones unless --all)."""
-    params = {"state": None if show_all else "active", "queue": queue_name}
-    jobs = Client(server).request("GET", "/jobs", params={k: v for k, v in params.items() if v})
+    params = {"state": None if show_all else "active", "queue": queue_name, "order": "oldest", "limit": 1000}
+    client = Client(server)
+    jobs: list[dict[str, Any]] = []
+    while True:  # every matching job, a page at a time
+        page = client.request(
+            "GET", "/ops/jobs", params={k: v for k, v in params.items() if v} | {"offset": len(jobs)}
+        )
+        jobs += page["jobs"]
+        if not page["jobs"] or len(jobs) >= page["total"]:
+            break
     if as_json:
         print_json(jobs)
         return
     columns = ["id", "name", "kind", "queue", "state", "pool", "nodes", "slice", "MFU", "age"]
-    console.print(table("Jobs", columns, [_job_row(j) for j in jobs]))
+    console.print(table("Jobs", columns, [_job_row(j, page["now"]) for j in jobs]))
 
 
 @app.command("status")

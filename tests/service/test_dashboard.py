@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import REPO, apt_install, job_yaml
+from tests.service.conftest import REPO, apt_install, job_yaml, wait_for, wait_state
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -56,7 +56,7 @@ def test_submitted_job_appears_runs_and_finishes_on_the_page(live_server, chromi
 
         page.locator(f'#finished tr[data-job-id="{job["id"]}"]').click()
         expect(page.locator("#job-log")).to_contain_text("hello from the dashboard", timeout=10_000)
-        expect(page.locator("#detail")).to_contain_text("running → succeeded")
+        expect(page.locator("#detail-section")).to_contain_text("running → succeeded")
         assert blocker["id"] < job["id"]
         ARTIFACTS.mkdir(exist_ok=True)
         screenshot = ARTIFACTS / "dashboard.png"
@@ -87,4 +87,51 @@ def test_a_planned_job_shows_its_step_time_breakdown(live_server_factory, chromi
         expect(page.locator("#detail")).to_contain_text(f"MFU {100 * job['plan']['estimate']['mfu']:.1f}%")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-plan.png"), full_page=True)
+        browser.close()
+
+
+def test_an_operator_sees_pictures_nodes_and_all_jobs_of_a_replayed_trace(server_factory, chromium, tmp_path):
+    """The issue's Done-when: `suanli up --simulate mixed-center.yaml --trace philly` in the browser —
+    no NaN/undefined text, the charts and the node grid drawn with data, a click on a GPU opens the
+    job on it, and the pager reaches the oldest job."""
+    from playwright.sync_api import expect, sync_playwright
+
+    mixed = "examples/clusters/mixed-center.yaml"
+    server = server_factory(
+        tmp_path / "data", "--simulate", mixed, "--trace", "philly", "--speedup", "200000", "--limit", "400"
+    )
+    api = server.client()
+    wait_for(lambda: api.get("/ops/jobs", params={"limit": 1}).json()["total"] >= 160, 90, 0.5)
+    long_job = "name: long-run\nresources: {accelerators: H100:16}\nwalltime: 100000h\nrun: train\n"
+    job = api.post("/jobs", content=long_job).json()
+    wait_state(api, job["id"], {"running"}, 30)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        page.goto(server.url)
+        expect(page.locator("#summary")).to_contain_text("simulated executor", timeout=20_000)
+        for chart in ("#chart-utilization", "#chart-pending", "#chart-queues"):
+            expect(page.locator(f"{chart}")).not_to_have_attribute("data-points", "0", timeout=20_000)
+        expect(page.locator("#chart-utilization polyline")).to_have_count(5)
+        expect(page.locator(".gpu[data-node][data-gpu]")).to_have_count(1024 + 64)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "operator-cluster.png"), full_page=True)
+
+        cell = page.locator(f'.gpu.busy[data-job-id="{job["id"]}"]')
+        expect(cell).to_have_count(16)
+        cell.first.click()
+        expect(page.locator("#detail-title")).to_contain_text(f"{job['id']} · long-run", timeout=10_000)
+        expect(page.locator("#job-charts")).to_contain_text("no step metrics")
+        page.screenshot(path=str(ARTIFACTS / "operator-job.png"), full_page=True)
+
+        page.locator("#page-last").click()
+        expect(page.locator('#jobs tr[data-job-id="1"]')).to_be_visible(timeout=10_000)
+        expect(page.locator("#page-next")).to_be_disabled()
+        page.select_option('#filters select[name="state"]', "finished")
+        expect(page.locator("#page-info")).to_contain_text("jobs 1–", timeout=10_000)
+        states = page.locator("#jobs td.state").evaluate_all("cells => cells.map(c => c.dataset.state)")
+        assert states and set(states) <= {"succeeded", "failed", "cancelled"}
+        text = page.locator("body").inner_text()
+        assert "NaN" not in text and "undefined" not in text
+        page.screenshot(path=str(ARTIFACTS / "operator-jobs.png"), full_page=True)
         browser.close()
