@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.tensor import DTensor
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import DTensor, Replicate
 
 
 def _local(grad: torch.Tensor) -> torch.Tensor:
@@ -19,7 +20,10 @@ def _local(grad: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Reduction:
-    """Sum the gradients of `params` over `group` (None: this rank alone), then divide by `divisor`."""
+    """Sum the gradients of `params` over `group` (None: this rank alone), then divide by `divisor`.
+
+    All gradients go in one flat buffer per dtype and one all-reduce, as DDP's buckets do: a
+    collective per parameter would pay the collective's latency once per tensor."""
 
     params: list[nn.Parameter]
     group: dist.ProcessGroup | None
@@ -27,22 +31,46 @@ class Reduction:
 
     @torch.no_grad()
     def apply(self) -> None:
-        for param in self.params:
-            if param.grad is None:
-                continue
-            local = _local(param.grad)
+        grads = [_local(p.grad) for p in self.params if p.grad is not None]
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for grad in grads:
+            by_dtype.setdefault(grad.dtype, []).append(grad)
+        for same in by_dtype.values():
+            flat = torch.cat([g.reshape(-1) for g in same])
             if self.group is not None:
-                dist.all_reduce(local, group=self.group)
-            local.div_(self.divisor)
+                dist.all_reduce(flat, group=self.group)
+            flat.div_(self.divisor)
+            for grad, part in zip(same, flat.split([g.numel() for g in same]), strict=True):
+                grad.copy_(part.view_as(grad))
 
 
 def _squared_norm(grads: Iterable[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Σ of squared gradient entries across the shards of each gradient: local sums, grouped by the
+    mesh dimensions a gradient is sharded over, then one all-reduce per such dimension (not one
+    per parameter; replicated dimensions are not summed)."""
     total = torch.zeros((), dtype=torch.float64, device=device)
+    sharded: dict[tuple[int, tuple[str, ...]], tuple[DeviceMesh, torch.Tensor]] = {}
     for grad in grads:
-        norm = torch.linalg.vector_norm(grad.float())
-        if isinstance(norm, DTensor):  # a sharded gradient: reduce the partial norms over its mesh
-            norm = norm.full_tensor()
-        total += norm.double() ** 2
+        local = _local(grad).double().square().sum()
+        if not isinstance(grad, DTensor):
+            total += local
+            continue
+        mesh = grad.device_mesh
+        if any(placement.is_partial() for placement in grad.placements):  # unreduced: sum it first
+            grad = grad.redistribute(mesh, [Replicate() if p.is_partial() else p for p in grad.placements])
+            local = grad.to_local().double().square().sum()
+        names = mesh.mesh_dim_names or ()
+        # after the above every placement is a shard (plain or FSDP2's strided one) or a replica
+        dims = tuple(names[i] for i, placement in enumerate(grad.placements) if not placement.is_replicate())
+        key = (id(mesh), dims)
+        if key in sharded:
+            sharded[key] = (mesh, sharded[key][1] + local)
+        else:
+            sharded[key] = (mesh, local)
+    for (_, dims), (mesh, part) in sharded.items():
+        for name in dims:
+            dist.all_reduce(part, group=mesh.get_group(name))
+        total += part
     return total
 
 
