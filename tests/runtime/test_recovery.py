@@ -12,6 +12,7 @@ import torch
 
 from suanli.ft.checkpoint.agent import shm_folder_for
 from suanli.ft.checkpoint.engine import CheckpointEngine
+from suanli.runtime.checkpointing import RETRY_EVERY, CopyModeChoice, SaveCost
 from suanli.runtime.config import load_config
 from suanli.runtime.metrics import goodput, read_records
 from suanli.runtime.train import ProcessEnv, clear_run, launch, run
@@ -114,3 +115,17 @@ def test_a_deterministic_error_stops_the_job_once_without_retries(
     errors = [line for line in (output.out + output.err).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "step-5/.metadata" in errors[0] and "another model" in errors[0]
     assert "attempt 1" not in output.err and "not restarting" in output.err
+
+
+def test_on_a_cpu_the_copy_mode_follows_the_measured_time_lost() -> None:
+    choice = CopyModeChoice(always_overlap=False)
+    assert choice.next() is False  # each mode is tried once, its cost known before the next save
+    choice.record(SaveCost(step=1, overlap=False, blocking_s=0.5, slowdown_s=0.1))
+    assert choice.next() is True
+    choice.record(SaveCost(step=2, overlap=True, blocking_s=0.01, slowdown_s=0.3))
+    picks = [choice.next() for _ in range(3, RETRY_EVERY + 3)]
+    assert picks.count(True) == RETRY_EVERY - 1 and picks.count(False) == 1  # the loser is retried
+    choice.record(SaveCost(step=9, overlap=False, blocking_s=0.0, slowdown_s=0.0))
+    choice.record(SaveCost(step=10, overlap=False, blocking_s=0.0, slowdown_s=0.0))
+    assert choice.next() is False  # load changed: the in-loop copy is now the cheaper one
+    assert CopyModeChoice(always_overlap=True).next() is True  # a device copies on its own engine
