@@ -128,6 +128,7 @@ def evaluate(path: Path) -> dict:
         "latency_floor_ratio": max(ratios, default=None),
         "busbw_points": len(errors),
         "within_15_pct": sum(e <= 15 for e in errors),
+        "over_15_pct": sorted(r["id"] for r in busbw if r["error_pct"] > 15),
         "latency_points": len(ratios),
         "per_collective": _by(busbw, "collective"),
         "per_fabric": _by(busbw, "fabric"),

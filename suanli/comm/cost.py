@@ -157,11 +157,17 @@ def nvls_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
 
 
 def nvls_tree_all_reduce_s(message_bytes: float, g: GroupLinks, p: Proto) -> float:
-    """NVLS inside nodes, a tree across them (NCCL NVLSTree); the network caps busbw at the node's
-    NIC bandwidth ('peak is the network 400 GB/s', nccl-tests#309)."""
+    """NVLS inside nodes, a double binary tree across them (NCCL NVLSTree). Beyond 2 nodes a node
+    is inside one tree and a leaf of the other: it moves twice the buffer each way over its NICs,
+    so busbw stays at the NIC bandwidth ('peak is the network 400 GB/s', nccl-tests#309). On 2 nodes
+    each node roots one tree and is the only child in the other: the buffer crosses the network once
+    each way (algbw = NIC bandwidth, busbw up to 2(n-1)/n of it: 'Ring: (S/N) x 2(N-1), Tree: S',
+    nccl#812; 'nvlstree ... can indeed go beyond the network bottleneck', nccl-tests#196), which
+    NCCL's tuning mirrors by doubling NVLSTree's network bandwidth on <= 2 nodes (tuning.cc:319)."""
     n = g.n_ranks
     latency_us = p.launch_us + p.intra_step_us + 2 * _log2_ceil(g.nodes) * p.net_step_us
-    algbw = min(_nvls_algbw_gb_s(g), g.node_net_bw_gb_s * n / (2 * (n - 1)))
+    net_algbw = g.node_net_bw_gb_s if g.nodes == 2 else g.node_net_bw_gb_s * n / (2 * (n - 1))
+    algbw = min(_nvls_algbw_gb_s(g), net_algbw)
     return (latency_us + _transfer_us(message_bytes, algbw)) * US
 
 

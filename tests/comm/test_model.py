@@ -28,7 +28,8 @@ def _links(node_type: str, nodes: int, ranks_per_node: int = 8, **fabric):  # ty
     ("node_type", "nodes", "published_busbw", "source"),
     [
         ("hgx-h100", 1, 476, "nccl-tests#290: 8x H100 NVLS ~476 GB/s"),
-        ("hgx-h100", 2, 380, "nccl-tests#309: 2x HGX H100, 8x400G, ~380 GB/s"),
+        ("hgx-h100", 4, 380, "nccl-tests#309: multi-node HGX H100, 8x400G: network peak ~380 GB/s"),
+        ("hgx-h100", 2, 470, "nccl-tests#309: 2x HGX H100 NVLSTree 470 GB/s, above the 400 GB/s NICs"),
         ("hgx-a100", 1, 240, "alayanew blog: 8x A100 single node 230-250 GB/s"),
         ("hgx-a100", 2, 192, "nccl#812: DGX-A100 multi-node 8x200G, 192 GB/s"),
         ("hgx-a800", 1, 160, "nccl#412: 8x A800 NVLink 400 GB/s, 160 GB/s"),

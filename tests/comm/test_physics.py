@@ -1,19 +1,24 @@
-"""Physics checks: no modelled collective moves data faster than the links it must cross allow.
+"""Physics checks: no modelled collective puts bytes on a link faster than the link's line rate.
 
-The floors are lower bounds on time from the line rate (datasheet, per direction) of the bottleneck
-the collective cannot avoid, whatever the algorithm:
+The property is about bytes, not busbw: nccl-tests' busbw is a normalisation (algbw x 2(n-1)/n for
+an all-reduce, the traffic of a ring), so it exceeds a link's rate whenever an algorithm moves fewer
+bytes than a ring, e.g. a 2-node tree all-reduce, where each node's NICs carry the buffer once each
+way instead of 2(n-1)/n times (nccl#812, nccl-tests#196). The floors are the bytes the collective
+cannot avoid putting on its bottleneck, whatever the algorithm, divided by that bottleneck's line
+rate (datasheet, per direction):
 - inside one node, the narrowest cut of the node's links graph a ring must cross (`ring_line`), and
   its all-to-all analogue; an all-reduce whose switch reduces (NVLS) halves the traffic;
 - across nodes, each node's NICs: the node must receive (m-1)/m of an all-gather's output, send
   2(m-1)/m of an all-reduce buffer without in-network reduction (Patarasuk & Yuan, "Bandwidth
-  optimal all-reduce algorithms for clusters of workstations", JPDC 2009, with nodes as processes),
-  (m-1)/m with it, and r(n-r)/n of every rank's all-to-all buffer.
+  optimal all-reduce algorithms for clusters of workstations", JPDC 2009, with nodes as processes:
+  on 2 nodes that is the buffer once), (m-1)/m with it, and r(n-r)/n of every rank's all-to-all
+  buffer.
 """
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from suanli.comm import cost
@@ -59,7 +64,7 @@ def floor_s(collective: str, algorithm: str, size: float, g: GroupLinks) -> floa
 @st.composite
 def groups(draw: st.DrawFn) -> GroupLinks:
     slug = draw(st.sampled_from(NODE_TYPES))
-    nodes = draw(st.integers(1, 40))
+    nodes = draw(st.one_of(st.integers(1, 2), st.integers(1, 40)))  # one and two nodes are special
     per_node = draw(st.integers(1, CATALOG.node_type(slug).accelerators_per_node))
     assume(nodes * per_node >= 2)
     fabric = {
@@ -73,8 +78,15 @@ def groups(draw: st.DrawFn) -> GroupLinks:
     return group_links(pool_model(cluster, "p"), ranks, per_node)
 
 
+def _hgx_h100(nodes: int) -> GroupLinks:
+    cluster = Cluster(name="c", pools=[{"name": "p", "node_type": "hgx-h100", "nodes": nodes}])
+    return group_links(pool_model(cluster, "p"), 8 * nodes, 8)
+
+
 @settings(max_examples=150, deadline=None)
 @given(g=groups(), size=st.integers(0, 34).map(lambda k: float(2**k)))
+@example(g=_hgx_h100(1), size=float(2**33))  # the NVLS all-gather once modelled at 474 GB/s on 450
+@example(g=_hgx_h100(2), size=float(2**33))  # the 2-node tree: busbw above the NICs, bytes not
 def test_no_algorithm_beats_the_line_rate_of_its_bottleneck(g: GroupLinks, size: float) -> None:
     for collective in COLLECTIVES:
         for algorithm in ALGORITHMS[collective]:
@@ -87,6 +99,20 @@ def test_no_algorithm_beats_the_line_rate_of_its_bottleneck(g: GroupLinks, size:
                     algorithm,
                     protocol,
                 )
+
+
+def test_two_node_tree_busbw_exceeds_the_nics_while_its_bytes_do_not() -> None:
+    # nccl-tests#196 (sjeaugey): 'On two nodes, NCCL uses the tree (or nvlstree) algorithm which can
+    # indeed go beyond the network bottleneck'; each node sends and receives the buffer once.
+    for slug, algorithm in (("hgx-h100", "nvls_tree"), ("hgx-a100", "tree")):
+        cluster = Cluster(name="c", pools=[{"name": "p", "node_type": slug, "nodes": 2}])
+        g = group_links(pool_model(cluster, "p"), 16, 8)
+        nic_line_gb_s = g.node_net_port_bw_gb_s
+        run = evaluate("all_reduce", algorithm, "simple", 8 * 2**30, g)
+        assert run.busbw_gb_s > nic_line_gb_s  # the normalisation counts 2(n-1)/n of the buffer
+        assert 8 * 2**30 / run.time_s / GB <= nic_line_gb_s  # the bytes each node's NICs carry
+        ring = evaluate("all_reduce", "ring", "simple", 8 * 2**30, g)
+        assert ring.busbw_gb_s <= nic_line_gb_s  # a ring's busbw is its NIC traffic
 
 
 def _one_node(slug: str) -> GroupLinks:
