@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -30,7 +31,8 @@ def predict(
 
     Example: suanli perf predict --json
     """
-    predicted, skipped = [], []
+    predicted: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for number, row in enumerate(read_runs(runs or dataset_path(PUBLISHED_RUNS)), start=2):
         row_id = {"row": number, "id": row.get("id") or "no id"}
         case = row_problems(row) or parse_row(row)

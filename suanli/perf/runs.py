@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
+from typing import Literal
 
 from suanli.perf.flops import hardware_flops_per_token, model_flops_per_token
 from suanli.perf.memory import RESERVE_FRACTION
@@ -23,7 +24,7 @@ from suanli.spec.cluster import Cluster, Pool
 from suanli.spec.errors import SpecError
 from suanli.spec.model import ModelSpec, MoE
 from suanli.spec.node import IntraNodeTopology, NicGroup, NodeType
-from suanli.spec.plan import Layout, StepEstimate
+from suanli.spec.plan import Layout, Recompute, StepEstimate
 
 REQUIRED = (
     "n_layers",
@@ -44,10 +45,11 @@ STACK_KEYWORDS = (
     ("mindspeed", ("modellink", "mindspeed", "ascend")),
     ("megatron", ("megatron", "nemo", "dgxc", "bloom", "mt-nlg", "narayanan")),
 )
-ZERO_BY_STACK = {"composer": 3, "jax": 3, "torchtitan": 3}  # FSDP; others: distributed optimizer
+ZeroStage = Literal[0, 1, 2, 3]
+ZERO_BY_STACK: dict[str, ZeroStage] = {"composer": 3, "jax": 3, "torchtitan": 3}  # FSDP; others: ZeRO-1
 # How a row's notes name its sharding, most specific first: FSDP that keeps parameters after the
 # forward (SHARD_GRAD_OP, Llama 3's "not resharded after forward") is ZeRO-2, not FULL_SHARD.
-ZERO_PATTERNS = (
+ZERO_PATTERNS: tuple[tuple[str, ZeroStage | None], ...] = (
     (r"fsdp\s*=\s*no", None),
     (r"zero[- ]?2|shard_grad_op|not resharded after forward|reshard_after_forward\s*=\s*false", 2),
     (r"zero[- ]?3|full_shard|fsdp", 3),
@@ -172,7 +174,7 @@ def row_network(gpu_text: str, assumptions: list[str]) -> tuple[float | None, st
     return value * 8, kind
 
 
-def row_zero_stage(notes: str, stack: str) -> tuple[int, str]:
+def row_zero_stage(notes: str, stack: str) -> tuple[ZeroStage, str]:
     """The ZeRO stage a row's notes name (FSDP variants, distributed optimizer), else its stack's."""
     lowered = notes.lower()
     for pattern, stage in ZERO_PATTERNS:
@@ -464,7 +466,7 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
         assumptions.append("interleaved schedule, stages per rank not given: assumed 2")
     vpp = vpp if pp > 1 else 1
     recompute_text = (row.get("recompute") or "").strip().lower()
-    recompute = next((m for m in ("full", "selective") if recompute_text.startswith(m)), "none")
+    recompute: Recompute = next((m for m in ("full", "selective") if recompute_text.startswith(m)), "none")
     if recompute_text in ("yes", "true", "on", "1", "activation checkpointing"):
         recompute = "full"
     stack = infer_stack(row)

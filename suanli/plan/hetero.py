@@ -122,7 +122,7 @@ def _first_fitting_pipeline(
             dp=dp,
             zero_stage=zero,
             micro_batch=micro,
-            recompute=recompute,  # type: ignore[arg-type]
+            recompute=recompute,
             sequence_parallel=tp > 1,
         )
         counts = layer_split(model, layout, work, stage_hw)

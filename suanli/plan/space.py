@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from suanli.perf import memory as mem
 from suanli.perf.compute import Hardware
@@ -21,7 +22,7 @@ from suanli.spec.accelerator import Accelerator
 from suanli.spec.cluster import Cluster
 from suanli.spec.job import JobSpec, Parallelism
 from suanli.spec.model import ModelSpec
-from suanli.spec.plan import Layout
+from suanli.spec.plan import Layout, Recompute
 from suanli.spec.request import pinned_pools, resolve
 
 MICRO_BATCHES = (1, 2, 4, 8)
@@ -29,7 +30,7 @@ MAX_VPP = 8
 LONG_SEQUENCE = 8192  # context parallelism is considered from this sequence length on
 # Memory savers in order of cost: ZeRO-2 shards the gradients at no extra traffic (a reduce-scatter
 # replaces the all-reduce), recomputation adds compute, ZeRO-3 adds a weight all-gather per pass.
-MEMORY_SAVERS: tuple[tuple[str, int], ...] = (
+MEMORY_SAVERS: tuple[tuple[Recompute, Literal[0, 1, 2, 3]], ...] = (
     ("none", 1),
     ("none", 2),
     ("selective", 1),
