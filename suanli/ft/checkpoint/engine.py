@@ -29,7 +29,6 @@ import logging
 import os
 import time
 import warnings
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ from suanli.ft.checkpoint.staging import (
     view,
 )
 from suanli.ft.checkpoint.state import is_stateful
-from suanli.ft.checkpoint.storage import CheckpointStorage, LocalStorage
+from suanli.ft.checkpoint.storage import CheckpointStorage, LocalStorage, crc32
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def _apply(state: State, loaded: dict[str, Any]) -> None:
 
 
 def _crc32(buffer: torch.Tensor) -> int:
-    return zlib.crc32(as_bytes(buffer))
+    return crc32(as_bytes(buffer))
 
 
 class CheckpointEngine:

