@@ -49,7 +49,7 @@ def _squared_norm(grads: Iterable[torch.Tensor], device: torch.device) -> torch.
     mesh dimensions a gradient is sharded over, then one all-reduce per such dimension (not one
     per parameter; replicated dimensions are not summed)."""
     total = torch.zeros((), dtype=torch.float64, device=device)
-    sharded: dict[tuple[int, tuple[str, ...]], tuple[DeviceMesh, torch.Tensor]] = {}
+    sharded: dict[tuple[int, tuple[int, ...]], tuple[DeviceMesh, torch.Tensor]] = {}
     for grad in grads:
         local = _local(grad).double().square().sum()
         if not isinstance(grad, DTensor):
@@ -59,17 +59,16 @@ def _squared_norm(grads: Iterable[torch.Tensor], device: torch.device) -> torch.
         if any(placement.is_partial() for placement in grad.placements):  # unreduced: sum it first
             grad = grad.redistribute(mesh, [Replicate() if p.is_partial() else p for p in grad.placements])
             local = grad.to_local().double().square().sum()
-        names = mesh.mesh_dim_names or ()
         # after the above every placement is a shard (plain or FSDP2's strided one) or a replica
-        dims = tuple(names[i] for i, placement in enumerate(grad.placements) if not placement.is_replicate())
+        dims = tuple(i for i, placement in enumerate(grad.placements) if not placement.is_replicate())
         key = (id(mesh), dims)
         if key in sharded:
             sharded[key] = (mesh, sharded[key][1] + local)
         else:
             sharded[key] = (mesh, local)
     for (_, dims), (mesh, part) in sharded.items():
-        for name in dims:
-            dist.all_reduce(part, group=mesh.get_group(name))
+        for dim in dims:
+            dist.all_reduce(part, group=mesh.get_group(dim))
         total += part
     return total
 
