@@ -41,7 +41,10 @@ def plan_job(
     emit_for: str = typer.Option(
         None, "--emit", help=f"print launch arguments of the best plan: {', '.join(EMITTERS)}"
     ),
-    stack: str = typer.Option("megatron", help="software stack whose calibration to use"),
+    stack: str = typer.Option(
+        "any",
+        help="software stack whose calibration to use (any: the stack-agnostic median of the accelerator's)",
+    ),
     mixed: bool = typer.Option(
         True, "--mixed/--single", help="also consider plans that mix accelerator types"
     ),

@@ -2,8 +2,10 @@
 suanli/calibration/perf_fitted.yaml. Fitting is `suanli.perf.fit`
 (run by benchmarks/planner_accuracy.py).
 
-Lookup falls back, in order, to the median factor of the same stack on other accelerators and to
-the median of all factors; the estimate says which one it used.
+Lookup falls back, in order, to the median factor of the same stack on other accelerators, to the
+accelerator's stack-agnostic factor, and to the median of all factors; the estimate says which.
+The stack is an input the user sets (`--stack`); its default, `any`, is stack-agnostic: fitted
+per accelerator on all its rows, whatever their stack (`suanli.perf.fit`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from suanli.spec.calibration import load_calibration
 
 CALIBRATION_FILE = "perf_fitted.yaml"
+STACK_AGNOSTIC = "any"
 
 
 def calibration_data() -> dict[str, Any]:
@@ -34,8 +37,15 @@ def lookup(table: dict[tuple[str, str], float], accelerator: str, stack: str) ->
     if (accelerator, stack) in table:
         return table[(accelerator, stack)], f"fitted for {accelerator}/{stack}"
     same_stack = [v for (_, s), v in table.items() if s == stack]
-    if same_stack:
+    if same_stack and stack != STACK_AGNOSTIC:
         return median(same_stack), f"median of {stack} on other accelerators (no {accelerator} rows)"
+    if (accelerator, STACK_AGNOSTIC) in table:
+        return table[
+            (accelerator, STACK_AGNOSTIC)
+        ], f"fitted for {accelerator} over all stacks (no {stack} rows)"
+    same_accelerator = [v for (a, _), v in table.items() if a == accelerator]
+    if same_accelerator:
+        return median(same_accelerator), f"median of {accelerator} over stacks (no {stack} rows)"
     if table:
         return median(table.values()), "median of all fitted factors (no rows for this stack)"
     return 1.0, "uncalibrated"

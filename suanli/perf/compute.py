@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from suanli.perf.calibration import STACK_AGNOSTIC
 from suanli.perf.flops import attention_core_flops
 from suanli.perf.memory import runs_fp8
 from suanli.spec.accelerator import Accelerator
@@ -57,7 +58,7 @@ def attention_fraction(accelerator_slug: str, stack: str) -> float:
     return table.get(accelerator_slug, table["default"])
 
 
-def hardware(accelerator: Accelerator, precision: str = "bf16", stack: str = "megatron") -> Hardware:
+def hardware(accelerator: Accelerator, precision: str = "bf16", stack: str = STACK_AGNOSTIC) -> Hardware:
     """Achievable rates of `accelerator` for a run in `precision` (bf16, fp16, fp8, fp32) with the
     kernels of software `stack`."""
     constants = perf_constants()

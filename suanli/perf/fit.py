@@ -15,7 +15,7 @@ from statistics import median
 
 import yaml
 
-from suanli.perf.calibration import lookup
+from suanli.perf.calibration import STACK_AGNOSTIC, lookup
 from suanli.perf.runs import Prediction, RunCase, predict_case
 
 FIT_ITERATIONS = 5
@@ -56,10 +56,14 @@ class Factor:
 
 
 def fit_factors(cases: Iterable[RunCase], implied: dict[str, float]) -> list[Factor]:
-    """One factor per (accelerator, stack): the median implied efficiency of its rows."""
+    """One factor per (accelerator, stack): the median implied efficiency of its rows; and per
+    accelerator the stack-agnostic factor (`any`), the median over all its rows whatever their
+    stack — the default when the user names no stack."""
     groups: dict[tuple[str, str], list[RunCase]] = {}
     for case in cases:
-        groups.setdefault((case.accelerator.slug, case.stack), []).append(case)
+        if case.stack != STACK_AGNOSTIC:
+            groups.setdefault((case.accelerator.slug, case.stack), []).append(case)
+        groups.setdefault((case.accelerator.slug, STACK_AGNOSTIC), []).append(case)
     return [
         Factor(accel, stack, round(median(implied[c.id] for c in members), 4), tuple(c.id for c in members))
         for (accel, stack), members in sorted(groups.items())

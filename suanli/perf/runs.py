@@ -14,6 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
+from suanli.perf.calibration import STACK_AGNOSTIC
 from suanli.perf.flops import hardware_flops_per_token, model_flops_per_token
 from suanli.perf.memory import RESERVE_FRACTION
 from suanli.perf.moe import BALANCED, LEARNED_ROUTING
@@ -136,14 +137,15 @@ def resolve_accelerator(text: str) -> Accelerator | None:
 
 
 def infer_stack(row: dict[str, str]) -> str:
-    """The software stack of a row: its `stack` column, else keywords of its source and notes."""
+    """The software stack of a row: its `stack` column, else keywords of its source and notes,
+    else the stack-agnostic calibration (`any`)."""
     if (row.get("stack") or "").strip():
         return row["stack"].strip().lower()
     text = f"{row.get('source', '')} {row.get('notes', '')}".lower()
     for stack, keywords in STACK_KEYWORDS:
         if any(k in text for k in keywords):
             return stack
-    return "megatron"
+    return STACK_AGNOSTIC
 
 
 def _precision(text: str) -> str:
@@ -470,6 +472,8 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
     if recompute_text in ("yes", "true", "on", "1", "activation checkpointing"):
         recompute = "full"
     stack = infer_stack(row)
+    if stack == STACK_AGNOSTIC:
+        assumptions.append("software stack not named: the stack-agnostic calibration")
     zero, zero_note = row_zero_stage(notes, stack)
     assumptions.append(zero_note)
     try:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from suanli.perf import memory as mem
-from suanli.perf.calibration import efficiency_factor
+from suanli.perf.calibration import STACK_AGNOSTIC, efficiency_factor
 from suanli.perf.comm import (
     Placement,
     context_parallel_layer_s,
@@ -170,7 +170,7 @@ def estimate_step(
     cluster: Cluster,
     pool: str,
     *,
-    stack: str = "megatron",
+    stack: str = STACK_AGNOSTIC,
     efficiency: float | None = None,
     moe_imbalance: float = LEARNED_ROUTING,
     layer_counts: list[int] | None = None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from suanli.perf.calibration import STACK_AGNOSTIC
 from suanli.perf.compute import hardware
 from suanli.perf.step import estimate_step
 from suanli.plan.hetero import heterogeneous_plans
@@ -100,7 +101,7 @@ def search(
     objective: str = "time",
     top: int = 5,
     *,
-    stack: str = "megatron",
+    stack: str = STACK_AGNOSTIC,
     heterogeneous: bool = True,
     pareto: bool = True,
 ) -> list[Plan]:
@@ -178,7 +179,7 @@ def best_plan_on_pool(
     gpus: int | None = None,
     objective: str = "time",
     *,
-    stack: str = "megatron",
+    stack: str = STACK_AGNOSTIC,
 ) -> Plan | None:
     """The best single-pool plan for `job` on `gpus` accelerators of `pool` (default: all of
     them), or None when no layout fits — e.g. for a scheduler that needs a job's throughput on
