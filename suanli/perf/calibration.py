@@ -2,8 +2,9 @@
 suanli/calibration/perf_fitted.yaml. Fitting is `suanli.perf.fit`
 (run by benchmarks/planner_accuracy.py).
 
-Lookup falls back, in order, to the median factor of the same stack on other accelerators, to the
-accelerator's stack-agnostic factor, and to the median of all factors; the estimate says which.
+Lookup falls back, in order, to the median factor of the same stack on other accelerators and to
+the median of all factors; the estimate says which. (Falling back to the accelerator's
+stack-agnostic factor instead measured worse: leave-one-publication-out 11.6 % vs 6.9 % per row.)
 The stack is an input the user sets (`--stack`); its default, `any`, is stack-agnostic: fitted
 per accelerator on all its rows, whatever their stack (`suanli.perf.fit`).
 """
@@ -39,13 +40,10 @@ def lookup(table: dict[tuple[str, str], float], accelerator: str, stack: str) ->
     same_stack = [v for (_, s), v in table.items() if s == stack]
     if same_stack and stack != STACK_AGNOSTIC:
         return median(same_stack), f"median of {stack} on other accelerators (no {accelerator} rows)"
-    if (accelerator, STACK_AGNOSTIC) in table:
-        return table[
-            (accelerator, STACK_AGNOSTIC)
-        ], f"fitted for {accelerator} over all stacks (no {stack} rows)"
-    same_accelerator = [v for (a, _), v in table.items() if a == accelerator]
-    if same_accelerator:
-        return median(same_accelerator), f"median of {accelerator} over stacks (no {stack} rows)"
+    if stack == STACK_AGNOSTIC:  # no factor over this accelerator's rows: its stacks' median
+        same_accelerator = [v for (a, _), v in table.items() if a == accelerator]
+        if same_accelerator:
+            return median(same_accelerator), f"median of {accelerator} over stacks"
     if table:
         return median(table.values()), "median of all fitted factors (no rows for this stack)"
     return 1.0, "uncalibrated"
