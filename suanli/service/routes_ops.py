@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from suanli.sched.fractional import FULL_MILLI
 from suanli.service.controller import Controller
+from suanli.service.occupancy import gpu_grid
 from suanli.service.scheduling import SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job
 
@@ -32,34 +32,6 @@ def thin(points: list[list[float]], most: int = SERIES_POINTS) -> list[list[floa
         return points
     every = -(-len(points) // most)
     return [*points[::every][: most - 1], points[-1]]
-
-
-def gpu_grid(scheduler: SuanliScheduler) -> list[dict[str, Any]]:
-    """Every node with each accelerator's state — idle, busy (one job holds it whole), fractional
-    (a share of it is held: MIG, MPS or time-slicing) — and the service ids of the jobs on it."""
-    state = scheduler.inner.cluster
-    jobs_on: dict[tuple[int, int], list[int]] = {}
-    for held_id, slots in state.held.items():
-        for slot in slots:
-            jobs_on.setdefault((slot.node, slot.gpu), []).append(int(held_id))  # sched_id: zero-padded
-    nodes = []
-    for index, node in enumerate(state.nodes):
-        gpus = []
-        for gpu, free in enumerate(node.free_milli):
-            used = FULL_MILLI - free
-            whole = free == 0 and node.modes[gpu] == "exclusive"
-            kind = "idle" if used == 0 else "busy" if whole else "fractional"
-            gpus.append(
-                {
-                    "gpu": gpu,
-                    "state": kind,
-                    "used": used / FULL_MILLI,
-                    "mode": node.modes[gpu],
-                    "jobs": jobs_on.get((index, gpu), []),
-                }
-            )
-        nodes.append({"name": node.name, "pool": node.pool, "accelerator": node.accel_type, "gpus": gpus})
-    return nodes
 
 
 def job_steps(records: list[dict[str, Any]]) -> dict[str, list[list[float]]]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    case,
     create_engine,
     delete,
     event,
@@ -505,3 +506,31 @@ class Store:
             {"job_id": t.job_id, "from": t.from_state, "to": t.to_state, "at": t.at, "reason": t.reason}
             for t in reversed(rows)
         ]
+
+    def transition_counts(self) -> list[tuple[str, str | None, str, int]]:
+        """(queue, from state, to state, how many) over every transition in the store: the counters
+        /metrics exports (monotonic while the store keeps its history)."""
+        query = (
+            select(JobRow.queue, TransitionRow.from_state, TransitionRow.to_state, func.count())
+            .select_from(TransitionRow)
+            .join(JobRow, JobRow.id == TransitionRow.job_id)
+            .group_by(JobRow.queue, TransitionRow.from_state, TransitionRow.to_state)
+        )
+        with self._sessions() as session:
+            return [(queue, src, dst, count) for queue, src, dst, count in session.execute(query)]
+
+    def start_latency_buckets(self, bounds_s: tuple[float, ...]) -> tuple[list[int], int, float]:
+        """Time from submission to a job's first start, as a cumulative histogram: (jobs at or under
+        each bound, jobs started, the sum of their latencies in seconds), counted by the database."""
+        first = (
+            select((func.min(TransitionRow.at) - JobRow.submitted_at).label("latency"))
+            .select_from(TransitionRow)
+            .join(JobRow, JobRow.id == TransitionRow.job_id)
+            .where(TransitionRow.to_state == "starting")
+            .group_by(TransitionRow.job_id, JobRow.submitted_at)
+            .subquery()
+        )
+        columns = [func.sum(case((first.c.latency <= bound, 1), else_=0)) for bound in bounds_s]
+        with self._sessions() as session:
+            row = session.execute(select(*columns, func.count(), func.sum(first.c.latency))).one()
+        return [int(n or 0) for n in row[: len(bounds_s)]], int(row[-2]), float(row[-1] or 0.0)
