@@ -11,12 +11,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from suanli.service.executors.base import Placement, Run
+from suanli.service.executors.ray import RayExecutor
+from suanli.service.store import Store
+from suanli.spec import Cluster, JobSpec, load
 from tests.service.conftest import job_yaml, process_alive, wait_for, wait_state
+from tests.service.test_live_view import EITHER, TWO_POOLS
 
 
 def _free_ports(count: int) -> list[int]:
@@ -44,6 +51,8 @@ def ray_address():
         "--head",
         "--block",
         "--num-cpus=2",
+        "--num-gpus=6",  # declared, not present: Ray only counts them
+        '--resources={"h100": 2, "a100": 2}',  # the two pools of tests/service/data/two-pools.yaml
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
         f"--port={gcs}",
@@ -123,3 +132,42 @@ def test_jobs_run_fail_and_cancel_as_ray_jobs(make_service, ray_address):
         return httpx.get(f"{ray_address}/api/jobs/{running['engine_id']}", timeout=5).json()["status"]
 
     assert wait_for(lambda: ray_status() == "STOPPED", 30)
+
+
+def test_a_two_pool_cluster_goes_out_as_ray_custom_resources(make_service, ray_address, tmp_path):
+    """`suanli up --cluster two-pools.yaml --executor ray` on a Ray with an `h100` and an `a100`
+    custom resource: the job that accepts either goes to the faster H100 pool first, the next to
+    A100, and both run at once; a third H100 run waits for Ray's `h100` resource although two of
+    the declared GPUs are free."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    # a store that already ran jobs: Ray keeps the submission ids (run keys) of this module's earlier
+    # test, whose fresh store also numbered its jobs from 1
+    earlier = Store(str(data_dir / "suanli.db"))
+    for _ in range(5):
+        done = earlier.add_job({"name": "earlier", "run": "true"}, None)
+        earlier.transition(done.id, "pending", "cancelled", time.time(), "an earlier job")
+    earlier.close()
+    service = make_service(
+        executor="ray", executor_options={"address": ray_address}, cluster_file=TWO_POOLS, data_dir=data_dir
+    )
+    body = yaml.safe_dump({**EITHER, "run": "sleep 60"})
+    jobs = []
+    for pool in ("h100", "a100"):
+        job = service.post("/jobs", content=body).json()
+        assert wait_state(service, job["id"], {"running"}, 120)["placement"]["pool"] == pool
+        jobs.append(service.get(f"/jobs/{job['id']}").json())
+
+    def ray_status(engine_id: str) -> str:
+        return httpx.get(f"{ray_address}/api/jobs/{engine_id}", timeout=5).json()["status"]
+
+    assert wait_for(lambda: all(ray_status(j["engine_id"]) == "RUNNING" for j in jobs), 60)
+    executor = RayExecutor(ray_address, load(Cluster, TWO_POOLS))
+    spec = JobSpec.model_validate({"name": "third", "run": "true"})
+    third = Run(99, 1, spec, Placement("h100", 1, 2, "h100-sxm"), tmp_path / "third", "true")
+    third.engine_id = executor.submit(third)
+    time.sleep(3)
+    assert executor.poll(third).state == "pending"
+    executor.cancel(third)
+    for job in jobs:
+        assert service.post(f"/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
