@@ -23,7 +23,9 @@ DEFAULT_PORT = 8470
 SERVER_OPTION = typer.Option(
     None, "--server", envvar="SUANLI_SERVER", help="service URL (default http://127.0.0.1:8470)"
 )
-TOKEN_OPTION = typer.Option(None, "--token", envvar="SUANLI_TOKEN", help="bearer token for writes")
+TOKEN_OPTION = typer.Option(
+    None, "--token", envvar="SUANLI_TOKEN", help="bearer token (for writes, and reads when the service asks)"
+)
 FINISHED = {"succeeded", "failed", "cancelled"}
 
 
@@ -53,6 +55,9 @@ def up(
     data_dir: Path = typer.Option(Path("~/.suanli"), help="store, run folders and logs"),
     config: Path = typer.Option(None, help="service YAML: queues with quotas, token"),
     token: str = typer.Option(None, envvar="SUANLI_TOKEN", help="require this bearer token for writes"),
+    read_token: str = typer.Option(
+        None, envvar="SUANLI_READ_TOKEN", help="require this bearer token (or the write token) for reads"
+    ),
     slurm_partition: str = typer.Option(None, help="Slurm partition (with --executor slurm)"),
     ray_address: str = typer.Option(
         "http://127.0.0.1:8265", help="Ray dashboard address (with --executor ray)"
@@ -75,6 +80,8 @@ def up(
     service_config = load(ServiceConfig, config) if config else ServiceConfig()
     if token:
         service_config.token = token
+    if read_token:
+        service_config.read_token = read_token
     options: dict[str, Any] = {}
     if executor == "slurm" and slurm_partition:
         options["partition"] = slurm_partition
@@ -214,10 +221,11 @@ def queue(
     queue_name: str = typer.Option(None, "--queue", help="only this queue"),
     as_json: bool = typer.Option(False, "--json"),
     server: str = SERVER_OPTION,
+    token: str = TOKEN_OPTION,
 ) -> None:
     """List jobs, like `squeue` (active ones unless --all)."""
     params = {"state": None if show_all else "active", "queue": queue_name, "order": "oldest", "limit": 1000}
-    client = Client(server)
+    client = Client(server, token)
     jobs: list[dict[str, Any]] = []
     while True:  # every matching job, a page at a time
         page = client.request(
@@ -238,9 +246,10 @@ def status(
     job_id: int = typer.Argument(..., help="job id"),
     as_json: bool = typer.Option(False, "--json"),
     server: str = SERVER_OPTION,
+    token: str = TOKEN_OPTION,
 ) -> None:
     """One job: state, placement, plan, history, latest metrics."""
-    job = Client(server).request("GET", f"/jobs/{job_id}")
+    job = Client(server, token).request("GET", f"/jobs/{job_id}")
     if as_json:
         print_json(job)
         return
@@ -274,9 +283,10 @@ def logs(
     job_id: int = typer.Argument(..., help="job id"),
     follow: bool = typer.Option(False, "-f", "--follow", help="stream until the job ends"),
     server: str = SERVER_OPTION,
+    token: str = TOKEN_OPTION,
 ) -> None:
     """Print a job's output (`-f` follows it, like `tail -f`)."""
-    client = Client(server)
+    client = Client(server, token)
     client.request("GET", f"/jobs/{job_id}")
     with client.http.stream(
         "GET", f"/jobs/{job_id}/logs", params={"follow": follow}, timeout=None
@@ -295,9 +305,11 @@ def cancel(
 
 
 @app.command("nodes")
-def nodes(as_json: bool = typer.Option(False, "--json"), server: str = SERVER_OPTION) -> None:
+def nodes(
+    as_json: bool = typer.Option(False, "--json"), server: str = SERVER_OPTION, token: str = TOKEN_OPTION
+) -> None:
     """Pools and their allocation, like `sinfo`."""
-    data = Client(server).request("GET", "/nodes")
+    data = Client(server, token).request("GET", "/nodes")
     if as_json:
         print_json(data)
         return

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from suanli.sched.launch import slice_grant
 from suanli.service.executors.base import Placement
+from suanli.service.store import NAME_MAX
 from suanli.spec import Cluster, JobSpec, NodeType, SpecError
 from suanli.spec.base import Spec
 from suanli.spec.request import resolve
@@ -37,7 +38,11 @@ def default_queues() -> dict[str, QueueConfig]:
 
 class ServiceConfig(Spec):
     queues: dict[str, QueueConfig] = Field(default_factory=default_queues)
-    token: str | None = Field(default=None, description="bearer token required for writes")
+    token: str | None = Field(default=None, description="bearer token required for writes (and /plan)")
+    read_token: str | None = Field(
+        default=None, description="bearer token required for reads (the write token reads too)"
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest request body (413 above)")
 
 
 def local_cluster() -> Cluster:
@@ -73,6 +78,8 @@ def candidate_placements(spec: JobSpec, cluster: Cluster) -> list[Placement]:
 
 def admit(spec: JobSpec, cluster: Cluster, config: ServiceConfig) -> list[Placement]:
     """The placements a job may take; a SpecError naming the field when it must be refused."""
+    if len(spec.name) > NAME_MAX:
+        raise SpecError(f"name: {len(spec.name)} characters, at most {NAME_MAX}")
     queue = config.queues.get(spec.queue)
     if queue is None:
         raise SpecError(f"queue: unknown queue {spec.queue!r}; known: {', '.join(sorted(config.queues))}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -25,7 +26,7 @@ from suanli.service.executors import Executor, build_executor
 from suanli.service.planning import plan_job, planner_available, search_plans, with_runtimes
 from suanli.service.routes_ops import ops_router
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
-from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job, Store
+from suanli.service.store import ACTIVE_STATES, ID_MAX, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
 from suanli.spec.errors import SuanliError, field_path, one_line
 from suanli.spec.io import parse_yaml
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from suanli.service.replay import TraceReplay
 
 WEB_DIR = Path(__file__).parent / "web"
+JOB_ID = FastAPIPath(ge=1, le=ID_MAX, description="a job id")
 JOB_BODY = {
     "requestBody": {
         "required": True,
@@ -93,6 +95,33 @@ def build_controller(settings: Settings) -> Controller:
     )
 
 
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    """The request body, refused with 413 past `limit_bytes` (declared or streamed) before it is held."""
+    declared = request.headers.get("content-length", "")
+    too_large = HTTPException(413, f"body: larger than the service's limit of {limit_bytes} bytes")
+    if declared.isdigit() and int(declared) > limit_bytes:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit_bytes:
+            raise too_large
+    return bytes(body)
+
+
+def bearer_check(*tokens: str | None) -> Callable[[Request], None]:
+    """A dependency admitting a request that carries one of `tokens` (all open when the first is None)."""
+
+    def check(request: Request) -> None:
+        if tokens[0] is None:
+            return
+        given = request.headers.get("authorization", "").encode()
+        if not any(t and hmac.compare_digest(given, f"Bearer {t}".encode()) for t in tokens):
+            raise HTTPException(401, "authorization: a bearer token is required")
+
+    return check
+
+
 def parse_job(body: bytes, content_type: str) -> JobSpec:
     text = body.decode("utf-8", errors="replace")
     if "json" in content_type:
@@ -120,11 +149,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(SuanliError, suanli_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, bad_request)  # type: ignore[arg-type]
-    app.include_router(jobs_router(controller, config), tags=["jobs"])
-    app.include_router(cluster_router(controller, config), tags=["cluster"])
-    app.include_router(planner_router(controller), tags=["planner"])
+    reader = [Depends(bearer_check(config.read_token, config.token))]
+    app.include_router(jobs_router(controller, config), tags=["jobs"], dependencies=reader)
+    app.include_router(cluster_router(controller, config), tags=["cluster"], dependencies=reader)
+    app.include_router(planner_router(controller, config), tags=["planner"])
     app.include_router(observability_router(controller, config), tags=["observability"])
-    app.include_router(ops_router(controller), tags=["operations"])
+    app.include_router(ops_router(controller), tags=["operations"], dependencies=reader)
     app.add_api_route("/", dashboard, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
@@ -189,12 +219,9 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
     """Submit, list, show, cancel a job, and read (or follow) its output."""
     router = APIRouter()
 
-    def require_writer(request: Request) -> None:
-        given = request.headers.get("authorization", "")
-        if config.token and not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
-            raise HTTPException(401, "authorization: a bearer token is required for writes")
+    require_writer = bearer_check(config.token)
 
-    def get_job(job_id: int) -> Job:
+    def get_job(job_id: int = JOB_ID) -> Job:
         job = controller.store.get(job_id, with_history=True)
         if job is None:
             raise HTTPException(404, f"job {job_id}: no such job")
@@ -207,12 +234,14 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         openapi_extra=JOB_BODY,
         responses={
             401: {"description": "no or wrong bearer token"},
+            413: {"description": "the body is over the service's size limit"},
             422: {"description": "refused: the reason"},
         },
     )
     async def submit_job(request: Request) -> dict[str, Any]:
         """Submit a JobSpec as YAML (any content type) or JSON (`application/json`)."""
-        spec = parse_job(await request.body(), request.headers.get("content-type", ""))
+        body = await read_body(request, config.max_body_bytes)
+        spec = parse_job(body, request.headers.get("content-type", ""))
         candidates = admit(spec, controller.cluster, config)
         if spec.run is None and not planner_available("runtime"):
             raise SpecError("run: this installation has no training runtime; give a `run` command")
@@ -243,18 +272,18 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         ]
 
     @router.get("/jobs/{job_id}")
-    def show_job(job_id: int) -> dict[str, Any]:
+    def show_job(job_id: int = JOB_ID) -> dict[str, Any]:
         """One job: spec, plan, placement, state history, metrics and checkpoints."""
         return job_view(controller, get_job(job_id), with_metrics=True)
 
     @router.post("/jobs/{job_id}/cancel", dependencies=[Depends(require_writer)])
-    def cancel_job(job_id: int) -> dict[str, Any]:
+    def cancel_job(job_id: int = JOB_ID) -> dict[str, Any]:
         get_job(job_id)
         job = controller.cancel(job_id)
         return job_view(controller, job) if job else {}
 
     @router.get("/jobs/{job_id}/logs")
-    async def job_logs(job_id: int, follow: bool = False) -> Response:
+    async def job_logs(job_id: int = JOB_ID, follow: bool = False) -> Response:
         """The run's output; `follow=true` streams it until the job ends."""
         job = get_job(job_id)
         if not follow:
@@ -339,13 +368,16 @@ def cluster_router(controller: Controller, config: ServiceConfig) -> APIRouter:
     return router
 
 
-def planner_router(controller: Controller) -> APIRouter:
+def planner_router(controller: Controller, config: ServiceConfig) -> APIRouter:
+    """The planner costs CPU: it takes the write token when writes need one."""
     router = APIRouter()
 
-    @router.post("/plan", openapi_extra=JOB_BODY)
+    @router.post("/plan", openapi_extra=JOB_BODY, dependencies=[Depends(bearer_check(config.token))])
     async def plan(request: Request, objective: str = "time", top: int = Query(3, ge=1, le=50)) -> list[dict]:
         """Plans for a JobSpec (YAML or JSON body) on this service's cluster, best first."""
-        spec = parse_job(await request.body(), request.headers.get("content-type", ""))
+        spec = parse_job(
+            await read_body(request, config.max_body_bytes), request.headers.get("content-type", "")
+        )
         if not planner_available("plan"):
             raise HTTPException(501, "planner: suanli.plan is not installed in this build")
         return await asyncio.to_thread(search_plans, spec, controller.cluster, objective, top)
@@ -356,7 +388,11 @@ def planner_router(controller: Controller) -> APIRouter:
 def observability_router(controller: Controller, config: ServiceConfig) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/metrics", response_class=PlainTextResponse)
+    @router.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        dependencies=[Depends(bearer_check(config.read_token, config.token))],
+    )
     def prometheus() -> Response:
         return Response(
             metrics.render(controller, list(config.queues)), media_type="text/plain; version=0.0.4"

@@ -45,10 +45,14 @@ class Base(DeclarativeBase):
     pass
 
 
+NAME_MAX = 200  # the longest job name the jobs table holds
+ID_MAX = 2**31 - 1  # the largest job id (PostgreSQL's INTEGER)
+
+
 class JobRow(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
     kind: Mapped[str] = mapped_column(String(20))
     queue: Mapped[str] = mapped_column(String(100), index=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
