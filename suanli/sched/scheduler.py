@@ -3,6 +3,7 @@ simulated time, running the same `Policy` objects either way."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,7 +28,12 @@ class Decision:
 
 
 class Scheduler:
-    """`submit` jobs, call `tick(now_s)` to get start/preempt decisions, report `job_finished`."""
+    """`submit` jobs, call `tick(now_s)` to get start/preempt decisions, report `job_finished`.
+
+    The scheduler keeps its policy's own cadence however often it is ticked: a pass runs only when
+    a job arrived, ended, failed or was cancelled since the last one (for policies that decide on
+    events) or when the policy's round is due, so a service ticking every 0.1 s and a simulation
+    deciding on every event make the same decisions, only later by up to one tick."""
 
     def __init__(
         self, cluster: Cluster | ClusterState, policy: Policy, estimator: Estimator | None = None
@@ -41,6 +47,8 @@ class Scheduler:
         self.pending: dict[str, JobState] = {}  # the pending subset of `jobs`, in submission order
         self.queue_held: dict[str, int] = {}  # queue → GPUs (or CPU nodes) its running jobs hold
         self.decision_s: list[float] = []
+        self._changed = True  # a job arrived, ended, failed or was cancelled since the last pass
+        self._next_round_s = -math.inf
 
     # ---- what the service (or simulator) calls -------------------------------------------------
     def submit(self, job: SchedJob) -> None:
@@ -65,6 +73,7 @@ class Scheduler:
                 f" matching pool ({biggest}) has {capacity[biggest]}"
             )
         self.jobs[job.job_id] = self.pending[job.job_id] = JobState(job=job)
+        self._changed = True
 
     def adopt(
         self, job: SchedJob, accel_type: str, now_s: float, slots: tuple[Slot, ...] | None = None
@@ -95,6 +104,7 @@ class Scheduler:
         if state.status == "running":
             self._release(state)
         state.status = "cancelled"
+        self._changed = True
         self.pending.pop(job_id, None)
         self.done[job_id] = self.jobs.pop(job_id)
 
@@ -105,6 +115,7 @@ class Scheduler:
             self._release(state)
         self.estimator.observe(state)
         state.status, state.finish_s = "finished", now_s
+        self._changed = True
         self.done[job_id] = self.jobs.pop(job_id)
 
     def job_failed(self, job_id: str, now_s: float, lost_progress: float) -> None:
@@ -116,9 +127,18 @@ class Scheduler:
         state.progress = max(0.0, state.progress - lost_progress)
         state.failures += 1
         self.pending[job_id] = state
+        self._changed = True
 
     def tick(self, now_s: float) -> list[Decision]:
         started = time.perf_counter()
+        round_s = self.policy.round_s
+        on_events = round_s is None or self.policy.tick_on_events
+        round_due = round_s is not None and now_s >= self._next_round_s
+        if not (round_due or (on_events and self._changed)):
+            return []  # nothing changed and no round is due: the policy's cadence, not the caller's
+        self._changed = False
+        if round_due:
+            self._next_round_s = (math.floor(now_s / round_s) + 1) * round_s  # type: ignore[operator]
         if not self.pending and not self.policy.moves_running:
             self.decision_s.append(time.perf_counter() - started)
             return []  # nobody waits: every running job keeps its place (progress is credited later)

@@ -158,10 +158,12 @@ class _NeverStarts(Policy):
 
 
 class _Flipper(Policy):
-    """Preemptive; reverses its order on every pass, so the two jobs swap places each tick."""
+    """Preemptive, in 10 s rounds; reverses its order on every pass, so the two jobs swap places
+    every round."""
 
     name = "flipper"
     preemptive = True
+    round_s = 10.0
 
     def __init__(self) -> None:
         self.passes = 0
@@ -176,7 +178,7 @@ def test_a_livelock_is_an_error_naming_the_policy_and_the_time():
     jobs = [job("a", 0.0, 8, 5000.0), job("b", 0.0, 8, 5000.0)]
     with pytest.raises(LivelockError, match=r"policy never: livelock at t=0 s: 2 job\(s\)"):
         simulate(make_cluster({"a": (1, 8)}), _NeverStarts(), jobs)
-    config = SimConfig(tick_s=10.0, max_starts_per_job=50)
+    config = SimConfig(max_starts_per_job=50)
     with pytest.raises(
         LivelockError, match=r"policy flipper: livelock at t=\d+ s: job [ab] started 50 times"
     ):
