@@ -213,3 +213,12 @@ def test_simconfig_refuses_a_negative_estimate_error():
             [job("a", 0.0, 1, 10.0)],
             SimConfig(estimate_error=-1),
         )
+
+
+def test_a_trace_row_with_a_negative_duration_is_refused_naming_the_row(tmp_path):
+    from suanli.sched.traces.philly import load_philly
+
+    trace = tmp_path / "jobs.csv"
+    trace.write_text("timestamp,duration,num_gpus\n2017-10-01 00:00:00,600,1\n2017-10-01 00:01:00,-5,2\n")
+    with pytest.raises(SpecError, match=r"jobs\.csv:3: duration and num_gpus must be > 0, got -5\.0 and 2"):
+        load_philly(trace, ["a"])

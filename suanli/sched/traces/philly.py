@@ -28,8 +28,11 @@ def load_philly(path: Path | str | None, accel_types: list[str], limit: int | No
                 duration, gpus = float(row["duration"]), int(float(row["num_gpus"]))
             except (KeyError, TypeError, ValueError):
                 raise SpecError(f"{source}:{line}: needs timestamp, duration (s) and num_gpus") from None
-            if duration > 0 and gpus > 0:
-                rows.append((submit, duration, gpus))
+            if not (duration > 0 and gpus > 0):
+                raise SpecError(
+                    f"{source}:{line}: duration and num_gpus must be > 0, got {duration} and {gpus}"
+                )
+            rows.append((submit, duration, gpus))
     rows.sort()
     rows = rows[:limit] if limit else rows
     start = rows[0][0] if rows else 0.0
