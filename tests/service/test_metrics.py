@@ -4,6 +4,7 @@ installed), per-GPU series under DCGM's labels, counters and a histogram, ETTR, 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -132,3 +133,16 @@ def test_ettr_charges_time_lost_after_a_failure_not_the_first_wait():
     ]
     assert ettr(history, now=810.0) == pytest.approx(200.0 / 310.0)
     assert ettr(history[:1], now=810.0) is None
+
+
+def test_the_grafana_dashboard_reads_only_names_metrics_exports(busy_centre):
+    service, _ = busy_centre
+    families = list(text_string_to_metric_families(service.get("/metrics").text))
+    exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    exported |= {f"{f.name}_total" for f in families if f.type == "counter"}  # declared, none counted yet
+    assert "DCGM_FI_DEV_GPU_UTIL" in exported  # declared (HELP, TYPE) before any runtime reports it
+    dashboard = json.loads((REPO / "examples" / "grafana" / "suanli-dashboard.json").read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for q in queries for name in re.findall(r"\b(?:suanli|DCGM)_[A-Za-z0-9_]+", q)}
+    assert len(queries) >= 12 and "suanli_scheduling_latency_seconds_bucket" in used
+    assert used - exported == set()
