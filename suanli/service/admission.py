@@ -45,6 +45,9 @@ class ServiceConfig(Spec):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest request body (413 above)")
 
 
+THIS_MACHINE = "local"  # the default cluster's name, pool and node type
+
+
 def local_cluster() -> Cluster:
     """This machine as a one-node CPU pool."""
     memory_kib = next(
@@ -60,14 +63,31 @@ def local_cluster() -> Cluster:
         source="this machine: os.cpu_count() and /proc/meminfo",
     )
     return Cluster(
-        name="local", pools=[{"name": "local", "node_type": "local", "nodes": 1}], node_types=[node]
+        name=THIS_MACHINE,
+        pools=[{"name": THIS_MACHINE, "node_type": THIS_MACHINE, "nodes": 1}],
+        node_types=[node],
     )
+
+
+def fit_to_cluster(spec: JobSpec, cluster: Cluster) -> JobSpec:
+    """The request as the cluster can take it. On the default cluster (this machine, one CPU node) a
+    CPU job runs on it whatever pool, node count or CPUs it names, so a job written for a site's
+    CPU partition (examples/jobs/hpc-lammps.yaml) runs here scaled down to the one node; on a
+    cluster file the request stands as written."""
+    if cluster.name != THIS_MACHINE or spec.resources.accelerators:
+        return spec
+    cores = float(cluster.node_type_of(THIS_MACHINE).cpu_cores)
+    resources = spec.resources.model_copy(
+        update={"pool": None, "cpus": min(spec.resources.cpus or 1.0, cores)}
+    )
+    return spec.model_copy(update={"num_nodes": 1, "resources": resources})
 
 
 def candidate_placements(spec: JobSpec, cluster: Cluster) -> list[Placement]:
     """Every pool shape that could ever hold the job (when the cluster is empty), best first:
     accelerator jobs in the order of their alternatives, CPU jobs on CPU-only pools first.
     SpecError, one line, when no pool can ever hold it (`suanli.spec.request.resolve`)."""
+    spec = fit_to_cluster(spec, cluster)
     cpus = spec.resources.cpus or 1.0
     return [
         Placement(host.pool, host.nodes, option.count, option.accel_type, cpus)
@@ -78,6 +98,7 @@ def candidate_placements(spec: JobSpec, cluster: Cluster) -> list[Placement]:
 
 def admit(spec: JobSpec, cluster: Cluster, config: ServiceConfig) -> list[Placement]:
     """The placements a job may take; a SpecError naming the field when it must be refused."""
+    spec = fit_to_cluster(spec, cluster)
     if len(spec.name) > NAME_MAX:
         raise SpecError(f"name: {len(spec.name)} characters, at most {NAME_MAX}")
     queue = config.queues.get(spec.queue)

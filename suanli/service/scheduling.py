@@ -12,6 +12,7 @@ from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.job import SchedJob, sched_job_from_spec
 from suanli.sched.policies import make_policy
 from suanli.sched.scheduler import Scheduler
+from suanli.service.admission import fit_to_cluster
 from suanli.service.executors.base import Placement
 from suanli.spec import Cluster, JobSpec, SpecError
 
@@ -77,7 +78,9 @@ class SuanliScheduler:
         runtime_s = {
             p.accelerator or CPU_TYPE: p.runtime_s or spec.walltime_s or DEFAULT_RUNTIME_S for p in cands
         }
-        return sched_job_from_spec(spec, self.cluster, sched_id(job_id), submit_s, runtime_s)
+        return sched_job_from_spec(
+            fit_to_cluster(spec, self.cluster), self.cluster, sched_id(job_id), submit_s, runtime_s
+        )
 
     def submit(self, job_id: int, spec: JobSpec, candidates: list[Placement], submit_s: float) -> None:
         self._candidates[job_id] = candidates

@@ -54,13 +54,16 @@ def test_cancel_pending_and_running_jobs(service, tmp_path):
     ("body", "field"),
     [
         ("name: x\nkind: hpc\nqueue: nope\nrun: 'true'\n", "queue: unknown queue 'nope'"),
-        ("name: x\nkind: hpc\nresources: {cpus: 4096}\nrun: 'true'\n", "resources: "),
         ("name: x\nresources: {accelerators: H100:8}\nrun: 'true'\n", "can never fit any pool"),
         (
             "name: x\nresources: {accelerators: H999:8}\nrun: 'true'\n",
             "resources.accelerators[0]: unknown accelerator",
         ),
-        ("name: x\nkind: hpc\nresources: {pool: gpu}\nrun: 'true'\n", "resources.pool: unknown pool 'gpu'"),
+        # (a CPU job naming another pool or more CPUs runs on this machine scaled down: test_cli.py)
+        (
+            "name: x\nresources: {pool: gpu, accelerators: H100:1}\nrun: 'true'\n",
+            "resources.pool: unknown pool 'gpu'",
+        ),
         ("name: x\nprioriti: 3\nrun: 'true'\n", "prioriti: is not a known field"),
         ("name: x\npriority: 5000\nrun: 'true'\n", "priority: must be <= 1000"),
         ("name: [x\n", "invalid YAML"),

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from suanli.cli import app
-from tests.service.conftest import job_yaml, wait_for
+from tests.service.conftest import REPO, job_yaml, wait_for
 
 runner = CliRunner()
 
@@ -56,3 +56,23 @@ def test_client_errors_are_one_line(live_server, tmp_path):
     down = runner.invoke(app, ["queue", "--server", "http://127.0.0.1:9"])
     assert down.exit_code == 2 and "cannot reach the Suanli service" in down.output
     assert runner.invoke(app, ["submit", str(tmp_path / "none.yaml")]).exit_code == 2
+
+
+def test_the_readme_hpc_example_runs_on_a_default_up(live_server):
+    """README: `suanli up` then `suanli submit examples/jobs/hpc-lammps.yaml`. The job asks for four
+    nodes of a `cpu` pool; on the default cluster (this machine) it is placed on the one local node
+    and its command runs there (LAMMPS is not installed, so the run itself ends with its exit status)."""
+    submitted = suanli("submit", str(REPO / "examples" / "jobs" / "hpc-lammps.yaml"), "--server", live_server)
+    assert submitted.exit_code == 0, submitted.output
+    assert "submitted job 1 (lammps-melt)" in submitted.output
+    job = wait_for(
+        lambda: (
+            (j := json.loads(suanli("status", "1", "--json", "--server", live_server).output))["state"]
+            in {"succeeded", "failed"}
+            and j
+        ),
+        30,
+    )
+    assert job["placement"]["pool"] == "local" and job["placement"]["nodes"] == 1
+    assert [h["to"] for h in job["history"]][:3] == ["pending", "starting", "running"]
+    assert job["spec"]["num_nodes"] == 4 and job["spec"]["resources"]["pool"] == "cpu"  # kept as submitted

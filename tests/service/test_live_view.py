@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from suanli.service.admission import ServiceConfig, admit
+import pytest
+
+from suanli.service.admission import ServiceConfig, admit, local_cluster
 from suanli.service.controller import Controller
 from suanli.service.planning import with_runtimes
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import Store
-from suanli.spec import Cluster, JobSpec, load
+from suanli.spec import Cluster, JobSpec, SpecError, load
 from tests.service.conftest import REPO
 
 TWO_POOLS = REPO / "tests" / "service" / "data" / "two-pools.yaml"
@@ -66,3 +68,15 @@ def test_pending_jobs_keep_submit_order_and_numeric_ids_across_a_restart(tmp_pat
         order += started
         running = started[0] if started else running
     assert order == [job.id for job in jobs[1:]] == list(range(2, 14))
+
+
+def test_only_the_default_cluster_scales_a_cpu_job_down_to_this_machine():
+    """A job for a site's CPU partition (4 nodes of 192 CPUs of pool `cpu`) runs on the one-node
+    default cluster; a cluster file takes requests as written and refuses what it cannot hold."""
+    lammps = load(JobSpec, REPO / "examples" / "jobs" / "hpc-lammps.yaml")
+    [here] = admit(lammps, local_cluster(), ServiceConfig())
+    assert (here.pool, here.nodes) == ("local", 1) and here.cpus_per_node <= local_cluster().node_types[
+        0
+    ].cpu_cores
+    with pytest.raises(SpecError, match=r"resources\.pool: unknown pool 'cpu'"):
+        admit(lammps, load(Cluster, TWO_POOLS), ServiceConfig())
