@@ -3,6 +3,7 @@ through the API appears on the page, runs, finishes, and its output shows in the
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -135,3 +136,39 @@ def test_an_operator_sees_pictures_nodes_and_all_jobs_of_a_replayed_trace(server
         assert "NaN" not in text and "undefined" not in text
         page.screenshot(path=str(ARTIFACTS / "operator-jobs.png"), full_page=True)
         browser.close()
+
+
+def test_a_jobs_page_draws_its_curves_beside_its_plan(live_server, chromium):
+    """A job whose run reports steps (as suanli's runtime does): loss, tokens/s, MFU and goodput and
+    the measured step time are drawn over its steps, a checkpoint marked on them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    steps = [
+        {
+            "event": "step",
+            "step": s,
+            "loss": 4.0 - 0.3 * s,
+            "tokens_per_s": 900.0 + s,
+            "mfu": 0.3,
+            "goodput": 0.8,
+            "step_time_s": 0.5,
+        }
+        for s in range(1, 9)
+    ]
+    steps.append({"event": "checkpoint", "step": 4, "checkpoint": "/tmp/ckpt-4"})
+    lines = " ".join(f"echo '{json.dumps(s)}' >> $SUANLI_METRICS_FILE;" for s in steps)
+    job = httpx.post(live_server + "/jobs", content=job_yaml("curves", f"{lines} sleep 30")).json()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(live_server)
+        page.locator(f'#running tr[data-job-id="{job["id"]}"]').click(timeout=15_000)
+        expect(page.locator("#chart-loss")).to_have_attribute("data-points", "8", timeout=15_000)
+        expect(page.locator("#chart-mfu polyline")).to_have_count(2)
+        expect(page.locator("#chart-loss line.marker")).to_have_count(1)
+        expect(page.locator("#detail-rest")).to_contain_text("step 4: /tmp/ckpt-4")
+        assert "NaN" not in page.locator("#detail-section").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#detail-section").screenshot(path=str(ARTIFACTS / "operator-job-curves.png"))
+        browser.close()
+    httpx.post(f"{live_server}/jobs/{job['id']}/cancel")
