@@ -236,9 +236,9 @@ class ServiceCollector(Collector):
             for figure, value in job_figures(store.metrics(job.id, limit=2000)).items():
                 if figure in families:
                     families[figure].add_metric([str(job.id), job.name], value)
-            value = ettr(store.history(job.id), now)
-            if value is not None:
-                ratio.add_metric([str(job.id), job.name], value)
+            share = ettr(store.history(job.id), now)
+            if share is not None:
+                ratio.add_metric([str(job.id), job.name], share)
         yield from families.values()
         yield ratio
 
