@@ -222,3 +222,38 @@ def test_a_trace_row_with_a_negative_duration_is_refused_naming_the_row(tmp_path
     trace.write_text("timestamp,duration,num_gpus\n2017-10-01 00:00:00,600,1\n2017-10-01 00:01:00,-5,2\n")
     with pytest.raises(SpecError, match=r"jobs\.csv:3: duration and num_gpus must be > 0, got -5\.0 and 2"):
         load_philly(trace, ["a"])
+
+
+def _two_tenants() -> list:
+    """A big tenant keeps 8 GPUs busy with a stream of 1-hour jobs; the small one submits one
+    4-hour job an hour in. Shortest-first alone would keep the small tenant behind every short job."""
+    big = [job(f"big{i}", 600.0 * i, 4, 3600.0, queue="big") for i in range(60)]
+    return [*big, job("small", 3600.0, 4, 4 * 3600.0, queue="small")]
+
+
+def test_the_small_tenant_waits_at_most_its_fair_share():
+    jobs = _two_tenants()
+    config = SimConfig(estimate_error=0.0)
+
+    def wait_h(policy: Policy) -> float:
+        run = simulate(make_cluster({"a": (1, 8)}), policy, jobs, config)
+        small = next(s for s in run.jobs if s.job.job_id == "small")
+        return (small.first_start_s - small.job.submit_s) / 3600
+
+    shares = make_policy("suanli")
+    shares.fair_shares = {"big": 0.5, "small": 0.5}  # type: ignore[attr-defined]
+    # Half the cluster is due to it and the big tenant holds all of it: it starts at once.
+    assert wait_h(shares) == 0.0
+    assert wait_h(make_policy("suanli")) > 4.0  # without fair share it waits behind the stream
+
+
+def test_fair_share_usage_halves_every_half_life():
+    from suanli.sched.policies.suanli import SuanliPolicy
+
+    policy = SuanliPolicy(fair_shares={"a": 0.5, "b": 0.5}, usage_half_life_s=3600.0)
+    cluster = make_cluster({"a": (1, 8)})
+    busy = JobState(job=job("x", 0.0, 8, 1e6, queue="a"), status="running")
+    for now_s, held in ((0.0, {"a": 8}), (1800.0, {"a": 8}), (1800.0 + 2 * 3600.0, {})):
+        policy.on_round(View(now_s, {"x": busy}, cluster, queue_held=held))
+    # 8 GPUs × 1800 s, then two half-lives with nothing held: a quarter is left.
+    assert policy._usage_gpu_s["a"] == pytest.approx(8 * 1800.0 / 4)

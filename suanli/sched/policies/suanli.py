@@ -2,8 +2,10 @@
 
 Rules, applied on every arrival and completion (event-driven, no fixed rounds):
 
-1. Queues and quotas. A queue holding more than its quota (share of all GPUs, default: no limit)
-   is served only after every queue under quota.
+1. Queues, quotas and fair share. A queue holding more than its quota (share of all GPUs, default:
+   no limit), or whose decayed usage is above its fair share (`fair_shares`; usage in GPU-seconds
+   halves every `usage_half_life_s`, Slurm's PriorityDecayHalfLife, default 7 days), is served
+   only after every queue within its due.
 2. Running HPC jobs are never preempted (MPI jobs rarely checkpoint); they keep their nodes.
 3. Starvation guard. A job whose projected finish-time-fairness ρ (time in system + restart time +
    remaining time on the slowest type it may get, over its run time on a 1/N share; see
@@ -43,7 +45,11 @@ class SuanliPolicy(Policy):
     min_run_s: float = 1800.0  # the simulator's default checkpoint interval: a preempted job keeps one save
     max_slowdown: float = 3.0
     queue_quotas: dict[str, float] = field(default_factory=dict)
+    fair_shares: dict[str, float] = field(default_factory=dict)  # queue → its share; empty: off
+    usage_half_life_s: float = 7 * 24 * 3600.0
     _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
+    _usage_gpu_s: dict[str, float] = field(default_factory=dict)
+    _usage_at_s: float | None = None
 
     def order(self, view: View) -> list[JobState]:
         return self.rank(view.active(), view)
@@ -54,7 +60,7 @@ class SuanliPolicy(Policy):
             q
             for q, n in view.held_by_queue().items()
             if q in self.queue_quotas and n / total > self.queue_quotas[q]
-        }
+        } | self._over_fair_share()
         share_gpus = total / max(1, len(view.jobs))
 
         def key(s: JobState) -> tuple[bool, bool, bool, bool, float, float, str]:
@@ -97,7 +103,29 @@ class SuanliPolicy(Policy):
             cached = self._cache[job.job_id] = (types, mean_rate)
         return cached
 
+    def _over_fair_share(self) -> set[str]:
+        """Queues whose share of the decayed usage exceeds their share of `fair_shares`."""
+        used = sum(self._usage_gpu_s.values())
+        if not self.fair_shares or used <= 0:
+            return set()
+        due = sum(self.fair_shares.values())
+        return {q for q, u in self._usage_gpu_s.items() if u / used > self.fair_shares.get(q, 0.0) / due}
+
+    def _charge_usage(self, view: View) -> None:
+        """Decay every queue's usage by the half-life and charge what it held since the last pass."""
+        last, self._usage_at_s = self._usage_at_s, view.now_s
+        if last is None or view.now_s <= last:
+            return
+        decay = 0.5 ** ((view.now_s - last) / self.usage_half_life_s)
+        held = view.held_by_queue()
+        for q in set(self._usage_gpu_s) | set(held):
+            self._usage_gpu_s[q] = self._usage_gpu_s.get(q, 0.0) * decay + held.get(q, 0) * (
+                view.now_s - last
+            )
+
     def on_round(self, view: View) -> None:
+        if self.fair_shares:
+            self._charge_usage(view)
         if len(self._cache) > 4 * len(view.jobs) + 1024:
             self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
 
