@@ -3,8 +3,8 @@ tick and runtime knowledge, judged against the true durations (64-GPU T4/RTX/A10
 
 Each cell (trace, workload, policy, σ, tick, knowledge) is one simulation written to its own JSON
 file in --out, so runs resume where they stopped and several may run side by side on disjoint
---shard values. Cells run in priority order: no knowledge, then σ = 0.5 at every tick (the headline
-is σ = 0.5 event-driven), then the other σ. `--table` prints the markdown tables of what is done.
+--shard values. Cells run in priority order (`cells`); the headline is σ = 0.5, event-driven.
+`--table` prints the markdown tables of what is done.
 
     .venv/bin/python benchmarks/sched_knowledge.py [--shard 0/2] [--budget-s 3000]
     .venv/bin/python benchmarks/sched_knowledge.py --table
@@ -39,18 +39,27 @@ Cell = tuple[str, int, str, float, float, str]
 
 
 def cells() -> Iterator[Cell]:
-    policies = sorted(POLICIES)
-    grid = [(0.5, tick) for tick in TICKS] + [(s, t) for t in TICKS for s in SIGMAS if s != 0.5]
-    for trace, numbers in WORKLOADS.items():  # headline first
+    """No knowledge first; then σ = 0.5 at every tick on the lighter traces, newTrace's σ = 0.5
+    event-driven runs, the other σ event-driven, and the rest."""
+    light, heavy = ("philly", "saturn"), ("newtrace",)
+    phases = [
+        (light, [(0.5, t) for t in TICKS]),
+        (heavy, [(0.5, 0.0)]),
+        (light, [(s, 0.0) for s in SIGMAS if s != 0.5]),
+        (heavy, [(0.5, t) for t in TICKS if t] + [(s, 0.0) for s in SIGMAS if s != 0.5]),
+        (light + heavy, [(s, t) for t in TICKS if t for s in SIGMAS if s != 0.5]),
+    ]
+    for trace, numbers in WORKLOADS.items():
         for n in numbers:
             yield trace, n, "suanli", 0.5, 0.0, "none"
-    for sigma, tick in grid:  # then σ = 0.5 at every tick (cadence), then the other σ
-        for trace, numbers in WORKLOADS.items():
-            for n in numbers:
-                for policy in policies:
-                    if policy in DURATION_BLIND and sigma != 0.5:
-                        continue
-                    yield trace, n, policy, sigma, tick, "declared"
+    for traces, grid in phases:
+        for sigma, tick in grid:
+            for trace in traces:
+                for n in WORKLOADS[trace]:
+                    for policy in sorted(POLICIES):
+                        if policy in DURATION_BLIND and sigma != 0.5:
+                            continue
+                        yield trace, n, policy, sigma, tick, "declared"
 
 
 def path_of(out: Path, cell: Cell) -> Path:
