@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from suanli.sched.fractional import FULL_MILLI
-from suanli.service.scheduling import SuanliScheduler
+from suanli.sched.placement import find_slots
+from suanli.service.scheduling import SuanliScheduler, sched_id
 
 
 def gpu_grid(scheduler: SuanliScheduler) -> list[dict[str, Any]]:
@@ -36,3 +37,17 @@ def gpu_grid(scheduler: SuanliScheduler) -> list[dict[str, Any]]:
             )
         nodes.append({"name": node.name, "pool": node.pool, "accelerator": node.accel_type, "gpus": gpus})
     return nodes
+
+
+def pending_reasons(scheduler: SuanliScheduler, job_ids: list[int]) -> dict[int, str]:
+    """Slurm's reason for each of these jobs that waits: `Resources` when its gang fits on none of its
+    accelerator types right now (asked of `find_slots`, the placement the scheduler itself makes),
+    `Priority` when it would fit but the policy started others first or holds it back."""
+    inner = scheduler.inner
+    reasons = {}
+    for job_id in job_ids:
+        state = inner.pending.get(sched_id(job_id))
+        if state is not None:
+            fits = any(find_slots(inner.cluster, state.job, kind) is not None for kind in state.job.runtime_s)
+            reasons[job_id] = "Priority" if fits else "Resources"
+    return reasons

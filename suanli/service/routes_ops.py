@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query
 
 from suanli.service.controller import Controller
-from suanli.service.occupancy import gpu_grid
+from suanli.service.occupancy import gpu_grid, pending_reasons
 from suanli.service.scheduling import SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job
 
@@ -81,7 +81,12 @@ def ops_router(controller: Controller) -> APIRouter:
             parse_states(state), queue, kind, pool, offset, limit, newest_first=order == "newest"
         )
         restarts = store.restarts([j.id for j in page])
-        views = [{**job_view(controller, j), "restarts": restarts.get(j.id, 0)} for j in page]
+        reasons: dict[int, str] = {}
+        if isinstance(controller.scheduler, SuanliScheduler):
+            with controller.lock:
+                reasons = pending_reasons(controller.scheduler, [j.id for j in page if j.state == "pending"])
+        extra = {j.id: {"restarts": restarts.get(j.id, 0), "pending_reason": reasons.get(j.id)} for j in page}
+        views = [{**job_view(controller, j), **extra[j.id]} for j in page]
         return {"now": controller.clock(), "total": total, "offset": offset, "limit": limit, "jobs": views}
 
     @router.get("/series")

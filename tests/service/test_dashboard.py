@@ -50,6 +50,7 @@ def test_submitted_job_appears_runs_and_finishes_on_the_page(live_server, chromi
         ).json()
         # while the blocker holds the pool, the job waits in the queue, then runs, then finishes
         expect(page.locator('#queue tr[data-job-name="browser-job"]')).to_be_visible(timeout=15_000)
+        expect(page.locator('#queue tr[data-job-name="browser-job"] td.why')).to_have_text("Resources")
         expect(page.locator('#running tr[data-job-name="blocker"]')).to_be_visible(timeout=15_000)
         finished = page.locator('#finished tr[data-job-name="browser-job"] td.state')
         expect(finished).to_have_attribute("data-state", "succeeded", timeout=30_000)

@@ -88,3 +88,21 @@ def test_a_jobs_figures_over_its_steps_beside_its_plan(service):
     assert "tokens_per_s" not in series["steps"]
     assert series["checkpoints"] == [{"at": 1501.0, "step": 500, "path": "/ckpt/500"}]
     assert service.get("/ops/jobs/99999/series").status_code == 404
+
+
+def test_a_waiting_job_says_why_as_slurm_names_it(make_service):
+    """FIFO on the mixed centre: the whole H100 pool runs one job; a second whole-pool job waits for
+    `Resources`; an 8-GPU A100 job behind it would fit now but FIFO keeps the order: `Priority`."""
+    service = make_service(cluster_file=MIXED, simulate_speedup=1.0, policy="fifo")
+    whole = "name: {name}\nresources: {{accelerators: H100:384}}\nwalltime: 100h\nrun: t\n"
+    first = service.post("/jobs", content=whole.format(name="first")).json()
+    wait_state(service, first["id"], {"running"}, 10)
+    second = service.post("/jobs", content=whole.format(name="second")).json()
+    small = "name: small\nresources: {accelerators: A100:8}\nwalltime: 1h\nrun: t\n"
+    third = service.post("/jobs", content=small).json()
+    time.sleep(1.0)  # several scheduling ticks
+    waiting = service.get("/ops/jobs", params={"state": "pending", "order": "oldest"}).json()["jobs"]
+    reasons = {j["id"]: j["pending_reason"] for j in waiting}
+    assert reasons == {second["id"]: "Resources", third["id"]: "Priority"}
+    running = service.get("/ops/jobs", params={"state": "running"}).json()["jobs"]
+    assert [j["pending_reason"] for j in running] == [None]

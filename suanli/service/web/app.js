@@ -139,6 +139,7 @@ function renderQuick(running, queued, finished, now) {
   fill("queue", queued.jobs.map((j) => row(j, [
     `<td>${j.id}</td>`, `<td>${escape(j.name)}</td>`, `<td>${j.kind}</td>`, `<td>${escape(j.queue)}</td>`,
     `<td>${j.priority}</td>`, `<td>${duration(now - j.submitted_at)}</td>`,
+    `<td class="why" title="Resources: fits nowhere now; Priority: fits, others go first">${escape(j.pending_reason ?? "–")}</td>`,
   ])), "queue is empty");
   fill("finished", finished.jobs.map((j) => row(j, [
     `<td>${j.id}</td>`, `<td>${escape(j.name)}</td>`, `<td>${j.kind}</td>`, `<td>${escape(j.placement?.pool ?? "–")}</td>`,
@@ -158,7 +159,7 @@ function renderAllJobs(page, now) {
     `<td>${j.id}</td>`, `<td>${escape(j.name)}</td>`, `<td>${j.kind}</td>`, `<td>${escape(j.queue)}</td>`,
     `<td>${escape(j.placement?.pool ?? "–")}</td>`, `<td>${j.placement?.accelerators || "–"}${sliceOf(j)}</td>`,
     `<td>${duration(now - j.submitted_at)} ago</td>`, `<td>${duration(ran(j, now))}</td>`, `<td>${j.restarts}</td>`,
-    `<td>${j.exit_code ?? "–"}</td>`, `<td class="reason">${escape(j.reason)}</td>`,
+    `<td>${j.exit_code ?? "–"}</td>`, `<td class="reason">${escape(j.pending_reason ?? j.reason)}</td>`,
   ])), "no job matches");
 }
 
