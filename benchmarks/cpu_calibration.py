@@ -21,6 +21,7 @@ import os
 import socket
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -29,7 +30,7 @@ import torch.multiprocessing as mp
 GLOO_BYTES = 64 * 2**20
 
 
-def best_seconds(action, repeats: int) -> float:  # type: ignore[no-untyped-def]
+def best_seconds(action: Callable[[], object], repeats: int) -> float:
     action()  # warm-up
     times = []
     for _ in range(repeats):
@@ -50,7 +51,7 @@ def copy_gb_s(size_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
     return 2 * size_bytes / best_seconds(lambda: target.copy_(source), repeats) / 1e9
 
 
-def _gloo_worker(rank: int, port: int, results: dict) -> None:  # type: ignore[type-arg]
+def _gloo_worker(rank: int, port: int, results: dict[str, float]) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     tensor = torch.ones(GLOO_BYTES // 4)

@@ -166,11 +166,11 @@ def main() -> None:
         references: dict[str, tuple[list[float], float]] = {}
         for model in (DENSE, MOE):
             path = write_config(folder, f"single-{model['slug']}", model, steps, layout={"micro_batch": 2})
-            references[model["slug"]] = run(path, 1)
+            references[str(model["slug"])] = run(path, 1)
         dense_config = load_config(write_config(folder, "fit", DENSE, steps, layout={"micro_batch": 2}))
         spec = dense_config.resolved_model()
         efficiency = fit_efficiency(
-            spec, dense_config, dense_config.resolved_layout(1), references[DENSE["slug"]][1]
+            spec, dense_config, dense_config.resolved_layout(1), references[str(DENSE["slug"])][1]
         )
         errors, errors_on_cores, worst = [], [], 0.0
         for index, case in enumerate(cases):
@@ -179,7 +179,7 @@ def main() -> None:
             config = load_config(path)
             processes = config.resolved_layout().world_size
             losses, measured_s = run(path, processes)
-            reference_losses, _ = references[case.model["slug"]]
+            reference_losses, _ = references[str(case.model["slug"])]
             difference = relative_difference(losses, reference_losses)
             worst = max(worst, difference)
             case_spec = config.resolved_model()

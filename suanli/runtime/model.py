@@ -89,13 +89,13 @@ class BalanceLossGradient(torch.autograd.Function):
     returns activations only). Megatron-LM's `MoEAuxLossAutoScaler` does the same."""
 
     @staticmethod
-    def forward(ctx, output: torch.Tensor, balance_loss: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, output: torch.Tensor, balance_loss: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(balance_loss)
         ctx.scale = scale
         return output
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         (balance_loss,) = ctx.saved_tensors
         return grad, torch.full_like(balance_loss, ctx.scale), None
 
@@ -230,7 +230,7 @@ class Decoder(nn.Module):
             if self.positions is not None:
                 x = x + self.positions(torch.arange(start, end, device=tokens.device))
         # from the first position on: under sequence parallelism a stage's input holds seq / tp tokens
-        cos, sin = self.rope_cos[start:], self.rope_sin[start:]
+        cos, sin = self.rope_cos[start:], self.rope_sin[start:]  # type: ignore[index]
         for layer in self.layers.values():
             if self.recompute and self.training:
                 x = checkpoint(layer, x, cos, sin, use_reentrant=False)

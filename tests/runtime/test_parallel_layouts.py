@@ -19,7 +19,7 @@ from tests.runtime.conftest import config_writer, run_forked_ranks
 
 LOSS_RTOL = 1e-4
 STEPS = 4
-FIVE_LAYERS = {  # tiny-llama-test with 5 layers: pipelines split it unevenly (3+2, 2+1+1+1)
+FIVE_LAYERS = {  # tiny-llama-test with 5 layers: pipelines split it unevenly (3+2, 1+1+2+1)
     "slug": "tiny5",
     "name": "tiny, 5 layers",
     "n_layers": 5,
@@ -54,7 +54,7 @@ def single_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[f
 LAYOUTS: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
     ("tp2-sequence-parallel", FIVE_LAYERS, {"tp": 2}, {}),
     ("pp2-1f1b-3+2-layers", FIVE_LAYERS, {"pp": 2}, {}),
-    ("pp2-interleaved-2+1+1+1-layers", FIVE_LAYERS, {"pp": 2, "vpp": 2}, {}),
+    ("pp2-interleaved-1+1+2+1-layers", FIVE_LAYERS, {"pp": 2, "vpp": 2}, {}),
     ("tp2-x-pp2", FIVE_LAYERS, {"tp": 2, "pp": 2}, {}),
     ("fsdp2-x-tp2", FIVE_LAYERS, {"dp": 2, "tp": 2, "zero_stage": 3}, {}),
     ("hsdp-2x2", FIVE_LAYERS, {"dp": 4, "zero_stage": 3}, {"parallel": {"dp_replicate": 2}}),

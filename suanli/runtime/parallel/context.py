@@ -39,7 +39,7 @@ def _rotate(tensors: list[torch.Tensor], group: dist.ProcessGroup) -> list[torch
 
 class RingAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: dist.ProcessGroup):  # type: ignore[override]
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: dist.ProcessGroup):
         rank, size = dist.get_rank(group), dist.get_world_size(group)
         scale = 1 / math.sqrt(q.shape[-1])
         out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
@@ -63,7 +63,7 @@ class RingAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad_out: torch.Tensor):
         q, k, v, out, lse = ctx.saved_tensors
         group, scale = ctx.group, ctx.scale
         rank, size = dist.get_rank(group), dist.get_world_size(group)

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from suanli.runtime.config import MoEOptions, ParallelOptions
 from suanli.runtime.data import BatchLoader
 from suanli.runtime.devices import synchronize
-from suanli.runtime.model import Decoder, MoE
+from suanli.runtime.model import Attention, Decoder, MoE
 from suanli.runtime.parallel.context import RingCausalAttention
 from suanli.runtime.parallel.expert import shard_experts
 from suanli.runtime.parallel.grads import Reduction, clip_grad_norm
@@ -214,8 +214,9 @@ def _build_nd(
     mesh = build_mesh(layout, device.type, options.dp_replicate)
     expert_params = shard_experts(model, mesh.ep_group) if mesh.ep_group is not None else []
     if mesh.cp_group is not None:
-        for block in model.layers.values():
-            block.attention.core = RingCausalAttention(mesh.cp_group)
+        for module in model.modules():
+            if isinstance(module, Attention):
+                module.core = RingCausalAttention(mesh.cp_group)
     if layout.pp > 1:
         spans = stage_layers(model.spec, layout, seq_len)
         last = len(spans) - 1
