@@ -23,6 +23,7 @@ from suanli.service import metrics
 from suanli.service.admission import ServiceConfig, admit, local_cluster
 from suanli.service.controller import Controller
 from suanli.service.executors import Executor, build_executor
+from suanli.service.leader import leadership_for
 from suanli.service.planning import plan_job, planner_available, search_plans, with_runtimes
 from suanli.service.routes_ops import ops_router
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
@@ -84,8 +85,10 @@ def build_controller(settings: Settings) -> Controller:
     else:
         options = {**settings.executor_options, **({"cluster": cluster} if settings.cluster_file else {})}
         clock, executor = time.time, build_executor(settings.executor, **options)
+    store = Store(settings.store_url)
     return Controller(
-        store=Store(settings.store_url),
+        store=store,
+        leadership=None if settings.simulate_speedup else leadership_for(store),
         executor=executor,
         scheduler=SuanliScheduler(cluster, settings.policy),
         cluster=cluster,
@@ -405,6 +408,7 @@ def observability_router(controller: Controller, config: ServiceConfig) -> APIRo
             "executor": controller.executor.name,
             "cluster": controller.cluster.name,
             "policy": controller.scheduler.policy,
+            "leader": controller.leading,
         }
 
     return router

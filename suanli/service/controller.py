@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from suanli.service.executors.base import METRICS_FILE, Executor, Placement, Run
+from suanli.service.leader import Leadership
 from suanli.service.scheduling import SchedulerPort
 from suanli.service.store import TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, Training, dump_yaml
@@ -30,6 +31,8 @@ log = logging.getLogger("suanli.service")
 
 POOL_SAMPLE_EVERY_S = 2.0
 LAUNCH_WAIT_S = 30.0
+LEADER_RETRY_S = 1.0  # how often a server that does not lead tries to take the lead
+SYNC_S = 1.0  # how often the leader queues jobs other servers accepted
 MAX_ATTEMPTS = 3  # a checkpointed job is started again after a failure, up to this many attempts
 DEFAULT_TRAIN_STEPS = 100  # a model job without a token budget
 
@@ -91,11 +94,16 @@ class Controller:
     _last_sample_s: float = 0.0
     _last_allocation: dict[str, tuple[float, float]] = field(default_factory=dict)
     _last_poll_s: dict[int, float] = field(default_factory=dict)
+    leadership: Leadership | None = None  # None: the only server on its store, always leading
+    _leads: bool = False
+    _known: set[int] = field(default_factory=set)  # jobs this server's scheduler was given
+    _last_sync_s: float = 0.0
 
     # lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.recover()
+        if self._try_lead():
+            self.recover()
         self._thread = threading.Thread(target=self._loop, name="suanli-controller", daemon=True)
         self._thread.start()
 
@@ -103,8 +111,25 @@ class Controller:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=10)
+        if self.leadership:
+            self.leadership.release()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this server runs the scheduling loop (always, when it is alone on its store)."""
+        return self.leadership is None or self._leads
+
+    def _try_lead(self) -> bool:
+        self._leads = self.leadership is not None and self.leadership.try_acquire()
+        return self.leading
 
     def _loop(self) -> None:
+        while not self.leading:  # another server leads: serve the API, wait to take over
+            if self._stop.wait(LEADER_RETRY_S):
+                return
+            if self._try_lead():
+                log.warning("this server now leads the scheduling loop")
+                self.recover()
         while not self._stop.is_set():
             try:
                 self.step()
@@ -133,6 +158,7 @@ class Controller:
                     self.store.transition(
                         job.id, "starting", "running", now, "found after a restart", engine_id=engine_id
                     )
+                self._known.add(job.id)
                 unaccounted = self.scheduler.adopt(job.id, spec, run.placement, now)
                 if unaccounted:
                     self.store.set_fields(job.id, reason=unaccounted)
@@ -140,6 +166,7 @@ class Controller:
     def _requeue_after_restart(self, job: Job, spec: JobSpec, now: float) -> None:
         """Queue a pending job again; one the cluster can no longer hold (its pools shrank or went
         away while the server was down) fails with the scheduler's reason."""
+        self._known.add(job.id)
         try:
             self.scheduler.submit(job.id, spec, self._candidates(job), job.submitted_at)
         except SpecError as exc:
@@ -151,6 +178,9 @@ class Controller:
         with self.lock:
             data = spec.model_dump(mode="json", by_alias=True)
             job = self.store.add_job(data, plan, self.clock(), [p.to_dict() for p in candidates])
+            if not self.leading:  # the leader queues it from the store (admission already judged it)
+                return job
+            self._known.add(job.id)
             try:
                 self.scheduler.submit(job.id, spec, candidates, job.submitted_at)
             except SpecError as exc:  # the scheduler refuses it: nothing may stay half-written
@@ -169,6 +199,8 @@ class Controller:
                 self.scheduler.cancel(job_id)
                 return self.store.get(job_id)
             self.store.set_fields(job_id, cancel_requested=1)
+        if not self.leading:  # the leader stops the run and frees its resources
+            return self.store.get(job_id)
         deadline = time.monotonic() + LAUNCH_WAIT_S  # a launch in flight ends in a moment
         while (job := self.store.get(job_id)).state == "starting" and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -181,6 +213,9 @@ class Controller:
 
     def step(self) -> None:
         now = self.clock()
+        if self.leadership and time.monotonic() - self._last_sync_s >= SYNC_S:
+            self._last_sync_s = time.monotonic()
+            self._queue_jobs_from_other_servers()
         for job in self.store.list_jobs(states={"running"}):
             self._follow(job)
         with self.lock:
@@ -194,6 +229,13 @@ class Controller:
         if allocation != self._last_allocation or now - self._last_sample_s >= POOL_SAMPLE_EVERY_S:
             self._last_sample_s, self._last_allocation = now, allocation
             self.store.add_pool_samples(now, allocation)
+
+    def _queue_jobs_from_other_servers(self) -> None:
+        """Pending jobs another server of the store accepted: queue them here, with their submit time."""
+        with self.lock:
+            for job in self.store.list_jobs(states={"pending"}):
+                if job.id not in self._known:
+                    self._requeue_after_restart(job, self.spec_of(job), self.clock())
 
     def _follow(self, job: Job) -> None:
         run = self.run_of(job)
