@@ -1,6 +1,12 @@
-"""The `suanli` command line. Each verb lives in its own module and registers itself here."""
+"""The `suanli` command line. Each verb lives in its own module and registers itself on `app` when
+that module is imported — which happens only when the verb runs, so `suanli plan` never pays for the
+service, the porter or the failure predictor (`VERB_MODULES` is the one table of verbs)."""
 
 from __future__ import annotations
+
+import importlib
+
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -8,12 +14,45 @@ from typer.core import TyperGroup
 from suanli.spec.errors import SuanliError
 
 USER_ERROR_EXIT = 2
+
+# verb → the module under suanli/cli/ that defines it (tests/cli/test_verbs.py keeps this complete).
+VERB_MODULES: dict[str, str] = {
+    "cancel": "service",
+    "comm": "comm",
+    "ft": "ft",
+    "logs": "service",
+    "nodes": "service",
+    "perf": "perf",
+    "plan": "plan",
+    "port": "port",
+    "queue": "service",
+    "share": "share",
+    "show": "show",
+    "sim": "sim",
+    "status": "service",
+    "submit": "service",
+    "train": "train",
+    "up": "service",
+    "validate": "validate",
+}
 FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 class SuanliGroup(TyperGroup):
     """The one place a command's error meets the user: any `SuanliError` (or a file the user named that
     cannot be read) is printed as `error: <line>` on stderr, one line per problem, exit status 2."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(set(VERB_MODULES) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        if command is None and name in VERB_MODULES:
+            importlib.import_module(f"suanli.cli.{VERB_MODULES[name]}")
+            command = getattr(typer.main.get_command(app), "commands", {}).get(name)
+            if command is not None:
+                self.add_command(command, name)
+        return command
 
     def invoke(self, ctx):
         try:
@@ -35,8 +74,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from suanli.cli import comm, ft, perf, plan, port, service, share, show, sim, train, validate  # noqa: E402  (the verbs register themselves on `app`)
 
-__all__ = [
-    "app", "comm", "ft", "perf", "plan", "port", "service", "share", "show", "sim", "train", "validate",
-]  # fmt: skip
+@app.callback()
+def _root() -> None:
+    """Makes `app` a group before any verb module has registered on it."""
+
+
+__all__ = ["USER_ERROR_EXIT", "VERB_MODULES", "SuanliGroup", "app"]
