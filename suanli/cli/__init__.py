@@ -5,7 +5,6 @@ service, the porter or the failure predictor (`VERB_MODULES` is the one table of
 from __future__ import annotations
 
 import importlib
-
 from typing import Any
 
 import typer

@@ -19,9 +19,10 @@ def test_the_verb_table_names_every_registered_verb_and_nothing_else():
     assert registered == set(VERB_MODULES)
     for verb, module in VERB_MODULES.items():
         callback = group.commands[verb]
-        defined_in = getattr(callback.callback, "__module__", None) or next(
-            iter(getattr(callback, "commands", {}).values())
-        ).callback.__module__
+        defined_in = (
+            getattr(callback.callback, "__module__", None)
+            or next(iter(getattr(callback, "commands", {}).values())).callback.__module__
+        )
         assert defined_in == f"suanli.cli.{module}", verb
 
 
