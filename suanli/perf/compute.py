@@ -126,7 +126,7 @@ def dense_gemms(model: ModelSpec, tokens: float, tp: int) -> list[tuple[float, f
     if model.mla:
         m_ = model.mla
         qk = m_.qk_nope_head_dim + m_.qk_rope_head_dim
-        gemms = [(tokens, m_.kv_lora_rank + m_.qk_rope_head_dim, h)]
+        gemms: list[tuple[float, float, float]] = [(tokens, m_.kv_lora_rank + m_.qk_rope_head_dim, h)]
         if m_.q_lora_rank:
             gemms += [(tokens, m_.q_lora_rank, h), (tokens, model.n_heads * qk / tp, m_.q_lora_rank)]
         else:
@@ -188,10 +188,8 @@ def layer_time(
     layers; everything else is computed here. Backward GEMMs (input and weight gradients) cost
     twice the forward."""
     gemms = dense_gemms(model, tokens, tp)
-    moe_layer = model.is_moe_layer(index)
-    if moe_layer:
-        moe = model.moe
-        assert moe is not None
+    moe = model.moe if model.is_moe_layer(index) else None  # the layer's MoE block, if it has one
+    if moe is not None:
         if moe.shared_experts:
             gemms += mlp_gemms(model, tokens, moe.shared_experts * moe.expert_ffn_hidden / tp)
         gemms.append((tokens / tp if sequence_parallel else tokens, moe.experts, model.hidden))
@@ -203,13 +201,13 @@ def layer_time(
     attn_fwd, attn_bwd = attention_time_s(model, tokens, seq_len, tp, hw)
     traffic = elementwise_bytes(model, tokens, tp, sequence_parallel, ffn)
     overhead = kernel_overhead_s()
-    if moe_layer:
+    if moe is not None:
         routed = tokens / tp if sequence_parallel else tokens
         traffic += routed * moe.top_k * model.hidden * BYTES_16BIT * 4  # permute + unpermute
     memory = traffic / (hw.memory_bw_gb_s * 1e9)
     forward = linear + attn_fwd + memory + overhead
     backward = 2 * linear + attn_bwd + 2 * memory + 2 * overhead
-    if moe_layer:  # the host cannot run ahead of a dropless MoE layer: it waits for its launches
+    if moe is not None:  # the host cannot run ahead of a dropless MoE layer: it waits for its launches
         host_s = perf_constants()["moe_layer_host_ms"] * 1e-3
         forward, backward = max(forward, host_s), max(backward, 2 * host_s)
     recompute_s = {"none": 0.0, "selective": attn_fwd, "full": forward}[recompute]

@@ -143,7 +143,7 @@ def layer_activation_bytes(
     norms = 0 if selective else 4 * h
     replicated = norms + 4 * h + 2 * drop * h
     # Split across TP ranks: Q, K, V and the attention output (input of the output projection).
-    split = 2 * q + 4 * kv + 2 * q
+    split: float = 2 * q + 4 * kv + 2 * q
     if not flash_attention and recompute != "selective":
         split += (5 if drop else 2) * model.n_heads * s  # softmax output (+ dropout mask and output)
     if model.is_moe_layer(index):

@@ -3,6 +3,7 @@ key, and a plan's time to train, GPU-hours and cost. Shared by single-pool and m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from suanli.perf.step import Workload
@@ -53,15 +54,19 @@ def finish_plan(
         plan.time_to_train_s = shape.total_tokens / plan.estimate.tokens_per_s
         plan.gpu_hours = plan.gpus * plan.time_to_train_s / 3600
         price_table = prices if prices is not None else cluster.price_per_gpu_hour
-        pools = [s.pool for s in plan.stages] or [plan.pool]
-        gpu_share = [s.gpus for s in plan.stages] or [plan.gpus]
+        if plan.stages:
+            pools, gpu_share = [s.pool for s in plan.stages], [s.gpus for s in plan.stages]
+        else:
+            # The planner names the pool of every plan without stages (search._score).
+            assert plan.pool is not None
+            pools, gpu_share = [plan.pool], [plan.gpus]
         if all(p in price_table for p in pools):
             hours = plan.time_to_train_s / 3600
             plan.cost = sum(price_table[p] * g * hours for p, g in zip(pools, gpu_share, strict=True))
     return plan
 
 
-def rank_key(objective: str):  # type: ignore[no-untyped-def]
+def rank_key(objective: str) -> Callable[[Plan], float]:
     """Sort key: best first."""
     if objective not in OBJECTIVES:
         raise SpecError(f"--objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
