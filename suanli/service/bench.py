@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from suanli.service.app import Settings, build_controller, create_app
+from suanli.service.admission import admit
+from suanli.service.app import Settings, build_controller, create_app, parse_job
 
 BLOCKER = "name: blocker\nkind: hpc\nrun: sleep 3600\n"
 QUEUED = "name: q{index}\nkind: hpc\nrun: 'true'\n"
@@ -65,11 +66,26 @@ def bench_start(client: httpx.Client, count: int) -> list[float]:
     return waits
 
 
+def fill_queue(settings: Settings, count: int) -> None:
+    """`count` more pending jobs, written to the store as admission would (their placements
+    beside them), for the restart measure of a deep queue without waiting on HTTP."""
+    controller = build_controller(settings)
+    spec = parse_job(QUEUED.format(index="x").encode(), "application/yaml")
+    candidates = [p.to_dict() for p in admit(spec, controller.cluster, settings.config)]
+    data = spec.model_dump(mode="json", by_alias=True)
+    for _ in range(count):
+        controller.store.add_job(data, None, time.time(), candidates)
+    controller.store.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", default=None, help="database URL (default: SQLite in a temporary folder)")
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--starts", type=int, default=20)
+    parser.add_argument(
+        "--queued", type=int, default=0, help="also write this many queued jobs straight to the store"
+    )
     args = parser.parse_args(argv)
     data = Path(tempfile.mkdtemp(prefix="suanli-bench-"))
     settings = Settings(data_dir=data, db_url=args.db)
@@ -83,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         client.post(f"/jobs/{blocker['id']}/cancel")
     server.should_exit = True
     time.sleep(1.0)
+    fill_queue(settings, args.queued)
     started = time.perf_counter()
     controller = build_controller(settings)
     controller.recover()

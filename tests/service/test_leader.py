@@ -7,7 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.service.conftest import job_yaml, wait_for
+from tests.service.test_store import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 
 def _leader(server) -> bool:
@@ -15,10 +18,18 @@ def _leader(server) -> bool:
         return client.get("/healthz").json()["leader"]
 
 
-def test_one_leader_and_a_kill_9_failover_loses_nothing(server_factory, tmp_path: Path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_args(request) -> list[str]:
+    """SQLite in the shared data folder (a file lock), or one PostgreSQL database (an advisory lock)."""
+    if request.param == "sqlite":
+        return []
+    return ["--db", request.getfixturevalue("postgres_url")]
+
+
+def test_one_leader_and_a_kill_9_failover_loses_nothing(server_factory, tmp_path: Path, store_args):
     data = tmp_path / "data"
-    first = server_factory(data)
-    second = server_factory(data)  # the same SQLite store and run folders
+    first = server_factory(data, *store_args)
+    second = server_factory(data, *store_args)  # the same store and run folders
     assert wait_for(lambda: _leader(first) != _leader(second), 10)
     leader, follower = (first, second) if _leader(first) else (second, first)
     ids = []
