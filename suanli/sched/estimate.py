@@ -78,15 +78,17 @@ class HistoryEstimator:
     - Nothing declared: run times are heavy-tailed, so the expected time left grows with the time
       already run (Harchol-Balter & Downey, SIGMETRICS'96). As Tiresias' discretised LAS does (Gu et
       al., NSDI'19), the work done puts the job in a class whose expected total is the next rung
-      of a ladder `class_base_s` × `class_factor`^k; jobs in one class keep their order, and a job
-      moves down only when it crosses a rung, so a ticked policy does not reshuffle them.
+      of a ladder `class_base_s` × `class_factor`^k (1 h, 16 h, 256 h: Tiresias' boundary is at 16
+      GPU-hours; factor 16 was picked over 4 on Sia philly 1–6 only); jobs in one class keep their
+      order, and a job moves down only when it crosses a rung, so a ticked policy does not reshuffle
+      them.
     """
 
     history: int = 50
     min_history: int = 5
     overrun_fraction: float = 0.25
     class_base_s: float = 3600.0
-    class_factor: float = 4.0
+    class_factor: float = 16.0
     _ratios: dict[str, deque[float]] = field(default_factory=dict)
     _median: dict[str, float] = field(default_factory=dict)
 

@@ -135,6 +135,7 @@ def test_a_job_declaring_nothing_is_expected_to_reach_the_next_rung_of_attained_
     assert estimator.remaining_s(state, "a") == 3600.0
     state.progress = 5000.0  # seconds of work on its fastest type: past the first rung (1 h)
     assert estimator.remaining_s(state, "b") == 2 * (4 * 3600.0 - 5000.0)
+    assert HistoryEstimator().remaining_s(state, "a") == 16 * 3600.0 - 5000.0  # defaults: 1 h, 16 h, ...
 
 
 def test_the_policy_runs_the_same_at_any_tick_without_restart_storms():
