@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.spec.cluster import Cluster
@@ -123,28 +123,24 @@ def sched_job_from_spec(
     `runtime_s` (the planner's estimate per type, or the walltime) restricted to those types."""
     resolution = resolve(spec, cluster)
     options = resolution.options
-    common = {
-        "job_id": job_id,
-        "submit_s": submit_s,
-        "kind": spec.kind,
-        "queue": spec.queue,
-        "priority": spec.priority,
-        "estimate_s": spec.walltime_s,
-        "sharing": spec.sharing,
-    }
-    if options[0].accelerator is None:
+
+    def make(gpus: int, runtime: dict[str, float], **shape: Any) -> SchedJob:
         return SchedJob(
-            gpus=0,
-            cpu_nodes=options[0].hosts[0].nodes,
-            runtime_s={CPU_TYPE: runtime_s.get(CPU_TYPE, spec.walltime_s or 3600.0)},
-            **common,
+            job_id=job_id,
+            submit_s=submit_s,
+            gpus=gpus,
+            runtime_s=runtime,
+            kind=spec.kind,
+            queue=spec.queue,
+            priority=spec.priority,
+            estimate_s=spec.walltime_s,
+            sharing=spec.sharing,
+            **shape,
         )
+
+    if options[0].accelerator is None:
+        cpu_runtime = {CPU_TYPE: runtime_s.get(CPU_TYPE, spec.walltime_s or 3600.0)}
+        return make(0, cpu_runtime, cpu_nodes=options[0].hosts[0].nodes)
     counts = {t: n for t, n in resolution.counts_by_type.items() if t in runtime_s}
     first = next((o for o in options if o.accel_type in counts), options[0])
-    return SchedJob(
-        gpus=first.count,
-        gpus_max=first.count_max,
-        gpus_by_type=counts,
-        runtime_s={t: runtime_s[t] for t in counts},
-        **common,
-    )
+    return make(first.count, {t: runtime_s[t] for t in counts}, gpus_max=first.count_max, gpus_by_type=counts)
