@@ -17,6 +17,7 @@ USER_ERROR_EXIT = 2
 # verb → the module under suanli/cli/ that defines it (tests/cli/test_verbs.py keeps this complete).
 VERB_MODULES: dict[str, str] = {
     "cancel": "service",
+    "cluster": "cluster",
     "comm": "comm",
     "ft": "ft",
     "logs": "service",

@@ -229,3 +229,23 @@ def test_a_two_pool_cluster_goes_out_as_partitions_and_gres_types(make_service, 
         assert queued[0] == pool and queued[1].endswith(f"{pool}:2"), queued
     for job in (first, second):
         assert wait_state(service, job["id"], {"succeeded", "failed"}, 60)["state"] == "succeeded"
+
+
+def test_cluster_discover_writes_the_two_gres_pools_back(slurm_conf, tmp_path, monkeypatch):
+    """`suanli cluster discover --executor slurm` on the two-partition node: the h100 and a100
+    partitions become pools whose partition and GRES type send jobs back where they were found."""
+    from typer.testing import CliRunner
+
+    from suanli.cli import app
+    from suanli.spec import Cluster, load
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
+    out = tmp_path / "found.yaml"
+    result = CliRunner().invoke(app, ["cluster", "discover", "--executor", "slurm", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    cluster = load(Cluster, out)
+    pools = {p.name: p for p in cluster.pools}
+    assert (pools["h100"].partition, pools["h100"].gres_type) == ("h100", "h100")
+    assert cluster.accelerator_of("a100").slug == "a100-sxm-80gb"
+    assert cluster.node_type_of("h100").accelerators_per_node == 2
+    assert {"debug-h100", "debug-a100"} <= set(pools)  # the default partition holds both types
