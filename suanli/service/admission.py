@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from suanli.port.platform import admit_script
 from suanli.sched.launch import slice_grant
 from suanli.service.executors.base import Placement
 from suanli.service.store import NAME_MAX
@@ -115,7 +116,17 @@ def admit(spec: JobSpec, cluster: Cluster, config: ServiceConfig) -> list[Placem
         raise SpecError(
             f"sharing.mode: queue {spec.queue!r} allows {', '.join(queue.sharing)}, not {spec.sharing.mode}"
         )
-    return _sliceable(spec, _within_quota(spec, queue, candidate_placements(spec, cluster)))
+    placements = _sliceable(spec, _within_quota(spec, queue, candidate_placements(spec, cluster)))
+    return _running_the_script(spec, cluster, placements)
+
+
+def _running_the_script(spec: JobSpec, cluster: Cluster, placements: list[Placement]) -> list[Placement]:
+    """A job that names a script keeps the pools that can run it, ported where `port: auto`
+    (docs/porting.md); without a `run`, its command runs the granted pool's copy."""
+    pools, command = admit_script(spec, cluster, [p.pool for p in placements])
+    if spec.run is None:
+        spec.run = command
+    return [p for p in placements if p.pool in pools]
 
 
 def _within_quota(spec: JobSpec, queue: QueueConfig, placements: list[Placement]) -> list[Placement]:

@@ -199,6 +199,12 @@ class JobSpec(Spec):
     walltime_s: float | None = Field(default=None, alias="walltime")
     setup: str | None = None
     run: str | None = None
+    script: str | None = Field(
+        default=None, description="a training script in workdir; run as `python SCRIPT` when `run` is empty"
+    )
+    port: Literal["auto", "off"] = Field(
+        default="off", description="auto: port a CUDA script to each pool's accelerator at admission"
+    )
     workdir: str | None = None
     envs: dict[str, str] = Field(default_factory=dict)
     slurm: dict[str, str | int] = Field(default_factory=dict, description="extra #SBATCH options")
@@ -224,8 +230,8 @@ class JobSpec(Spec):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> JobSpec:
-        if self.run is None and self.model is None:
-            raise ValueError("a job needs a `run` command or a `model` to train")
+        if self.run is None and self.model is None and self.script is None:
+            raise ValueError("a job needs a `run` command or a `model` to train (or a `script` to run)")
         if self.model is not None and self.kind == "hpc":
             raise ValueError("an hpc job runs a command, not a model: drop `model` or set kind: training")
         return self
