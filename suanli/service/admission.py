@@ -26,6 +26,9 @@ class QueueConfig(Spec):
     max_accelerators: int | None = Field(default=None, ge=0)
     max_cpus: float | None = Field(default=None, ge=0)
     sharing: list[ShareMode] = Field(default_factory=lambda: list(SHARE_MODES))
+    fair_share: float | None = Field(
+        default=None, gt=0, description="its due share of the cluster's use (Slurm fair share); None: none"
+    )
     description: str = ""
 
 
@@ -44,6 +47,10 @@ class ServiceConfig(Spec):
         default=None, description="bearer token required for reads (the write token reads too)"
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest request body (413 above)")
+
+    def fair_shares(self) -> dict[str, float]:
+        """Queue → fair share, for the queues that set one (the policy decays their usage)."""
+        return {name: q.fair_share for name, q in self.queues.items() if q.fair_share is not None}
 
 
 THIS_MACHINE = "local"  # the default cluster's name, pool and node type

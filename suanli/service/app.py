@@ -90,7 +90,7 @@ def build_controller(settings: Settings) -> Controller:
         store=store,
         leadership=None if settings.simulate_speedup else leadership_for(store),
         executor=executor,
-        scheduler=SuanliScheduler(cluster, settings.policy),
+        scheduler=SuanliScheduler(cluster, settings.policy, settings.config.fair_shares()),
         cluster=cluster,
         runs_dir=settings.data_dir / "runs",
         tick_s=settings.tick_s,

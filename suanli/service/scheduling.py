@@ -66,9 +66,11 @@ class SuanliScheduler:
     """`suanli.sched.Scheduler` (the same policy objects as the simulator) behind `SchedulerPort`:
     service job ids are ints, theirs strings; their placements name nodes, ours name a pool."""
 
-    def __init__(self, cluster: Cluster, policy: str = DEFAULT_POLICY) -> None:
+    def __init__(
+        self, cluster: Cluster, policy: str = DEFAULT_POLICY, fair_shares: dict[str, float] | None = None
+    ) -> None:
         self.cluster = cluster
-        self.inner = Scheduler(cluster, make_policy(policy))
+        self.inner = Scheduler(cluster, make_policy(policy, fair_shares))
         self._pool_of_node = {node.name: node.pool for node in self.inner.cluster.nodes}
         self._candidates: dict[int, list[Placement]] = {}
 

@@ -258,3 +258,18 @@ def test_fair_share_usage_halves_every_half_life():
         policy.on_round(View(now_s, {"x": busy}, cluster, queue_held=held))
     # 8 GPUs × 1800 s, then two half-lives with nothing held: a quarter is left.
     assert policy._usage_gpu_s["a"] == pytest.approx(8 * 1800.0 / 4)
+
+
+def test_fair_shares_come_from_the_service_yaml_and_a_policy_without_them_refuses(tmp_path):
+    from suanli.service.admission import ServiceConfig, local_cluster
+    from suanli.service.scheduling import SuanliScheduler
+    from suanli.spec import load
+
+    path = tmp_path / "service.yaml"
+    path.write_text("queues:\n  big: {fair_share: 3}\n  small: {fair_share: 1}\n  other: {}\n")
+    config = load(ServiceConfig, path)
+    assert config.fair_shares() == {"big": 3.0, "small": 1.0}
+    scheduler = SuanliScheduler(local_cluster(), "suanli", config.fair_shares())
+    assert scheduler.inner.policy.fair_shares == {"big": 3.0, "small": 1.0}  # type: ignore[attr-defined]
+    with pytest.raises(SpecError, match="queues: fair_share is set but policy tiresias has none; use one of"):
+        make_policy("tiresias", config.fair_shares())

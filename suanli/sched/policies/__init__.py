@@ -16,11 +16,20 @@ POLICIES: dict[str, type[Policy]] = {
 }
 
 
-def make_policy(name: str) -> Policy:
-    """A fresh policy object by name (policies keep per-run state, so never share one)."""
+def make_policy(name: str, fair_shares: dict[str, float] | None = None) -> Policy:
+    """A fresh policy object by name (policies keep per-run state, so never share one), with the
+    queues' fair shares where given (a policy without fair share refuses them)."""
     if name not in POLICIES:
         raise SpecError(f"--policy: unknown policy {name!r}; one of {', '.join(POLICIES)}")
-    return POLICIES[name]()
+    policy = POLICIES[name]()
+    if fair_shares:
+        if not hasattr(policy, "fair_shares"):
+            sharing = ", ".join(
+                n for n, cls in POLICIES.items() if "fair_shares" in getattr(cls, "__dataclass_fields__", {})
+            )
+            raise SpecError(f"queues: fair_share is set but policy {name} has none; use one of {sharing}")
+        policy.fair_shares = dict(fair_shares)
+    return policy
 
 
 __all__ = ["POLICIES", "Hook", "Policy", "View", "make_policy"]

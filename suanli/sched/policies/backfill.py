@@ -49,14 +49,14 @@ class Backfill(Policy):
     weight_size: float = 100.0
     weight_fairshare: float = 500.0
     max_age_s: float = 7 * 24 * 3600.0
-    queue_shares: dict[str, float] = field(default_factory=dict)
+    fair_shares: dict[str, float] = field(default_factory=dict)
     _reservation: Reservation | None = None
 
     def priority(self, state: JobState, view: View, usage: dict[str, float]) -> float:
         job = state.job
         largest = max(view.capacity.get(t, 0) for t in job.runtime_s) or 1
         age = min(1.0, (view.now_s - job.submit_s) / self.max_age_s)
-        share = self.queue_shares.get(job.queue, 1.0)
+        share = self.fair_shares.get(job.queue, 1.0)
         fairshare = 2.0 ** (-usage.get(job.queue, 0.0) / max(share, 1e-9))
         return (
             self.weight_age * age
