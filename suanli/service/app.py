@@ -28,6 +28,7 @@ from suanli.service.planning import plan_job, planner_available, search_plans, w
 from suanli.service.routes_ops import ops_router
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, ID_MAX, TERMINAL_STATES, Job, Store
+from suanli.service.views import job_view
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
 from suanli.spec.errors import SuanliError, field_path, one_line
 from suanli.spec.io import parse_yaml
@@ -203,19 +204,6 @@ def _lifespan(
         controller.store.close()
 
     return lifespan
-
-
-def job_view(controller: Controller, job: Job, with_metrics: bool = False) -> dict[str, Any]:
-    """A job as the API shows it: its record, the user's spec, figures from its metrics (and, when
-    asked, the recent metrics and checkpoints)."""
-    view = job.to_dict()
-    view["spec"] = {k: v for k, v in job.spec.items() if not k.startswith("_")}
-    records = controller.store.metrics(job.id, limit=2000) if with_metrics or job.state == "running" else []
-    view["figures"] = metrics.job_figures(records)
-    if with_metrics:
-        view["metrics"] = records[-200:]
-        view["checkpoints"] = controller.store.checkpoints(job.id)
-    return view
 
 
 def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:

@@ -11,6 +11,7 @@ from suanli.service.controller import Controller
 from suanli.service.occupancy import gpu_grid, pending_reasons
 from suanli.service.scheduling import SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, TERMINAL_STATES, Job
+from suanli.service.views import job_view
 
 SERIES_POINTS = 240  # a chart is a few hundred pixels wide: more points than this draw nothing more
 STEP_FIGURES = ("loss", "tokens_per_s", "mfu", "goodput", "step_time_s")
@@ -49,8 +50,7 @@ def job_steps(records: list[dict[str, Any]]) -> dict[str, list[list[float]]]:
 
 
 def ops_router(controller: Controller) -> APIRouter:
-    from suanli.service.app import job_view  # the one view of a job the rest of the API shows
-
+    """The operator's views: the service's clock, pages over the whole store, series, the GPU grid."""
     router = APIRouter(prefix="/ops")
     store = controller.store
 
