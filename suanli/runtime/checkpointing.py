@@ -161,6 +161,7 @@ class Checkpointer:
         if self._disturbed:
             baseline_s = self._baseline_s()
             slowdown_s = max(0.0, compute_s - baseline_s) if baseline_s is not None else 0.0
+            assert self._open is not None  # step_started marks a step disturbed only while a save is open
             self._open.slowdown_s += slowdown_s
         else:
             self._undisturbed_s = [*self._undisturbed_s, compute_s][-BASELINE_WINDOW - 1 :]

@@ -64,12 +64,14 @@ class _Server(socketserver.ThreadingTCPServer):
 
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
+        server = self.server
+        assert isinstance(server, _Server)  # _Handler is only ever served by _Server (see its __init__)
         try:
-            keep_running = serve_request(self.server.table, self.request)
+            keep_running = serve_request(server.table, self.request)
         except (ConnectionError, OSError):
             return
         if not keep_running:
-            threading.Thread(target=self.server.shutdown, daemon=True).start()
+            threading.Thread(target=server.shutdown, daemon=True).start()
 
 
 def _write_address(path: Path, address: dict) -> None:

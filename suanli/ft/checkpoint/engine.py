@@ -217,6 +217,7 @@ class CheckpointEngine:
     ) -> None:
         copy_tensors(snapshot, buffer, live, ready)
         if slot is not None:
+            assert self._local is not None  # only the local agent hands out slots (_acquire)
             try:
                 self._local.commit(self.rank, slot, step, snapshot.to_meta_bytes())
             except (AgentUnavailable, OSError) as error:
@@ -231,7 +232,9 @@ class CheckpointEngine:
         copied.result()
         crc = _crc32(buffer)
         if slot is not None:
-            self._try(lambda: self._local.seal(self.rank, slot, step, crc), "seal local snapshot")
+            local = self._local
+            assert local is not None  # only the local agent hands out slots (_acquire)
+            self._try(lambda: local.seal(self.rank, slot, step, crc), "seal local snapshot")
         if self._peer is not None:
             meta = snapshot.to_meta_bytes()
             self._try(lambda: self._peer.put(self.rank, step, meta, buffer, crc), "replicate to peer")
@@ -342,24 +345,30 @@ class CheckpointEngine:
 
     def _load_from_memory(self, step: int, state: State) -> Restored | None:
         fetched = self._fetch(step)
-        problem = fetched if isinstance(fetched, str) else None
-        if problem is None:
-            snapshot, buffer, tier, where = fetched
-            plain = _state_dicts(state)
-            skeleton, live, _ = flatten(plain)
-            problem = _mismatch(
-                snapshot.shapes(),
-                {p: (tuple(local_tensor(t).shape), t.dtype) for p, t in live.items()},
-                where,
-            )
-        problems = [p for p in self._all_gather(problem) if p]
-        if problems:
-            log.warning("rank %d: not restoring from memory: %s", self.rank, problems[0])
+        if isinstance(fetched, str):
+            self._every_rank_can_restore(fetched)  # the others still wait for this rank's answer
+            return None
+        snapshot, buffer, tier, where = fetched
+        plain = _state_dicts(state)
+        skeleton, live, _ = flatten(plain)
+        problem = _mismatch(
+            snapshot.shapes(),
+            {p: (tuple(local_tensor(t).shape), t.dtype) for p, t in live.items()},
+            where,
+        )
+        if not self._every_rank_can_restore(problem):
             return None
         for entry in snapshot.entries:
             local_tensor(live[entry.path]).copy_(view(buffer, entry))
         _apply(state, unflatten(skeleton, live, snapshot.objects))
         return Restored(step, tier, where)
+
+    def _every_rank_can_restore(self, problem: str | None) -> bool:
+        """Collective: whether no rank has a problem with its memory snapshot; the first is logged."""
+        problems = [p for p in self._all_gather(problem) if p]
+        if problems:
+            log.warning("rank %d: not restoring from memory: %s", self.rank, problems[0])
+        return not problems
 
     def _load_from_disk(self, step: int, state: State, quarantined: list[str]) -> Restored | None:
         """Verify, then load one disk checkpoint; None (after quarantining it) if it is corrupt."""

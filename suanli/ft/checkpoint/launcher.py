@@ -91,6 +91,8 @@ class _Supervisor:
         )
 
     def check(self) -> None:
+        if self.agent_dir is None:  # no memory tier, so no agents to watch
+            return
         for node, agent in enumerate(self._agents):
             if agent.poll() is None:
                 continue

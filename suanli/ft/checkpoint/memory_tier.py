@@ -68,7 +68,7 @@ def receive_bytes(sock: socket.socket, nbytes: int) -> bytes:
 
 def as_bytes(buffer: torch.Tensor) -> memoryview:
     """A zero-copy byte view of a contiguous uint8 CPU tensor."""
-    return memoryview(buffer.numpy()).cast("B")
+    return buffer.numpy().data.cast("B")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,6 +83,11 @@ class Slot:
     crc32: int | None = None
     meta: bytes = b""
     writing: bool = False
+
+
+def _age_key(slot: Slot) -> int:
+    """Orders slots oldest first; an empty slot is older than any snapshot."""
+    return -1 if slot.step is None else slot.step
 
 
 def _sidecar(slot_path: Path) -> Path:
@@ -145,7 +150,7 @@ class SlotTable:
             slots = self.slots.setdefault(
                 owner, [Slot(self.folder / f"rank{owner}-slot{i}") for i in range(SLOTS_PER_OWNER)]
             )
-            index = min(range(len(slots)), key=lambda i: -1 if slots[i].step is None else slots[i].step)
+            index = min(range(len(slots)), key=lambda i: _age_key(slots[i]))
             slot = slots[index]
             slot.step, slot.crc32, slot.meta, slot.writing = None, None, b"", True
         _sidecar(slot.path).unlink(missing_ok=True)
@@ -205,23 +210,23 @@ def serve_request(table: SlotTable, sock: socket.socket) -> bool:
     elif op == "list":
         send_message(sock, {"ok": True, "steps": table.steps(owner)})
     elif op == "get":
-        slot = table.find(owner, request["step"])
-        if slot is None:
+        held = table.find(owner, request["step"])
+        if held is None:
             send_message(
                 sock, {"ok": False, "error": f"no snapshot of rank {owner} at step {request['step']}"}
             )
             return True
         with (
-            slot.path.open("rb") as handle,
-            mmap.mmap(handle.fileno(), max(slot.size_bytes, 1), prot=mmap.PROT_READ) as mapped,
+            held.path.open("rb") as reader,
+            mmap.mmap(reader.fileno(), max(held.size_bytes, 1), prot=mmap.PROT_READ) as mapped,
         ):
             header = {
                 "ok": True,
-                "size_bytes": slot.size_bytes,
-                "meta_bytes": len(slot.meta),
-                "crc32": slot.crc32,
+                "size_bytes": held.size_bytes,
+                "meta_bytes": len(held.meta),
+                "crc32": held.crc32,
             }
-            send_message(sock, header, memoryview(slot.meta), memoryview(mapped)[: slot.size_bytes])
+            send_message(sock, header, memoryview(held.meta), memoryview(mapped)[: held.size_bytes])
     elif op == "stop":
         send_message(sock, {"ok": True})
         return False

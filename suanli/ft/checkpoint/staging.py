@@ -130,7 +130,7 @@ def view(buffer: torch.Tensor, entry: TensorEntry) -> torch.Tensor:
     if entry.nbytes == 0:
         return torch.empty(entry.shape, dtype=entry.dtype)
     count = entry.nbytes // torch.empty((), dtype=entry.dtype).element_size()
-    raw = memoryview(buffer.numpy()).cast("B")
+    raw = buffer.numpy().data.cast("B")
     return torch.frombuffer(raw, dtype=entry.dtype, count=count, offset=entry.offset).view(entry.shape)
 
 
