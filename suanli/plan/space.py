@@ -18,7 +18,6 @@ from suanli.perf import memory as mem
 from suanli.perf.compute import Hardware
 from suanli.perf.step import Workload, layer_split, micro_batches
 from suanli.plan.validate import megatron_pipeline_split
-from suanli.port.platform import runnable_pools
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.cluster import Cluster
 from suanli.spec.job import JobSpec, Parallelism
@@ -64,9 +63,13 @@ def targets(job: JobSpec, cluster: Cluster) -> tuple[list[Target], list[str]]:
     else:
         wanted = {(pool, cluster.accelerator_count(pool)) for pool in pinned_pools(job, cluster)}
         reasons = []
-    runnable, judgements = runnable_pools(job, cluster, [pool for pool, _ in wanted])
-    reasons += [j.reason() for j in judgements if not j.runnable]  # the script cannot run there
-    wanted = {(pool, count) for pool, count in wanted if pool in runnable}
+    if job.script is not None:
+        # Judging a script parses it (libcst): imported only for jobs that name one.
+        from suanli.port.platform import runnable_pools
+
+        runnable, judgements = runnable_pools(job, cluster, [pool for pool, _ in wanted])
+        reasons += [j.reason() for j in judgements if not j.runnable]  # the script cannot run there
+        wanted = {(pool, count) for pool, count in wanted if pool in runnable}
     order = {pool.name: i for i, pool in enumerate(cluster.pools)}
     found = []
     for pool, count in sorted(wanted, key=lambda pc: (order[pc[0]], pc[1])):
