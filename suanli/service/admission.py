@@ -13,7 +13,7 @@ from suanli.port.platform import admit_script
 from suanli.sched.launch import slice_grant
 from suanli.service.executors.base import Placement
 from suanli.service.store import NAME_MAX
-from suanli.spec import Cluster, JobSpec, NodeType, SpecError
+from suanli.spec import Cluster, JobSpec, NodeType, Pool, SpecError
 from suanli.spec.base import Spec
 from suanli.spec.request import resolve
 from suanli.spec.sharing import SHARE_MODES, ShareMode
@@ -72,7 +72,7 @@ def local_cluster() -> Cluster:
     )
     return Cluster(
         name=THIS_MACHINE,
-        pools=[{"name": THIS_MACHINE, "node_type": THIS_MACHINE, "nodes": 1}],
+        pools=[Pool(name=THIS_MACHINE, node_type=THIS_MACHINE, nodes=1)],
         node_types=[node],
     )
 

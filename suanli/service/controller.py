@@ -40,6 +40,8 @@ DEFAULT_TRAIN_STEPS = 100  # a model job without a token budget
 def train_config(spec: JobSpec, run_dir: Path, plan: dict[str, Any] | None) -> dict[str, Any]:
     """The runtime's TrainConfig for a model job: steps from the token budget, checkpoints shared
     by all attempts of the job (so a restart resumes), metrics where the service reads them."""
+    if spec.model is None:
+        raise SpecError(f"{spec.name}: a training job names a model")
     training = spec.training or Training()
     tokens_per_step = training.seq_len * training.global_batch_size
     steps = max(1, training.total_tokens // tokens_per_step) if training.total_tokens else DEFAULT_TRAIN_STEPS
@@ -202,9 +204,11 @@ class Controller:
         if not self.leading:  # the leader stops the run and frees its resources
             return self.store.get(job_id)
         deadline = time.monotonic() + LAUNCH_WAIT_S  # a launch in flight ends in a moment
-        while (job := self.store.get(job_id)).state == "starting" and time.monotonic() < deadline:
+        job = self.store.get(job_id)
+        while job is not None and job.state == "starting" and time.monotonic() < deadline:
             time.sleep(0.02)
-        if job.state == "running":
+            job = self.store.get(job_id)
+        if job is not None and job.state == "running":
             self.executor.cancel(self.run_of(job))
             self._finish(job, "cancelled", None, "cancelled by the user")
         return self.store.get(job_id)

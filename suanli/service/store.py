@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.engine import CursorResult, Engine, ExceptionContext
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -329,7 +329,7 @@ class Store:
             result = session.execute(
                 update(JobRow).where(JobRow.id == job_id, JobRow.state == from_state).values(**values)
             )
-            if result.rowcount != 1:
+            if cast(CursorResult[Any], result).rowcount != 1:  # an UPDATE's result is a cursor result
                 return False
             session.add(
                 TransitionRow(job_id=job_id, from_state=from_state, to_state=to_state, at=now, reason=reason)
