@@ -4,16 +4,23 @@ on the simulated clock, so the dashboard shows a centre filling and draining as 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
 from dataclasses import dataclass, field
 
 from suanli.sched.cluster_state import CPU_TYPE, ClusterState
+from suanli.sched.estimate import declare
 from suanli.sched.job import SchedJob
+from suanli.sched.metrics import summarize
+from suanli.sched.simulator import SimConfig
 from suanli.sched.traces import load_trace
 from suanli.service.admission import ServiceConfig, admit
 from suanli.service.controller import Controller
+from suanli.service.executors.base import Placement, Run
+from suanli.service.executors.simulated import EventClock, SimulatedExecutor, TrueRun
+from suanli.service.scheduling import SuanliScheduler, sched_id
 from suanli.spec import Cluster, JobSpec, SpecError
 
 log = logging.getLogger("suanli.service")
@@ -80,3 +87,87 @@ class TraceReplay:
             except SpecError as exc:
                 self.refused += 1
                 log.warning("trace job %s refused: %s", job.job_id, exc)
+
+
+@dataclass
+class ReplayToEnd:
+    """A trace through the controller, store and simulated executor as fast as the machine allows:
+    the clock jumps to the next arrival or run end, the controller steps at each, and the metrics
+    are `suanli sim`'s (`suanli.sched.metrics.summarize`) over the live scheduler's job records.
+
+    Inputs are the simulator's: the policy reads each job's declared run time per accelerator type
+    (`suanli.sched.estimate.declare`, same σ and seed), and a run lasts its true run time on the type
+    it was placed on, plus the trace's restart overhead; a preempted run keeps the work up to its last
+    checkpoint; the policy sees the restart overhead on each candidate placement, as it does there."""
+
+    controller: Controller
+    config: ServiceConfig
+    jobs: list[SchedJob]
+    estimate_error: float = 0.5
+    seed: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    def run(self) -> dict[str, float]:
+        clock, executor, scheduler = (
+            self.controller.clock,
+            self.controller.executor,
+            self.controller.scheduler,
+        )
+        if not (
+            isinstance(clock, EventClock)
+            and isinstance(executor, SimulatedExecutor)
+            and isinstance(scheduler, SuanliScheduler)
+        ):
+            raise SpecError(
+                "--exit-when-done: needs the event clock, simulated executor and suanli scheduler"
+            )
+        declared, _ = declare(self.jobs, self.estimate_error, "declared", self.seed)
+        truth: dict[int, SchedJob] = {}
+        executor.truth = lambda run: self._true_run(truth, run)
+        round_based = scheduler.inner.policy.round_s is not None  # it preempts where its jobs checkpoint
+        executor.checkpoint_interval_s = None if round_based else SimConfig().checkpoint_interval_s
+        arrivals = sorted(zip(self.jobs, declared, strict=True), key=lambda p: (p[0].submit_s, p[0].job_id))
+        queues, index = set(self.config.queues), 0
+        while True:
+            while index < len(arrivals) and arrivals[index][0].submit_s <= clock():
+                job, seen = arrivals[index]
+                index += 1
+                self._submit(job, seen, queues, truth)
+            self.controller.step()
+            ahead = [t for t in (executor.next_end_s(),) if t is not None]
+            if index < len(arrivals):
+                ahead.append(arrivals[index][0].submit_s)
+            if not ahead:
+                break
+            clock.advance_to(min(ahead))
+        states = scheduler.inner.all_jobs()
+        by_sched_id = {sched_id(job_id): job for job_id, job in truth.items()}
+        for state in states:
+            state.job = by_sched_id[state.job.job_id]  # judged against the truth, as the simulator is
+        return summarize(states, scheduler.inner.cluster, scheduler.inner.decision_s)
+
+    def _submit(self, job: SchedJob, seen: SchedJob, queues: set[str], truth: dict[int, SchedJob]) -> None:
+        # the walltime is the trace's limit where it has one (HPC), never the true run time: the policy
+        # reads declared run times per type from the candidates, as the simulator's does
+        spec = spec_of_trace_job(job, queues).model_copy(update={"walltime_s": seen.estimate_s})
+        try:
+            candidates = admit(spec, self.controller.cluster, self.config)
+            planned = [
+                dataclasses.replace(
+                    p,
+                    runtime_s=seen.runtime_s.get(p.accelerator or CPU_TYPE),
+                    restart_overhead_s=seen.restart_overhead_s,
+                )
+                for p in candidates
+            ]
+            truth[self.controller.submit(spec, planned, None).id] = job
+        except SpecError as exc:
+            self.rejected[job.job_id] = str(exc)
+
+    @staticmethod
+    def _true_run(truth: dict[int, SchedJob], run: Run) -> TrueRun | None:
+        job = truth.get(run.job_id)
+        placement: Placement = run.placement
+        if job is None:
+            return None
+        return TrueRun(job.runtime_s[placement.accelerator or CPU_TYPE], job.restart_overhead_s)

@@ -31,6 +31,7 @@ class Placement:
     accelerator: str | None = None
     cpus_per_node: float = 1.0
     runtime_s: float | None = None  # the planner's predicted time to train here (None: not planned)
+    restart_overhead_s: float = 0.0  # what each (re)start here costs before progress (a trace's figure)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)

@@ -1,10 +1,13 @@
 """A simulated engine for `suanli up --simulate CLUSTER.yaml`: nothing is executed; a run lasts
-its walltime (the run time the scheduler assumes too, an hour when none is given) on a clock that
-runs `speedup` times faster than the wall, so an operator can watch a large centre fill and drain."""
+its walltime (the run time the scheduler assumes too, an hour when none is given), or what a trace
+replay says it truly takes on its accelerator type, on a clock that runs `speedup` times faster than
+the wall (an operator watches a large centre fill and drain) or jumps from event to event."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from suanli.service.executors.base import Run, RunStatus
 from suanli.service.scheduling import DEFAULT_RUNTIME_S
@@ -21,18 +24,67 @@ class SimulatedClock:
         return self._start_wall_s + (time.time() - self._start_wall_s) * self.speedup
 
 
+class EventClock:
+    """Simulated seconds that pass only when the driver says: a replay as fast as the machine allows
+    jumps to the next arrival or run end, as the discrete-event simulator (`suanli.sched.simulator`) does."""
+
+    def __init__(self, start_s: float = 0.0) -> None:
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance_to(self, time_s: float) -> None:
+        self.now_s = max(self.now_s, time_s)
+
+
+@dataclass(frozen=True)
+class TrueRun:
+    """What a trace says about a job on the type it was placed on: its whole run time, and the
+    start-up cost every (re)start pays before it makes progress."""
+
+    runtime_s: float
+    restart_overhead_s: float = 0.0
+
+
 class SimulatedExecutor:
+    """`truth`: how long a run truly takes on its placement (None: its walltime). A run the policy
+    preempts keeps the work up to its last checkpoint, every `checkpoint_interval_s` of progress
+    (None: all of it, as a round-based policy preempts at the round's end), as the simulator's does."""
+
     poll_interval_s = 0.0
     name = "simulated"
 
-    def __init__(self, clock: SimulatedClock) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        truth: Callable[[Run], TrueRun | None] | None = None,
+        checkpoint_interval_s: float | None = None,
+    ) -> None:
         self.clock = clock
+        self.truth = truth
+        self.checkpoint_interval_s = checkpoint_interval_s
         self._ends_s: dict[str, float] = {}
         self._cancelled: set[str] = set()
+        self._progress_from_s: dict[str, tuple[float, TrueRun]] = {}
+        self._done: dict[int, float] = {}  # per job: the fraction of its true work already saved
 
     def submit(self, run: Run) -> str:
-        self._ends_s[run.key] = self.clock() + (run.spec.walltime_s or DEFAULT_RUNTIME_S)
+        now_s = self.clock()
+        true = self.truth(run) if self.truth else None
+        if true is None:
+            self._ends_s[run.key] = now_s + (run.spec.walltime_s or DEFAULT_RUNTIME_S)
+            return run.key
+        work_from_s = now_s + true.restart_overhead_s
+        self._progress_from_s[run.key] = (work_from_s, true)
+        self._ends_s[run.key] = work_from_s + (1.0 - self._done.get(run.job_id, 0.0)) * true.runtime_s
         return run.key
+
+    def next_end_s(self) -> float | None:
+        """The earliest end still ahead of the clock (a replay's next event), None when none is."""
+        now_s = self.clock()
+        ahead = [end_s for key, end_s in self._ends_s.items() if end_s > now_s and key not in self._cancelled]
+        return min(ahead, default=None)
 
     def find(self, run: Run) -> str | None:
         return run.key if run.key in self._ends_s else None
@@ -46,6 +98,13 @@ class SimulatedExecutor:
         return RunStatus("succeeded", 0) if self.clock() >= end_s else RunStatus("running")
 
     def cancel(self, run: Run) -> None:
+        started = self._progress_from_s.pop(run.key, None)
+        if started is not None and run.key not in self._cancelled:
+            work_from_s, true = started
+            worked_s = min(max(0.0, self.clock() - work_from_s), self._ends_s[run.key] - work_from_s)
+            if self.checkpoint_interval_s:
+                worked_s -= worked_s % self.checkpoint_interval_s
+            self._done[run.job_id] = self._done.get(run.job_id, 0.0) + worked_s / true.runtime_s
         self._cancelled.add(run.key)
 
     def logs(self, run: Run) -> str:
