@@ -304,6 +304,35 @@ def cancel(
     typer.echo(f"job {job['id']} ({job['name']}): {job['state']}")
 
 
+def _job_verb(verb: str, job_id: int, server: str | None, token: str | None) -> None:
+    job = Client(server, token).request("POST", f"/jobs/{job_id}/{verb}")
+    typer.echo(f"job {job['id']} ({job['name']}): {job['state']}" + (" (held)" if job["held"] else ""))
+
+
+@app.command("hold")
+def hold(
+    job_id: int = typer.Argument(..., help="job id"), server: str = SERVER_OPTION, token: str = TOKEN_OPTION
+) -> None:
+    """Keep a pending job from starting until it is released, like `scontrol hold`."""
+    _job_verb("hold", job_id, server, token)
+
+
+@app.command("release")
+def release(
+    job_id: int = typer.Argument(..., help="job id"), server: str = SERVER_OPTION, token: str = TOKEN_OPTION
+) -> None:
+    """Let a held job be scheduled again, like `scontrol release`."""
+    _job_verb("release", job_id, server, token)
+
+
+@app.command("requeue")
+def requeue(
+    job_id: int = typer.Argument(..., help="job id"), server: str = SERVER_OPTION, token: str = TOKEN_OPTION
+) -> None:
+    """Stop a running job and queue it again as its next attempt, like `scontrol requeue`."""
+    _job_verb("requeue", job_id, server, token)
+
+
 @app.command("nodes")
 def nodes(
     as_json: bool = typer.Option(False, "--json"), server: str = SERVER_OPTION, token: str = TOKEN_OPTION

@@ -26,6 +26,7 @@ from suanli.service.executors import Executor, build_executor
 from suanli.service.leader import leadership_for
 from suanli.service.planning import plan_job, planner_available, search_plans, with_runtimes
 from suanli.service.routes_ops import ops_router
+from suanli.service.routes_verbs import verbs_router
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, ID_MAX, TERMINAL_STATES, Job, Store
 from suanli.service.views import job_view
@@ -159,6 +160,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(planner_router(controller, config), tags=["planner"])
     app.include_router(observability_router(controller, config), tags=["observability"])
     app.include_router(ops_router(controller), tags=["operations"], dependencies=reader)
+    app.include_router(
+        verbs_router(controller), tags=["jobs"], dependencies=[Depends(bearer_check(config.token))]
+    )
     app.add_api_route("/", dashboard, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app

@@ -145,6 +145,8 @@ class Controller:
         with self.lock:
             for job in self.store.list_jobs(states={"pending", "starting", "running"}):
                 spec = self.spec_of(job)
+                if job.state == "pending" and job.held:  # queued again when released
+                    continue
                 if job.state == "pending":
                     self._requeue_after_restart(job, spec, now)
                     continue
@@ -213,6 +215,50 @@ class Controller:
             self._finish(job, "cancelled", None, "cancelled by the user")
         return self.store.get(job_id)
 
+    def hold(self, job_id: int) -> Job:
+        """Slurm's `scontrol hold`: a pending job stays pending and is never started until released."""
+        with self.lock:
+            job = self._pending(job_id, "held")
+            if not job.held:
+                self.store.set_fields(job_id, held=1, reason="held by the user")
+                self.scheduler.withdraw(job_id)
+                self._known.discard(job_id)
+        return self._get(job_id)
+
+    def release(self, job_id: int) -> Job:
+        """Slurm's `scontrol release`: a held job queues again, in its place by submission time."""
+        with self.lock:
+            job = self._pending(job_id, "released")
+            if job.held:
+                self.store.set_fields(job_id, held=0, reason="released by the user")
+                if self.leading:  # else the leader queues it from the store
+                    self._requeue_after_restart(job, self.spec_of(job), self.clock())
+        return self._get(job_id)
+
+    def requeue(self, job_id: int) -> Job:
+        """Slurm's `scontrol requeue`: stop a running job's run and queue the job again (its next
+        attempt resumes from its checkpoints, if it keeps any)."""
+        with self.lock:
+            job = self._get(job_id)
+            if job.state != "running":
+                raise SpecError(f"job {job_id}: only a running job can be requeued (it is {job.state})")
+            self.executor.cancel(self.run_of(job))
+            if self.store.transition(job_id, "running", "pending", self.clock(), "requeued by the user"):
+                self.scheduler.job_failed(job_id, self.clock())
+        return self._get(job_id)
+
+    def _get(self, job_id: int) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise SpecError(f"job {job_id}: no such job")
+        return job
+
+    def _pending(self, job_id: int, verb: str) -> Job:
+        job = self._get(job_id)
+        if job.state != "pending":
+            raise SpecError(f"job {job_id}: only a pending job can be {verb} (it is {job.state})")
+        return job
+
     # one iteration -------------------------------------------------------------------------------
 
     def step(self) -> None:
@@ -238,7 +284,7 @@ class Controller:
         """Pending jobs another server of the store accepted: queue them here, with their submit time."""
         with self.lock:
             for job in self.store.list_jobs(states={"pending"}):
-                if job.id not in self._known:
+                if job.id not in self._known and not job.held:
                     self._requeue_after_restart(job, self.spec_of(job), self.clock())
 
     def _follow(self, job: Job) -> None:
@@ -298,6 +344,11 @@ class Controller:
         if job is None or job.state != "pending":
             with self.lock:
                 self.scheduler.job_finished(job_id, self.clock())
+            return
+        if job.held:  # held on another server of the store: out of this queue until released
+            with self.lock:
+                self.scheduler.withdraw(job_id)
+                self._known.discard(job_id)
             return
         attempt = job.attempt + 1
         if not self.store.transition(

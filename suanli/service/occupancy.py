@@ -8,6 +8,7 @@ from typing import Any
 from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.placement import find_slots
 from suanli.service.scheduling import SuanliScheduler, sched_id
+from suanli.service.store import Job
 
 
 def gpu_grid(scheduler: SuanliScheduler) -> list[dict[str, Any]]:
@@ -39,15 +40,19 @@ def gpu_grid(scheduler: SuanliScheduler) -> list[dict[str, Any]]:
     return nodes
 
 
-def pending_reasons(scheduler: SuanliScheduler, job_ids: list[int]) -> dict[int, str]:
-    """Slurm's reason for each of these jobs that waits: `Resources` when its gang fits on none of its
-    accelerator types right now (asked of `find_slots`, the placement the scheduler itself makes),
-    `Priority` when it would fit but the policy started others first or holds it back."""
+def pending_reasons(scheduler: SuanliScheduler, jobs: list[Job]) -> dict[int, str]:
+    """Slurm's reason for each of these jobs that waits: `Held` when the user held it (it is not in
+    the scheduler's queue at all), `Resources` when its gang fits on none of its accelerator types
+    right now (asked of `find_slots`, the placement the scheduler itself makes), `Priority` when it
+    would fit but the policy started others first or holds it back."""
     inner = scheduler.inner
     reasons = {}
-    for job_id in job_ids:
-        state = inner.pending.get(sched_id(job_id))
+    for job in jobs:
+        if job.held:
+            reasons[job.id] = "Held"
+            continue
+        state = inner.pending.get(sched_id(job.id))
         if state is not None:
             fits = any(find_slots(inner.cluster, state.job, kind) is not None for kind in state.job.runtime_s)
-            reasons[job_id] = "Priority" if fits else "Resources"
+            reasons[job.id] = "Priority" if fits else "Resources"
     return reasons

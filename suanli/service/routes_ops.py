@@ -84,7 +84,7 @@ def ops_router(controller: Controller) -> APIRouter:
         reasons: dict[int, str] = {}
         if isinstance(controller.scheduler, SuanliScheduler):
             with controller.lock:
-                reasons = pending_reasons(controller.scheduler, [j.id for j in page if j.state == "pending"])
+                reasons = pending_reasons(controller.scheduler, [j for j in page if j.state == "pending"])
         extra = {j.id: {"restarts": restarts.get(j.id, 0), "pending_reason": reasons.get(j.id)} for j in page}
         views = [{**job_view(controller, j), **extra[j.id]} for j in page]
         return {"now": controller.clock(), "total": total, "offset": offset, "limit": limit, "jobs": views}

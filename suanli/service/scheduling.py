@@ -44,6 +44,10 @@ class SchedulerPort(Protocol):
 
     def cancel(self, job_id: int) -> None: ...
 
+    def withdraw(self, job_id: int) -> None:
+        """Take a pending job out of the queue as if it had never been submitted (a hold): it may be
+        submitted again (its release)."""
+
     def tick(self, now_s: float) -> list[Decision]: ...
 
     def job_finished(self, job_id: int, now_s: float) -> None: ...
@@ -100,6 +104,11 @@ class SuanliScheduler:
     def cancel(self, job_id: int) -> None:
         if self._holds(job_id):
             self.inner.cancel(sched_id(job_id))
+
+    def withdraw(self, job_id: int) -> None:
+        if self._holds(job_id):
+            self.inner.cancel(sched_id(job_id))
+            del self.inner.done[sched_id(job_id)]  # not an outcome of the job: its release queues it anew
 
     def job_finished(self, job_id: int, now_s: float) -> None:
         if self._holds(job_id):

@@ -23,7 +23,9 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import CursorResult, Engine, ExceptionContext
@@ -67,6 +69,7 @@ class JobRow(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     cancel_requested: Mapped[int] = mapped_column(Integer, default=0)
+    held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # `suanli hold`: never started
     metrics_offset: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -129,6 +132,7 @@ class Job:
     exit_code: int | None
     reason: str
     cancel_requested: bool
+    held: bool
     metrics_offset: int
     submitted_at: float
     started_at: float | None
@@ -154,6 +158,7 @@ class Job:
             exit_code=row.exit_code,
             reason=row.reason,
             cancel_requested=bool(row.cancel_requested),
+            held=bool(row.held),
             metrics_offset=row.metrics_offset,
             submitted_at=row.submitted_at,
             started_at=row.started_at,
@@ -171,6 +176,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """A store made by an older version: add the jobs columns it lacks (each new column is nullable
+    or has a server default, so existing rows stay valid)."""
+    present = {column["name"] for column in inspect(engine).get_columns("jobs")}
+    with engine.begin() as connection:
+        for column in JobRow.__table__.columns:
+            if column.name in present:
+                continue
+            default = column.server_default
+            ddl = f"ALTER TABLE jobs ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"
+            if default is not None:
+                ddl += f" DEFAULT {default.arg}"
+            connection.execute(text(ddl))
 
 
 def normalise_url(url: str) -> str:
@@ -213,6 +233,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             Base.metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise StoreError(f"--db: cannot open the store at {_where(self.engine)}: {reason}") from None
@@ -247,6 +268,7 @@ class Store:
                 attempt=0,
                 reason="",
                 cancel_requested=0,
+                held=0,
                 metrics_offset=0,
                 submitted_at=now,
             )
