@@ -186,6 +186,12 @@ def _job_row(job: dict[str, Any], now: float) -> list[str]:
 def submit(
     job_file: Path = typer.Argument(..., help="a JobSpec YAML file"),
     wait: bool = typer.Option(False, "--wait", help="wait until the job finishes"),
+    dependency: str = typer.Option(
+        None,
+        "--dependency",
+        "-d",
+        help="start after other jobs, as sbatch: afterok:ID[:ID], afterany, singleton",
+    ),
     server: str = SERVER_OPTION,
     token: str = TOKEN_OPTION,
 ) -> None:
@@ -197,7 +203,11 @@ def submit(
         raise SpecError(f"{job_file}: file not found")
     client = Client(server, token)
     job = client.request(
-        "POST", "/jobs", content=job_file.read_bytes(), headers={"content-type": "application/yaml"}
+        "POST",
+        "/jobs",
+        content=job_file.read_bytes(),
+        headers={"content-type": "application/yaml"},
+        params={"dependency": dependency} if dependency else {},
     )
     typer.echo(f"submitted job {job['id']} ({job['name']}) → {job['state']}")
     if not wait:

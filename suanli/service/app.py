@@ -233,7 +233,12 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
             422: {"description": "refused: the reason"},
         },
     )
-    async def submit_job(request: Request) -> dict[str, Any]:
+    async def submit_job(
+        request: Request,
+        dependency: str | None = Query(
+            None, description="Slurm's form: afterok:ID[:ID], afternotok, afterany, singleton"
+        ),
+    ) -> dict[str, Any]:
         """Submit a JobSpec as YAML (any content type) or JSON (`application/json`)."""
         body = await read_body(request, config.max_body_bytes)
         spec = parse_job(body, request.headers.get("content-type", ""))
@@ -244,7 +249,7 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         def plan_and_store() -> dict[str, Any]:  # the planner and the durable write, off the event loop
             plan = plan_job(spec, controller.cluster)
             planned = with_runtimes(spec, controller.cluster, candidates)
-            job = controller.submit(spec, planned, plan)
+            job = controller.submit(spec, planned, plan, dependency)
             return job_view(controller, job)
 
         return await asyncio.to_thread(plan_and_store)

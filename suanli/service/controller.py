@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from suanli.service.dependencies import dependency_status, parse_dependency
 from suanli.service.executors.base import METRICS_FILE, Executor, Placement, Run
 from suanli.service.leader import Leadership
 from suanli.service.scheduling import SchedulerPort
@@ -145,7 +146,7 @@ class Controller:
         with self.lock:
             for job in self.store.list_jobs(states={"pending", "starting", "running"}):
                 spec = self.spec_of(job)
-                if job.state == "pending" and job.held:  # queued again when released
+                if job.state == "pending" and (job.held or job.dependency):  # queued when released / met
                     continue
                 if job.state == "pending":
                     self._requeue_after_restart(job, spec, now)
@@ -178,11 +179,23 @@ class Controller:
 
     # submissions and cancellations -------------------------------------------------------------
 
-    def submit(self, spec: JobSpec, candidates: list[Placement], plan: dict[str, Any] | None) -> Job:
+    def submit(
+        self,
+        spec: JobSpec,
+        candidates: list[Placement],
+        plan: dict[str, Any] | None,
+        dependency: str | None = None,
+    ) -> Job:
+        """Store and queue a job; one with a `dependency` is queued by `step` once it is met."""
+        if dependency:
+            parents = sorted({i for part in parse_dependency(dependency) for i in part.job_ids})
+            missing = sorted(set(parents) - set(self.store.states_of(parents)))
+            if missing:
+                raise SpecError(f"dependency: job {missing[0]}: no such job")
         with self.lock:
             data = spec.model_dump(mode="json", by_alias=True)
-            job = self.store.add_job(data, plan, self.clock(), [p.to_dict() for p in candidates])
-            if not self.leading:  # the leader queues it from the store (admission already judged it)
+            job = self.store.add_job(data, plan, self.clock(), [p.to_dict() for p in candidates], dependency)
+            if not self.leading or dependency:  # the leader queues it from the store
                 return job
             self._known.add(job.id)
             try:
@@ -231,7 +244,7 @@ class Controller:
             job = self._pending(job_id, "released")
             if job.held:
                 self.store.set_fields(job_id, held=0, reason="released by the user")
-                if self.leading:  # else the leader queues it from the store
+                if self.leading and not job.dependency:  # else it is queued from the store
                     self._requeue_after_restart(job, self.spec_of(job), self.clock())
         return self._get(job_id)
 
@@ -268,6 +281,7 @@ class Controller:
             self._queue_jobs_from_other_servers()
         for job in self.store.list_jobs(states={"running"}):
             self._follow(job)
+        self._resolve_dependencies()
         with self.lock:
             decisions = self.scheduler.tick(now)
         for decision in decisions:
@@ -284,8 +298,26 @@ class Controller:
         """Pending jobs another server of the store accepted: queue them here, with their submit time."""
         with self.lock:
             for job in self.store.list_jobs(states={"pending"}):
-                if job.id not in self._known and not job.held:
+                if job.id not in self._known and not job.held and not job.dependency:
                     self._requeue_after_restart(job, self.spec_of(job), self.clock())
+
+    def _resolve_dependencies(self) -> None:
+        """Queue each waiting job whose dependency is now met; cancel one whose dependency never can be."""
+        for job in self.store.waiting_on_dependencies():
+            if job.id in self._known:
+                continue
+            parts = parse_dependency(job.dependency or "")
+            parents = self.store.states_of([i for part in parts for i in part.job_ids])
+            singleton = any(part.kind == "singleton" for part in parts)
+            earlier = singleton and self.store.namesake_active(job.name, job.id)
+            status, why = dependency_status(parts, parents, earlier)
+            with self.lock:
+                if status == "ready":
+                    self._requeue_after_restart(job, self.spec_of(job), self.clock())
+                elif status == "never":
+                    self.store.transition(job.id, "pending", "cancelled", self.clock(), why)
+                elif why != job.reason:
+                    self.store.set_fields(job.id, reason=why)
 
     def _follow(self, job: Job) -> None:
         run = self.run_of(job)

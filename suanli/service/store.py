@@ -70,6 +70,7 @@ class JobRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     cancel_requested: Mapped[int] = mapped_column(Integer, default=0)
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # `suanli hold`: never started
+    dependency: Mapped[str | None] = mapped_column(String(1000), nullable=True)  # `afterok:3,singleton`
     metrics_offset: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -133,6 +134,7 @@ class Job:
     reason: str
     cancel_requested: bool
     held: bool
+    dependency: str | None
     metrics_offset: int
     submitted_at: float
     started_at: float | None
@@ -159,6 +161,7 @@ class Job:
             reason=row.reason,
             cancel_requested=bool(row.cancel_requested),
             held=bool(row.held),
+            dependency=row.dependency,
             metrics_offset=row.metrics_offset,
             submitted_at=row.submitted_at,
             started_at=row.started_at,
@@ -251,6 +254,7 @@ class Store:
         plan: dict[str, Any] | None,
         now: float | None = None,
         candidates: list[dict[str, Any]] | None = None,
+        dependency: str | None = None,
     ) -> Job:
         """Insert an accepted job (the user's spec as submitted, the planner's plan, the placements
         admission allows) and its first transition in one transaction."""
@@ -269,6 +273,7 @@ class Store:
                 reason="",
                 cancel_requested=0,
                 held=0,
+                dependency=dependency,
                 metrics_offset=0,
                 submitted_at=now,
             )
@@ -318,6 +323,27 @@ class Store:
         with self._sessions() as session:
             jobs = [Job.from_row(row) for row in session.scalars(query)]
         return sorted(jobs, key=lambda job: job.id)
+
+    def states_of(self, job_ids: list[int]) -> dict[int, str]:
+        with self._sessions() as session:
+            rows = session.execute(select(JobRow.id, JobRow.state).where(JobRow.id.in_(job_ids)))
+            return {job_id: state for job_id, state in rows}
+
+    def waiting_on_dependencies(self) -> list[Job]:
+        """Pending jobs, not held, that name a dependency (the controller queues them once it is met)."""
+        query = select(JobRow).where(
+            JobRow.state == "pending", JobRow.held == 0, JobRow.dependency.is_not(None)
+        )
+        with self._sessions() as session:
+            return [Job.from_row(row) for row in session.scalars(query.order_by(JobRow.id))]
+
+    def namesake_active(self, name: str, job_id: int) -> bool:
+        """Whether a job submitted before `job_id` under the same name is still pending or running."""
+        query = select(JobRow.id).where(
+            JobRow.name == name, JobRow.id < job_id, JobRow.state.in_(sorted(ACTIVE_STATES))
+        )
+        with self._sessions() as session:
+            return session.scalar(query.limit(1)) is not None
 
     def count_by_state(self) -> dict[str, int]:
         with self._sessions() as session:
