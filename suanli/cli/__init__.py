@@ -20,6 +20,7 @@ VERB_MODULES: dict[str, str] = {
     "cluster": "cluster",
     "comm": "comm",
     "ft": "ft",
+    "history": "service",
     "hold": "service",
     "logs": "service",
     "nodes": "service",

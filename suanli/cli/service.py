@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,103 @@ def nodes(
             rows,
         )
     )
+
+
+def _clock(at: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at)) if at is not None else "Unknown"
+
+
+def _elapsed(job: dict[str, Any], now: float) -> str:
+    if job["started_at"] is None:
+        return "00:00:00"
+    seconds = int((job["finished_at"] or now) - job["started_at"])
+    days, rest = divmod(seconds, 86400)
+    return (f"{days}-" if days else "") + time.strftime("%H:%M:%S", time.gmtime(rest))
+
+
+# sacct's --format fields (case-insensitive): each reads a job as the API shows it, on the service's clock
+HISTORY_FIELDS: dict[str, Any] = {
+    "jobid": lambda j, now: str(j["id"]),
+    "jobname": lambda j, now: j["name"],
+    "user": lambda j, now: j["user"],
+    "partition": lambda j, now: j["queue"],
+    "state": lambda j, now: j["state"],
+    "submit": lambda j, now: _clock(j["submitted_at"]),
+    "start": lambda j, now: _clock(j["started_at"]),
+    "end": lambda j, now: _clock(j["finished_at"]),
+    "elapsed": _elapsed,
+    "exitcode": lambda j, now: "" if j["exit_code"] is None else str(j["exit_code"]),
+    "reason": lambda j, now: j["reason"],
+    "dependency": lambda j, now: j["dependency"] or "",
+    "restarts": lambda j, now: str(max(0, j["attempt"] - 1)),
+    "nodelist": lambda j, now: (j.get("placement") or {}).get("pool", ""),
+}
+HISTORY_DEFAULT = "JobID,JobName,User,Partition,State,Start,Elapsed,ExitCode"
+
+
+def _when(text: str | None, server_now: float) -> float | None:
+    """`now`, `now-2h` (s, m, h, d; on the service's clock) or an ISO date and time (this machine's zone)."""
+    if text is None:
+        return None
+    if text.startswith("now"):
+        offset = text[3:].strip()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if not offset:
+            return server_now
+        if offset[0] == "-" and offset[-1] in units and offset[1:-1].replace(".", "", 1).isdigit():
+            return server_now - float(offset[1:-1]) * units[offset[-1]]
+        raise SpecError(f"{text}: expected now, now-N[s|m|h|d] or an ISO date and time")
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise SpecError(f"{text}: expected now, now-N[s|m|h|d] or an ISO date and time") from None
+
+
+@app.command("history")
+def history(
+    user: str = typer.Option(None, "--user", "-u", help="only this user's jobs"),
+    state: str = typer.Option(
+        None, "--state", "-s", help="states, comma-separated (ours or sacct's: CD, F, CA, PD, R)"
+    ),
+    starttime: str = typer.Option(
+        None, "--starttime", "-S", help="jobs not finished before: now-2h, 2026-11-29T08:00"
+    ),
+    endtime: str = typer.Option(None, "--endtime", "-E", help="jobs submitted by this time"),
+    fields: str = typer.Option(HISTORY_DEFAULT, "--format", "-o", help="columns, as sacct --format"),
+    parsable: bool = typer.Option(False, "--parsable", "-P", help="`|`-separated lines, as sacct -P"),
+    as_json: bool = typer.Option(False, "--json"),
+    server: str = SERVER_OPTION,
+    token: str = TOKEN_OPTION,
+) -> None:
+    """Every job of the store over a time window, like `sacct`."""
+    columns = [c.strip() for c in fields.split(",") if c.strip()]
+    unknown = [c for c in columns if c.lower() not in HISTORY_FIELDS]
+    if unknown:
+        raise SpecError(f"--format: unknown field {unknown[0]!r} (one of {', '.join(HISTORY_FIELDS)})")
+    client = Client(server, token)
+    server_now = client.request("GET", "/ops/overview")["now"] if "now" in f"{starttime}{endtime}" else 0.0
+    params = {
+        "user": user,
+        "state": state,
+        "since": _when(starttime, server_now),
+        "until": _when(endtime, server_now),
+    }
+    jobs: list[dict[str, Any]] = []
+    while True:  # every matching job, a page at a time
+        page = client.request(
+            "GET",
+            "/history",
+            params={k: v for k, v in params.items() if v is not None} | {"offset": len(jobs)},
+        )
+        jobs += page["jobs"]
+        if not page["jobs"] or len(jobs) >= page["total"]:
+            break
+    if as_json:
+        print_json(jobs)
+        return
+    rows = [[HISTORY_FIELDS[c.lower()](j, page["now"]) for c in columns] for j in jobs]
+    if parsable:
+        for line in [columns, *rows]:
+            typer.echo("|".join(line))
+        return
+    console.print(table("History", columns, rows))

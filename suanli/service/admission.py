@@ -47,6 +47,10 @@ class ServiceConfig(Spec):
         default=None, description="bearer token required for reads (the write token reads too)"
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest request body (413 above)")
+    users: dict[str, str] = Field(
+        default_factory=dict,
+        description="bearer token → user name: each job records its submitter (else anonymous); each writes",
+    )
 
     def fair_shares(self) -> dict[str, float]:
         """Queue → fair share, for the queues that set one (the policy decays their usage)."""

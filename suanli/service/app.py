@@ -26,7 +26,7 @@ from suanli.service.executors import Executor, build_executor
 from suanli.service.leader import leadership_for
 from suanli.service.planning import plan_job, planner_available, search_plans, with_runtimes
 from suanli.service.routes_ops import ops_router
-from suanli.service.routes_verbs import verbs_router
+from suanli.service.routes_verbs import submitter, verbs_router
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, ID_MAX, TERMINAL_STATES, Job, Store
 from suanli.service.views import job_view
@@ -154,15 +154,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(SuanliError, suanli_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, bad_request)  # type: ignore[arg-type]
-    reader = [Depends(bearer_check(config.read_token, config.token))]
+    reader = [Depends(bearer_check(config.read_token, config.token, *config.users))]
     app.include_router(jobs_router(controller, config), tags=["jobs"], dependencies=reader)
     app.include_router(cluster_router(controller, config), tags=["cluster"], dependencies=reader)
     app.include_router(planner_router(controller, config), tags=["planner"])
     app.include_router(observability_router(controller, config), tags=["observability"])
     app.include_router(ops_router(controller), tags=["operations"], dependencies=reader)
-    app.include_router(
-        verbs_router(controller), tags=["jobs"], dependencies=[Depends(bearer_check(config.token))]
-    )
+    writer = [Depends(bearer_check(config.token, *config.users))]
+    app.include_router(verbs_router(controller, reader, writer), tags=["jobs"])
     app.add_api_route("/", dashboard, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
@@ -214,7 +213,7 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
     """Submit, list, show, cancel a job, and read (or follow) its output."""
     router = APIRouter()
 
-    require_writer = bearer_check(config.token)
+    require_writer = bearer_check(config.token, *config.users)
 
     def get_job(job_id: int = JOB_ID) -> Job:
         job = controller.store.get(job_id, with_history=True)
@@ -249,7 +248,7 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         def plan_and_store() -> dict[str, Any]:  # the planner and the durable write, off the event loop
             plan = plan_job(spec, controller.cluster)
             planned = with_runtimes(spec, controller.cluster, candidates)
-            job = controller.submit(spec, planned, plan, dependency)
+            job = controller.submit(spec, planned, plan, dependency, submitter(request, config))
             return job_view(controller, job)
 
         return await asyncio.to_thread(plan_and_store)

@@ -25,7 +25,7 @@ from suanli.service.dependencies import dependency_status, parse_dependency
 from suanli.service.executors.base import METRICS_FILE, Executor, Placement, Run
 from suanli.service.leader import Leadership
 from suanli.service.scheduling import SchedulerPort
-from suanli.service.store import TERMINAL_STATES, Job, Store
+from suanli.service.store import ANONYMOUS, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, Training, dump_yaml
 
 log = logging.getLogger("suanli.service")
@@ -185,8 +185,10 @@ class Controller:
         candidates: list[Placement],
         plan: dict[str, Any] | None,
         dependency: str | None = None,
+        user: str = ANONYMOUS,
     ) -> Job:
-        """Store and queue a job; one with a `dependency` is queued by `step` once it is met."""
+        """Store and queue a job (`user` submitted it); one with a `dependency` is queued by `step`
+        once it is met."""
         if dependency:
             parents = sorted({i for part in parse_dependency(dependency) for i in part.job_ids})
             missing = sorted(set(parents) - set(self.store.states_of(parents)))
@@ -194,7 +196,9 @@ class Controller:
                 raise SpecError(f"dependency: job {missing[0]}: no such job")
         with self.lock:
             data = spec.model_dump(mode="json", by_alias=True)
-            job = self.store.add_job(data, plan, self.clock(), [p.to_dict() for p in candidates], dependency)
+            job = self.store.add_job(
+                data, plan, self.clock(), [p.to_dict() for p in candidates], dependency, user
+            )
             if not self.leading or dependency:  # the leader queues it from the store
                 return job
             self._known.add(job.id)

@@ -49,6 +49,7 @@ class Base(DeclarativeBase):
 
 NAME_MAX = 200  # the longest job name the jobs table holds
 ID_MAX = 2**31 - 1  # the largest job id (PostgreSQL's INTEGER)
+ANONYMOUS = "anonymous"  # the submitter of a job sent without a token the service maps to a user
 
 
 class JobRow(Base):
@@ -71,6 +72,7 @@ class JobRow(Base):
     cancel_requested: Mapped[int] = mapped_column(Integer, default=0)
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # `suanli hold`: never started
     dependency: Mapped[str | None] = mapped_column(String(1000), nullable=True)  # `afterok:3,singleton`
+    user: Mapped[str] = mapped_column(String(100), default=ANONYMOUS, server_default=ANONYMOUS)
     metrics_offset: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -135,6 +137,7 @@ class Job:
     cancel_requested: bool
     held: bool
     dependency: str | None
+    user: str
     metrics_offset: int
     submitted_at: float
     started_at: float | None
@@ -162,6 +165,7 @@ class Job:
             cancel_requested=bool(row.cancel_requested),
             held=bool(row.held),
             dependency=row.dependency,
+            user=row.user,
             metrics_offset=row.metrics_offset,
             submitted_at=row.submitted_at,
             started_at=row.started_at,
@@ -192,7 +196,7 @@ def _add_missing_columns(engine: Engine) -> None:
             default = column.server_default
             ddl = f"ALTER TABLE jobs ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"
             if default is not None:
-                ddl += f" DEFAULT {default.arg}"
+                ddl += f" DEFAULT '{default.arg}'"
             connection.execute(text(ddl))
 
 
@@ -255,6 +259,7 @@ class Store:
         now: float | None = None,
         candidates: list[dict[str, Any]] | None = None,
         dependency: str | None = None,
+        user: str = ANONYMOUS,
     ) -> Job:
         """Insert an accepted job (the user's spec as submitted, the planner's plan, the placements
         admission allows) and its first transition in one transaction."""
@@ -274,6 +279,7 @@ class Store:
                 cancel_requested=0,
                 held=0,
                 dependency=dependency,
+                user=user,
                 metrics_offset=0,
                 submitted_at=now,
             )
@@ -500,6 +506,31 @@ class Store:
         with self._sessions() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(query.order_by(order).offset(offset).limit(limit))
+            return total, [Job.from_row(row) for row in rows]
+
+    def history_page(
+        self,
+        states: set[str] | None = None,
+        user: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> tuple[int, list[Job]]:
+        """Jobs alive at some moment of [since, until] (submitted by `until`, not finished before
+        `since`), as `sacct -S/-E` selects them, oldest first, a page at a time, and how many match."""
+        query = select(JobRow)
+        if states:
+            query = query.where(JobRow.state.in_(sorted(states)))
+        if user:
+            query = query.where(JobRow.user == user)
+        if since is not None:
+            query = query.where(JobRow.finished_at.is_(None) | (JobRow.finished_at >= since))
+        if until is not None:
+            query = query.where(JobRow.submitted_at <= until)
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(query.order_by(JobRow.id).offset(offset).limit(limit))
             return total, [Job.from_row(row) for row in rows]
 
     def count_by_queue_state(self) -> dict[str, dict[str, int]]:

@@ -80,8 +80,9 @@ def test_a_store_made_before_holds_existed_gains_the_column(tmp_path):
     store.close()
     with sqlite3.connect(path) as db:
         db.execute("ALTER TABLE jobs DROP COLUMN held")
+        db.execute("ALTER TABLE jobs DROP COLUMN user")
     store = Store(str(path))
-    assert store.get(job.id).held is False
+    assert store.get(job.id).held is False and store.get(job.id).user == "anonymous"
     store.close()
 
 
