@@ -32,6 +32,7 @@ import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch.distributed as dist
 
@@ -47,8 +48,9 @@ class _Stopped(Exception):
 
 
 def _worker(
-    target: str, module: bool, args: list[str], rank: int, world_size: int, port: int, attempt: int
+    target: str, module: bool, args: list[str], rank: int, world_size: int, ports: Any, attempt: int
 ) -> None:
+    port = ports.get()  # the store is started after the fork (see _attempt)
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -158,17 +160,21 @@ def _attempt(
     agents: _Supervisor,
     monitor_interval_s: float,
 ) -> int:
-    store = dist.TCPStore(
-        "127.0.0.1", 0, nproc, is_master=True, timeout=timedelta(minutes=5), wait_for_workers=False
-    )
+    # Fork first, then start the store: the store serves from a thread, and a fork taken while
+    # another thread holds a lock can leave the child deadlocked (seen as a rare hung worker).
+    # The workers learn the store's port through a thread-free pipe.
+    ports = context.SimpleQueue()
     workers = [
-        context.Process(
-            target=_worker, args=(target, module, args, rank, nproc, store.port, attempt), daemon=False
-        )
+        context.Process(target=_worker, args=(target, module, args, rank, nproc, ports, attempt))
         for rank in range(nproc)
     ]
     for worker in workers:
         worker.start()
+    store = dist.TCPStore(
+        "127.0.0.1", 0, nproc, is_master=True, timeout=timedelta(minutes=5), wait_for_workers=False
+    )
+    for _ in workers:
+        ports.put(store.port)
     try:
         while True:
             agents.check()
