@@ -193,6 +193,9 @@ def submit(
         "-d",
         help="start after other jobs, as sbatch: afterok:ID[:ID], afterany, singleton",
     ),
+    array: str = typer.Option(
+        None, "--array", "-a", help="a job array, as sbatch: 0-31%4 (at most 4 at once)"
+    ),
     server: str = SERVER_OPTION,
     token: str = TOKEN_OPTION,
 ) -> None:
@@ -202,14 +205,20 @@ def submit(
     """
     if not job_file.is_file():
         raise SpecError(f"{job_file}: file not found")
+    if array and wait:
+        raise SpecError("--wait: waits for one job, not an --array (watch its tasks with `suanli queue`)")
     client = Client(server, token)
     job = client.request(
         "POST",
         "/jobs",
         content=job_file.read_bytes(),
         headers={"content-type": "application/yaml"},
-        params={"dependency": dependency} if dependency else {},
+        params={k: v for k, v in {"dependency": dependency, "array": array}.items() if v},
     )
+    if array:
+        tasks = job["array_tasks"]
+        typer.echo(f"submitted array job {job['id']} ({job['name']}): tasks {tasks[0]}-{tasks[-1]}")
+        return
     typer.echo(f"submitted job {job['id']} ({job['name']}) → {job['state']}")
     if not wait:
         return

@@ -237,6 +237,7 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         dependency: str | None = Query(
             None, description="Slurm's form: afterok:ID[:ID], afternotok, afterany, singleton"
         ),
+        array: str | None = Query(None, description="a job array, as sbatch --array: 0-31%4, 1,3,5, 0-15:4"),
     ) -> dict[str, Any]:
         """Submit a JobSpec as YAML (any content type) or JSON (`application/json`)."""
         body = await read_body(request, config.max_body_bytes)
@@ -248,8 +249,11 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         def plan_and_store() -> dict[str, Any]:  # the planner and the durable write, off the event loop
             plan = plan_job(spec, controller.cluster)
             planned = with_runtimes(spec, controller.cluster, candidates)
-            job = controller.submit(spec, planned, plan, dependency, submitter(request, config))
-            return job_view(controller, job)
+            user = submitter(request, config)
+            if array:
+                tasks = controller.submit_array(spec, planned, plan, array, dependency, user)
+                return job_view(controller, tasks[0]) | {"array_tasks": [task.id for task in tasks]}
+            return job_view(controller, controller.submit(spec, planned, plan, dependency, user))
 
         return await asyncio.to_thread(plan_and_store)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from suanli.service.arrays import parse_array
 from suanli.service.dependencies import dependency_status, parse_dependency
 from suanli.service.executors.base import METRICS_FILE, Executor, Placement, Run
 from suanli.service.leader import Leadership
@@ -146,7 +147,7 @@ class Controller:
         with self.lock:
             for job in self.store.list_jobs(states={"pending", "starting", "running"}):
                 spec = self.spec_of(job)
-                if job.state == "pending" and (job.held or job.dependency):  # queued when released / met
+                if job.state == "pending" and (job.held or job.dependency or job.array_job_id):  # by step
                     continue
                 if job.state == "pending":
                     self._requeue_after_restart(job, spec, now)
@@ -189,11 +190,7 @@ class Controller:
     ) -> Job:
         """Store and queue a job (`user` submitted it); one with a `dependency` is queued by `step`
         once it is met."""
-        if dependency:
-            parents = sorted({i for part in parse_dependency(dependency) for i in part.job_ids})
-            missing = sorted(set(parents) - set(self.store.states_of(parents)))
-            if missing:
-                raise SpecError(f"dependency: job {missing[0]}: no such job")
+        self._check_parents(dependency)
         with self.lock:
             data = spec.model_dump(mode="json", by_alias=True)
             job = self.store.add_job(
@@ -208,6 +205,30 @@ class Controller:
                 self.store.discard(job.id)
                 raise SpecError(f"resources: {str(exc).removeprefix(f'job {job.id}: ')}") from None
             return job
+
+    def submit_array(
+        self,
+        spec: JobSpec,
+        candidates: list[Placement],
+        plan: dict[str, Any] | None,
+        array: str,
+        dependency: str | None = None,
+        user: str = ANONYMOUS,
+    ) -> list[Job]:
+        """Store a job array (`sbatch --array`); `step` queues its tasks, at most its limit at once."""
+        task_ids, limit = parse_array(array)
+        self._check_parents(dependency)
+        data = spec.model_dump(mode="json", by_alias=True)
+        cands = [p.to_dict() for p in candidates]
+        with self.lock:
+            return self.store.add_array(data, plan, self.clock(), cands, dependency, user, task_ids, limit)
+
+    def _check_parents(self, dependency: str | None) -> None:
+        if dependency:
+            parents = sorted({i for part in parse_dependency(dependency) for i in part.job_ids})
+            missing = sorted(set(parents) - set(self.store.states_of(parents)))
+            if missing:
+                raise SpecError(f"dependency: job {missing[0]}: no such job")
 
     def cancel(self, job_id: int) -> Job | None:
         with self.lock:
@@ -248,7 +269,7 @@ class Controller:
             job = self._pending(job_id, "released")
             if job.held:
                 self.store.set_fields(job_id, held=0, reason="released by the user")
-                if self.leading and not job.dependency:  # else it is queued from the store
+                if self.leading and not job.dependency and not job.array_job_id:  # else `step` queues it
                     self._requeue_after_restart(job, self.spec_of(job), self.clock())
         return self._get(job_id)
 
@@ -285,7 +306,7 @@ class Controller:
             self._queue_jobs_from_other_servers()
         for job in self.store.list_jobs(states={"running"}):
             self._follow(job)
-        self._resolve_dependencies()
+        self._queue_waiting()
         with self.lock:
             decisions = self.scheduler.tick(now)
         for decision in decisions:
@@ -302,19 +323,32 @@ class Controller:
         """Pending jobs another server of the store accepted: queue them here, with their submit time."""
         with self.lock:
             for job in self.store.list_jobs(states={"pending"}):
-                if job.id not in self._known and not job.held and not job.dependency:
+                if job.id not in self._known and not job.held and not job.dependency and not job.array_job_id:
                     self._requeue_after_restart(job, self.spec_of(job), self.clock())
 
-    def _resolve_dependencies(self) -> None:
-        """Queue each waiting job whose dependency is now met; cancel one whose dependency never can be."""
-        for job in self.store.waiting_on_dependencies():
+    def _queue_waiting(self) -> None:
+        """Queue each waiting job whose dependency is now met and whose array is under its limit of
+        tasks at once (Slurm's JobArrayTaskLimit); cancel one whose dependency never can be met."""
+        waiting = self.store.waiting_to_queue()
+        released: dict[int, set[int]] = {}  # array → its tasks started, or queued here
+        for job in waiting:
+            array = job.array_job_id
+            if array is not None and job.array_limit is not None and array not in released:
+                queued = {j.id for j in waiting if j.array_job_id == array and j.id in self._known}
+                released[array] = self.store.array_started(array) | queued
+        for job in waiting:
             if job.id in self._known:
                 continue
-            parts = parse_dependency(job.dependency or "")
-            parents = self.store.states_of([i for part in parts for i in part.job_ids])
-            singleton = any(part.kind == "singleton" for part in parts)
-            earlier = singleton and self.store.namesake_active(job.name, job.id)
-            status, why = dependency_status(parts, parents, earlier)
+            status, why = self._dependency_status(job)
+            tasks = released.get(job.array_job_id or 0)
+            if status == "ready" and tasks is not None:
+                if len(tasks) >= (job.array_limit or 0):
+                    status, why = (
+                        "waiting",
+                        f"JobArrayTaskLimit: {len(tasks)} tasks of array {job.array_job_id} run",
+                    )
+                else:
+                    tasks.add(job.id)
             with self.lock:
                 if status == "ready":
                     self._requeue_after_restart(job, self.spec_of(job), self.clock())
@@ -322,6 +356,15 @@ class Controller:
                     self.store.transition(job.id, "pending", "cancelled", self.clock(), why)
                 elif why != job.reason:
                     self.store.set_fields(job.id, reason=why)
+
+    def _dependency_status(self, job: Job) -> tuple[str, str]:
+        if not job.dependency:
+            return "ready", ""
+        parts = parse_dependency(job.dependency)
+        parents = self.store.states_of([i for part in parts for i in part.job_ids])
+        singleton = any(part.kind == "singleton" for part in parts)
+        earlier = singleton and self.store.namesake_active(job.name, job.user, job.id)
+        return dependency_status(parts, parents, earlier)
 
     def _follow(self, job: Job) -> None:
         run = self.run_of(job)

@@ -42,7 +42,8 @@ def gpu_grid(scheduler: SuanliScheduler) -> list[dict[str, Any]]:
 
 def pending_reasons(scheduler: SuanliScheduler, jobs: list[Job]) -> dict[int, str]:
     """Slurm's reason for each of these jobs that waits: `Held` when the user held it, `Dependency`
-    while its dependency is unmet (neither is in the scheduler's queue yet), `Resources` when its
+    while its dependency is unmet, `JobArrayTaskLimit` while its array runs its `%N` tasks at once
+    (none of these is in the scheduler's queue yet), `Resources` when its
     gang fits on none of its accelerator types right now (asked of `find_slots`, the placement the
     scheduler itself makes), `Priority` when it would fit but the policy started others first or
     holds it back."""
@@ -53,7 +54,9 @@ def pending_reasons(scheduler: SuanliScheduler, jobs: list[Job]) -> dict[int, st
             reasons[job.id] = "Held"
             continue
         state = inner.pending.get(sched_id(job.id))
-        if state is None and job.dependency:
+        if state is None and job.reason.startswith("JobArrayTaskLimit"):
+            reasons[job.id] = "JobArrayTaskLimit"
+        elif state is None and job.dependency:
             reasons[job.id] = "Dependency"
         elif state is not None:
             fits = any(find_slots(inner.cluster, state.job, kind) is not None for kind in state.job.runtime_s)

@@ -73,6 +73,9 @@ class JobRow(Base):
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # `suanli hold`: never started
     dependency: Mapped[str | None] = mapped_column(String(1000), nullable=True)  # `afterok:3,singleton`
     user: Mapped[str] = mapped_column(String(100), default=ANONYMOUS, server_default=ANONYMOUS)
+    array_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)  # its first task
+    array_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    array_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)  # `%N`: tasks running at once
     metrics_offset: Mapped[int] = mapped_column(Integer, default=0)
     submitted_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -138,6 +141,9 @@ class Job:
     held: bool
     dependency: str | None
     user: str
+    array_job_id: int | None
+    array_task_id: int | None
+    array_limit: int | None
     metrics_offset: int
     submitted_at: float
     started_at: float | None
@@ -166,6 +172,9 @@ class Job:
             held=bool(row.held),
             dependency=row.dependency,
             user=row.user,
+            array_job_id=row.array_job_id,
+            array_task_id=row.array_task_id,
+            array_limit=row.array_limit,
             metrics_offset=row.metrics_offset,
             submitted_at=row.submitted_at,
             started_at=row.started_at,
@@ -265,28 +274,66 @@ class Store:
         admission allows) and its first transition in one transaction."""
         now = time.time() if now is None else now
         with self._sessions.begin() as session:
-            row = JobRow(
-                name=spec["name"],
-                kind=spec.get("kind", "training"),
-                queue=spec.get("queue", "default"),
-                priority=spec.get("priority", 0),
-                state="pending",
-                spec=spec,
-                plan=plan,
-                candidates=candidates,
-                attempt=0,
-                reason="",
-                cancel_requested=0,
-                held=0,
-                dependency=dependency,
-                user=user,
-                metrics_offset=0,
-                submitted_at=now,
-            )
-            session.add(row)
+            return Job.from_row(self._insert(session, spec, plan, now, candidates, dependency, user))
+
+    def add_array(
+        self,
+        spec: dict[str, Any],
+        plan: dict[str, Any] | None,
+        now: float,
+        candidates: list[dict[str, Any]],
+        dependency: str | None,
+        user: str,
+        task_ids: list[int],
+        limit: int | None,
+    ) -> list[Job]:
+        """A job array, all its tasks in one transaction: each task a job whose `envs` carry its
+        index and the array's id (the first task's job id), as Slurm's SLURM_ARRAY_* do."""
+        with self._sessions.begin() as session:
+            rows = []
+            for task_id in task_ids:
+                envs = {**spec.get("envs", {}), "SUANLI_ARRAY_TASK_ID": str(task_id)}
+                row = self._insert(session, {**spec, "envs": envs}, plan, now, candidates, dependency, user)
+                row.array_task_id, row.array_limit = task_id, limit
+                rows.append(row)
+            for row in rows:
+                row.array_job_id = rows[0].id
+                row.spec = {**row.spec, "envs": {**row.spec["envs"], "SUANLI_ARRAY_JOB_ID": str(rows[0].id)}}
             session.flush()
-            session.add(TransitionRow(job_id=row.id, from_state=None, to_state="pending", at=now))
-            return Job.from_row(row)
+            return [Job.from_row(row) for row in rows]
+
+    @staticmethod
+    def _insert(
+        session: Session,
+        spec: dict[str, Any],
+        plan: dict[str, Any] | None,
+        now: float,
+        candidates: list[dict[str, Any]] | None,
+        dependency: str | None,
+        user: str,
+    ) -> JobRow:
+        row = JobRow(
+            name=spec["name"],
+            kind=spec.get("kind", "training"),
+            queue=spec.get("queue", "default"),
+            priority=spec.get("priority", 0),
+            state="pending",
+            spec=spec,
+            plan=plan,
+            candidates=candidates,
+            attempt=0,
+            reason="",
+            cancel_requested=0,
+            held=0,
+            dependency=dependency,
+            user=user,
+            metrics_offset=0,
+            submitted_at=now,
+        )
+        session.add(row)
+        session.flush()
+        session.add(TransitionRow(job_id=row.id, from_state=None, to_state="pending", at=now))
+        return row
 
     def discard(self, job_id: int) -> None:
         """Remove a job that was never acknowledged (its submission failed after the insert)."""
@@ -335,21 +382,35 @@ class Store:
             rows = session.execute(select(JobRow.id, JobRow.state).where(JobRow.id.in_(job_ids)))
             return {job_id: state for job_id, state in rows}
 
-    def waiting_on_dependencies(self) -> list[Job]:
-        """Pending jobs, not held, that name a dependency (the controller queues them once it is met)."""
+    def waiting_to_queue(self) -> list[Job]:
+        """Pending jobs, not held, that name a dependency or are an array's tasks (the controller
+        queues each once it may)."""
         query = select(JobRow).where(
-            JobRow.state == "pending", JobRow.held == 0, JobRow.dependency.is_not(None)
+            JobRow.state == "pending",
+            JobRow.held == 0,
+            JobRow.dependency.is_not(None) | JobRow.array_job_id.is_not(None),
         )
         with self._sessions() as session:
             return [Job.from_row(row) for row in session.scalars(query.order_by(JobRow.id))]
 
-    def namesake_active(self, name: str, job_id: int) -> bool:
-        """Whether a job submitted before `job_id` under the same name is still pending or running."""
+    def namesake_active(self, name: str, user: str, job_id: int) -> bool:
+        """Whether a job `user` submitted before `job_id` under the same name is still pending or running."""
         query = select(JobRow.id).where(
-            JobRow.name == name, JobRow.id < job_id, JobRow.state.in_(sorted(ACTIVE_STATES))
+            JobRow.name == name,
+            JobRow.user == user,
+            JobRow.id < job_id,
+            JobRow.state.in_(sorted(ACTIVE_STATES)),
         )
         with self._sessions() as session:
             return session.scalar(query.limit(1)) is not None
+
+    def array_started(self, array_job_id: int) -> set[int]:
+        """The array's tasks that are starting or running."""
+        query = select(JobRow.id).where(
+            JobRow.array_job_id == array_job_id, JobRow.state.in_(["starting", "running"])
+        )
+        with self._sessions() as session:
+            return set(session.scalars(query))
 
     def count_by_state(self) -> dict[str, int]:
         with self._sessions() as session:
