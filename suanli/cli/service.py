@@ -47,10 +47,18 @@ def up(
         DEFAULT_POLICY, help="scheduling policy of suanli.sched (suanli, fifo, backfill, tiresias, …)"
     ),
     simulate: Path = typer.Option(None, help="drive this CLUSTER.yaml in accelerated simulated time"),
-    speedup: float = typer.Option(60.0, help="simulated seconds per wall-clock second (with --simulate)"),
+    speedup: float = typer.Option(
+        60.0, help="simulated seconds per wall-clock second (with --simulate; inf: jump from event to event)"
+    ),
     trace: str = typer.Option(None, help="with --simulate: replay this trace (philly, sia-saturn, swf, …)"),
     workload: str = typer.Option("", help="the trace's workload number or file (see `suanli sim`)"),
     limit: int = typer.Option(None, help="replay only the first N jobs of the trace"),
+    exit_when_done: bool = typer.Option(
+        False,
+        "--exit-when-done",
+        help="with --trace: replay it to the end at once, print `suanli sim`'s metrics",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="with --exit-when-done: the metrics as JSON"),
     port: int = typer.Option(DEFAULT_PORT, help="HTTP port (0 = any free port)"),
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     data_dir: Path = typer.Option(Path("~/.suanli"), help="store, run folders and logs"),
@@ -78,6 +86,8 @@ def up(
         raise SpecError("--cluster: --simulate CLUSTER.yaml already names the cluster")
     if trace and not simulate:
         raise SpecError("--trace: replaying a trace needs --simulate CLUSTER.yaml")
+    if exit_when_done and not trace:
+        raise SpecError("--exit-when-done: needs a trace to replay (--simulate CLUSTER.yaml --trace NAME)")
     service_config = load(ServiceConfig, config) if config else ServiceConfig()
     if token:
         service_config.token = token
@@ -101,6 +111,9 @@ def up(
         trace_limit=limit,
         config=service_config,
     )
+    if exit_when_done:
+        _replay_to_end(settings, policy, as_json)
+        return
     service = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,6 +133,49 @@ def up(
     )
     server = uvicorn.Server(uvicorn.Config(service, log_level="warning", lifespan="on"))
     server.run(sockets=[sock])
+
+
+def _replay_to_end(settings: Any, policy: str, as_json: bool) -> None:
+    """The trace through the controller, a fresh store and the simulated executor, the clock jumping
+    from event to event; the same metrics, with the same inputs, as `suanli sim`."""
+    import math
+    import tempfile
+
+    from suanli.sched.cluster_state import ClusterState
+    from suanli.sched.traces import load_trace
+    from suanli.service.app import build_controller
+    from suanli.service.replay import ReplayToEnd
+
+    with tempfile.TemporaryDirectory(prefix="suanli-replay-") as scratch:
+        settings.simulate_speedup = math.inf
+        if not settings.db_url:
+            settings.db_url = str(Path(scratch) / "replay.db")
+        controller = build_controller(settings)
+        try:
+            jobs = load_trace(
+                settings.trace,
+                settings.trace_workload,
+                ClusterState.from_cluster(controller.cluster),
+                settings.trace_limit,
+            )
+            replay = ReplayToEnd(controller, settings.config, jobs)
+            metrics: dict[str, Any] = {
+                "policy": policy,
+                "trace": settings.trace,
+                "workload": settings.trace_workload,
+                "estimate_error": replay.estimate_error,
+                "runtime_knowledge": "declared",
+                "tick_s": 0.0,
+                **replay.run(),
+            }
+            metrics["rejected"] = len(replay.rejected)
+        finally:
+            controller.store.close()
+    if as_json:
+        print_json(metrics)
+        return
+    rows = [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in metrics.items()]
+    console.print(table(f"{policy} on {settings.trace} through the service", ["metric", "value"], rows))
 
 
 # the client -------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -79,11 +80,15 @@ def build_controller(settings: Settings) -> Controller:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     cluster = load(Cluster, settings.cluster_file) if settings.cluster_file else local_cluster()
     if settings.simulate_speedup:
-        from suanli.service.executors.simulated import SimulatedClock, SimulatedExecutor
+        from suanli.service.executors.simulated import EventClock, SimulatedClock, SimulatedExecutor
 
-        simulated_clock = SimulatedClock(settings.simulate_speedup)
-        clock: Callable[[], float] = simulated_clock
-        executor: Executor = SimulatedExecutor(simulated_clock)
+        # an infinite speedup: the clock jumps from event to event (`suanli up --exit-when-done`)
+        clock: Callable[[], float] = (
+            EventClock()
+            if math.isinf(settings.simulate_speedup)
+            else SimulatedClock(settings.simulate_speedup)
+        )
+        executor: Executor = SimulatedExecutor(clock)
     else:
         options = {**settings.executor_options, **({"cluster": cluster} if settings.cluster_file else {})}
         clock, executor = time.time, build_executor(settings.executor, **options)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -124,8 +125,8 @@ class ReplayToEnd:
         declared, _ = declare(self.jobs, self.estimate_error, "declared", self.seed)
         truth: dict[int, SchedJob] = {}
         executor.truth = lambda run: self._true_run(truth, run)
-        round_based = scheduler.inner.policy.round_s is not None  # it preempts where its jobs checkpoint
-        executor.checkpoint_interval_s = None if round_based else SimConfig().checkpoint_interval_s
+        round_s = scheduler.inner.policy.round_s  # a round-based policy preempts where its jobs checkpoint
+        executor.checkpoint_interval_s = None if round_s is not None else SimConfig().checkpoint_interval_s
         arrivals = sorted(zip(self.jobs, declared, strict=True), key=lambda p: (p[0].submit_s, p[0].job_id))
         queues, index = set(self.config.queues), 0
         while True:
@@ -139,6 +140,11 @@ class ReplayToEnd:
                 ahead.append(arrivals[index][0].submit_s)
             if not ahead:
                 break
+            if round_s is not None:  # a round-based policy decides at its round boundaries too
+                if scheduler.inner.jobs:
+                    ahead.append((math.floor(clock() / round_s) + 1) * round_s)
+                else:  # idle: the first boundary at or after the next event, as the simulator's
+                    ahead.append(math.ceil(min(ahead) / round_s) * round_s)
             clock.advance_to(min(ahead))
         states = scheduler.inner.all_jobs()
         by_sched_id = {sched_id(job_id): job for job_id, job in truth.items()}

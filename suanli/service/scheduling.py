@@ -4,6 +4,7 @@ job holds whole nodes, so on the one-node local pool command jobs run one at a t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -84,8 +85,11 @@ class SuanliScheduler:
         runtime_s = {
             p.accelerator or CPU_TYPE: p.runtime_s or spec.walltime_s or DEFAULT_RUNTIME_S for p in cands
         }
-        return sched_job_from_spec(
+        job = sched_job_from_spec(
             fit_to_cluster(spec, self.cluster), self.cluster, sched_id(job_id), submit_s, runtime_s
+        )
+        return dataclasses.replace(
+            job, restart_overhead_s=max((p.restart_overhead_s for p in cands), default=0.0)
         )
 
     def submit(self, job_id: int, spec: JobSpec, candidates: list[Placement], submit_s: float) -> None:
@@ -137,6 +141,7 @@ class SuanliScheduler:
                 accelerator=None if cpu else decision.accel_type,
                 cpus_per_node=template.cpus_per_node,
                 runtime_s=template.runtime_s,
+                restart_overhead_s=template.restart_overhead_s,
             )
             decisions.append(Decision(job_id, placement))
         return decisions
