@@ -30,7 +30,7 @@ from suanli.service.routes_ops import ops_router
 from suanli.service.routes_verbs import submitter, verbs_router
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import ACTIVE_STATES, ID_MAX, TERMINAL_STATES, Job, Store
-from suanli.service.views import job_view
+from suanli.service.views import job_view, redact
 from suanli.spec import Cluster, JobSpec, SpecError, load, validate
 from suanli.spec.errors import SuanliError, field_path, one_line
 from suanli.spec.io import parse_yaml
@@ -296,7 +296,9 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         job = get_job(job_id)
         if not follow:
             started = job.attempt > 0
-            return PlainTextResponse(controller.executor.logs(controller.run_of(job)) if started else "")
+            return PlainTextResponse(
+                redact(controller.executor.logs(controller.run_of(job)), job) if started else ""
+            )
         return StreamingResponse(_follow_logs(controller, job_id), media_type="text/plain")
 
     return router
@@ -311,7 +313,9 @@ async def _follow_logs(controller: Controller, job_id: int) -> AsyncIterator[str
             return
         text = ""
         if current.attempt > 0:  # a queued job has no output until it starts
-            text = await asyncio.to_thread(controller.executor.logs, controller.run_of(current))
+            text = redact(
+                await asyncio.to_thread(controller.executor.logs, controller.run_of(current)), current
+            )
         if len(text) > sent:
             yield text[sent:]
             sent = len(text)

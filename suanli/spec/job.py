@@ -207,6 +207,11 @@ class JobSpec(Spec):
     )
     workdir: str | None = None
     envs: dict[str, str] = Field(default_factory=dict)
+    secret_envs: list[str] = Field(
+        default_factory=list,
+        description="names in `envs` whose values never leave the server (the run gets them; the API, "
+        "logs and /metrics show <secret>)",
+    )
     slurm: dict[str, str | int] = Field(default_factory=dict, description="extra #SBATCH options")
 
     @field_validator("num_nodes")
@@ -227,6 +232,13 @@ class JobSpec(Spec):
         if isinstance(value, dict):
             return {str(k): str(v) for k, v in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _secrets_are_envs(self) -> JobSpec:
+        unknown = [name for name in self.secret_envs if name not in self.envs]
+        if unknown:
+            raise ValueError(f"secret_envs: {unknown[0]!r} is not in envs")
+        return self
 
     @model_validator(mode="after")
     def _something_to_do(self) -> JobSpec:
