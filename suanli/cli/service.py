@@ -331,8 +331,8 @@ def status(
         return
     placement = job.get("placement") or {}
     console.print(
-        f"[bold]job {job['id']}[/bold] {job['name']} ({job['kind']}, queue {job['queue']}): {job['state']}"
-        + (f" — {job['reason']}" if job["reason"] else "")
+        f"[bold]job {job['id']}[/bold] {job['name']} ({job['kind']}, queue {job['queue']},"
+        f" user {job['user']}): {job['state']}" + (f" — {job['reason']}" if job["reason"] else "")
     )
     if placement:
         console.print(

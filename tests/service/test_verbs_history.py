@@ -77,6 +77,7 @@ def test_history_filters_by_window_user_and_state(live_server_factory, tmp_path)
     result = runner.invoke(app, ["history", "-o", "JobID,Account", "--server", url])
     assert result.exit_code == 2 and "error: --format: unknown field 'Account'" in result.output
     assert httpx.get(f"{url}/history", params={"state": "R"}).json()["total"] == 0
+    assert "(hpc, queue default, user alice): succeeded" in suanli("status", "1", "--server", url)
 
 
 def test_history_window_relative_to_the_service_clock(live_server):
