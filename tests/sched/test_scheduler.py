@@ -38,6 +38,19 @@ def test_fifo_head_of_line_blocks_and_gang_is_never_partial():
     assert sched.cluster.free_whole_by_type["a"] == 3
 
 
+def test_fifo_serves_a_higher_priority_first_then_submit_order():
+    sched = Scheduler(make_cluster({"a": (1, 8)}), make_policy("fifo"))
+    sched.submit(job("running", 0, 8, 100.0))
+    assert started(sched.tick(0)) == {"running"}
+    sched.submit(job("early", 1, 8, 100.0))
+    sched.submit(job("urgent", 2, 8, 100.0, priority=10))
+    sched.submit(job("late", 3, 8, 100.0))
+    sched.job_finished("running", 100)
+    assert started(sched.tick(100)) == {"urgent"}
+    sched.job_finished("urgent", 200)
+    assert started(sched.tick(200)) == {"early"}
+
+
 def test_easy_backfill_starts_short_jobs_without_delaying_the_head():
     sched = Scheduler(make_cluster({"a": (1, 8)}), make_policy("backfill"))
     sched.submit(job("long", 0, 6, 1000.0))

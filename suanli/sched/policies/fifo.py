@@ -1,4 +1,5 @@
-"""FIFO: first come, first served; the head of the queue blocks everyone behind it."""
+"""FIFO: first come, first served within a priority (higher first, as Slurm orders its queue by
+priority before submit time); the head of the queue blocks everyone behind it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ class Fifo(Policy):
     reads_progress = False
 
     def order(self, view: View) -> list[JobState]:
-        return sorted(view.pending(), key=lambda s: (s.job.submit_s, s.job.job_id))
+        return sorted(view.pending(), key=lambda s: (-s.job.priority, s.job.submit_s, s.job.job_id))
 
     def continue_after_block(self, state: JobState, view: View) -> bool:
         return False
