@@ -30,6 +30,10 @@ class QueueConfig(Spec):
         default=None, gt=0, description="its due share of the cluster's use (Slurm fair share); None: none"
     )
     description: str = ""
+    token: str | None = Field(
+        default=None,
+        description="bearer token a submit to this queue needs (the service's write token also does)",
+    )
 
 
 def default_queues() -> dict[str, QueueConfig]:

@@ -132,6 +132,19 @@ def bearer_check(*tokens: str | None) -> Callable[[Request], None]:
     return check
 
 
+def check_queue_token(request: Request, queue: str, config: ServiceConfig) -> None:
+    """A submit to a queue that names its own token needs that token (or the service's write token);
+    a queue's token submits to that queue only."""
+    own = config.queues[queue].token if queue in config.queues else None
+    if own is not None:
+        try:
+            bearer_check(own, config.token)(request)
+        except HTTPException:
+            raise HTTPException(401, f"authorization: queue {queue!r} needs its submit token") from None
+    elif any(q.token for q in config.queues.values()):
+        bearer_check(config.token, *config.users)(request)
+
+
 def parse_job(body: bytes, content_type: str) -> JobSpec:
     text = body.decode("utf-8", errors="replace")
     if "json" in content_type:
@@ -219,6 +232,8 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
     router = APIRouter()
 
     require_writer = bearer_check(config.token, *config.users)
+    queue_tokens = [q.token for q in config.queues.values() if q.token]
+    require_submitter = bearer_check(config.token, *config.users, *queue_tokens)
 
     def get_job(job_id: int = JOB_ID) -> Job:
         job = controller.store.get(job_id, with_history=True)
@@ -229,7 +244,7 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
     @router.post(
         "/jobs",
         status_code=201,
-        dependencies=[Depends(require_writer)],
+        dependencies=[Depends(require_submitter)],
         openapi_extra=JOB_BODY,
         responses={
             401: {"description": "no or wrong bearer token"},
@@ -247,6 +262,7 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         """Submit a JobSpec as YAML (any content type) or JSON (`application/json`)."""
         body = await read_body(request, config.max_body_bytes)
         spec = parse_job(body, request.headers.get("content-type", ""))
+        check_queue_token(request, spec.queue, config)
         candidates = admit(spec, controller.cluster, config)
         if spec.run is None and not planner_available("runtime"):
             raise SpecError("run: this installation has no training runtime; give a `run` command")
@@ -363,7 +379,8 @@ def cluster_router(controller: Controller, config: ServiceConfig) -> APIRouter:
         return [
             {
                 "name": name,
-                **queue.model_dump(),
+                **queue.model_dump(exclude={"token"}),  # a queue's token never leaves the server
+                "submit_token_required": queue.token is not None,
                 "pending": sum(1 for j in active if j.queue == name and j.state == "pending"),
                 "running": sum(1 for j in active if j.queue == name and j.state in {"starting", "running"}),
             }
