@@ -39,6 +39,9 @@ START_LATENCY_BUCKETS_S = (
     86400.0,
     7 * 86400.0,
 )
+# time lost to one step's checkpointing: milliseconds (an overlapped copy) to tens of seconds (a
+# blocking write of a large state)
+CHECKPOINT_STALL_BUCKETS_S = (0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
 
 
 def job_figures(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -58,6 +61,21 @@ def job_figures(records: list[dict[str, Any]]) -> dict[str, float]:
         except (ImportError, KeyError, TypeError, ValueError):
             pass
     return figures
+
+
+def checkpoint_stall_histogram(records: list[dict[str, Any]]) -> tuple[list[tuple[str, float]], float] | None:
+    """Cumulative buckets (ending with +Inf) and the sum of the time the job's steps lost to
+    checkpointing, over the steps that lost any; None when none did."""
+    stalls = [
+        float(r["checkpoint_stall_s"])
+        for r in records
+        if isinstance(r.get("checkpoint_stall_s"), int | float) and r["checkpoint_stall_s"] > 0
+    ]
+    if not stalls:
+        return None
+    bounds = CHECKPOINT_STALL_BUCKETS_S
+    buckets = [(f"{bound:g}", float(sum(1 for s in stalls if s <= bound))) for bound in bounds]
+    return [*buckets, ("+Inf", float(len(stalls)))], sum(stalls)
 
 
 def ettr(history: list[dict[str, Any]], now: float) -> float | None:
@@ -232,15 +250,25 @@ class ServiceCollector(Collector):
             "Effective training time ratio: running time over wall time since the first start (0..1)",
             labels=["job", "name"],
         )
+        stall = HistogramMetricFamily(
+            "suanli_checkpoint_stall_seconds",
+            "Training time a step lost to checkpointing (blocking + the save's slowdown)",
+            labels=["job", "name"],
+        )
         for job in store.list_jobs(states={"running"}):
-            for figure, value in job_figures(store.metrics(job.id, limit=2000)).items():
+            records = store.metrics(job.id, limit=2000)
+            for figure, value in job_figures(records).items():
                 if figure in families:
                     families[figure].add_metric([str(job.id), job.name], value)
             share = ettr(store.history(job.id), now)
             if share is not None:
                 ratio.add_metric([str(job.id), job.name], share)
+            histogram = checkpoint_stall_histogram(records)
+            if histogram is not None:
+                stall.add_metric([str(job.id), job.name], *histogram)
         yield from families.values()
         yield ratio
+        yield stall
 
 
 def render(controller: Controller, queues: list[str]) -> bytes:

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from suanli.service.metrics import ettr
+from suanli.service.metrics import checkpoint_stall_histogram, ettr
 from tests.service.conftest import REPO, apt_install, wait_state
 
 MIXED = REPO / "examples" / "clusters" / "mixed-center.yaml"
@@ -39,8 +39,8 @@ def promtool_problems(text: str) -> list[str]:
             problems.append(f"{name}: non-counter metrics should not have _total suffix")
         if family.type not in {"histogram", "summary"} and name.endswith(("_count", "_sum", "_bucket")):
             problems.append(f"{name}: a reserved suffix outside a histogram")
-        buckets: list[tuple[float, float]] = []
-        count = None
+        buckets: dict[tuple, list[tuple[float, float]]] = {}  # per label set, le aside
+        counts: dict[tuple, float] = {}
         for sample in family.samples:
             seen[(sample.name, tuple(sorted(sample.labels.items())))] += 1
             if family.type == "counter" and not sample.name.endswith(("_total", "_created")):
@@ -48,17 +48,18 @@ def promtool_problems(text: str) -> list[str]:
             for label in sample.labels:
                 if not LABEL.match(label) or CAMEL.search(label):
                     problems.append(f"{name}: label {label} is not snake_case")
+            series = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
             if sample.name.endswith("_bucket"):
-                buckets.append((float(sample.labels["le"]), sample.value))
+                buckets.setdefault(series, []).append((float(sample.labels["le"]), sample.value))
             if sample.name.endswith("_count") and family.type == "histogram":
-                count = sample.value
-        if family.type == "histogram":
-            bounds = [b for b, _ in buckets]
-            values = [v for _, v in buckets]
+                counts[series] = sample.value
+        for series, points in buckets.items():
+            bounds = [b for b, _ in points]
+            values = [v for _, v in points]
             if bounds != sorted(bounds) or values != sorted(values) or bounds[-1] != float("inf"):
-                problems.append(f"{name}: buckets are not cumulative up to +Inf")
-            if values and values[-1] != count:
-                problems.append(f"{name}: the +Inf bucket is not _count")
+                problems.append(f"{name}{dict(series)}: buckets are not cumulative up to +Inf")
+            if values[-1] != counts.get(series):
+                problems.append(f"{name}{dict(series)}: the +Inf bucket is not _count")
     problems += [f"{series[0]}{dict(series[1])}: exported {n} times" for series, n in seen.items() if n > 1]
     return problems
 
@@ -146,3 +147,12 @@ def test_the_grafana_dashboard_reads_only_names_metrics_exports(busy_centre):
     used = {name for q in queries for name in re.findall(r"\b(?:suanli|DCGM)_[A-Za-z0-9_]+", q)}
     assert len(queries) >= 12 and "suanli_scheduling_latency_seconds_bucket" in used
     assert used - exported == set()
+
+
+def test_checkpoint_stall_histogram_counts_only_steps_that_lost_time():
+    records = [{"checkpoint_stall_s": s} for s in (0.0, 0.004, 0.2, 0.2, 40.0)] + [{"loss": 1.0}]
+    buckets, total = checkpoint_stall_histogram(records)
+    counts = dict(buckets)
+    assert counts["0.001"] == 0 and counts["0.01"] == 1 and counts["0.5"] == 3 and counts["30"] == 3
+    assert counts["+Inf"] == 4 and total == pytest.approx(40.404)
+    assert checkpoint_stall_histogram([{"checkpoint_stall_s": 0.0}, {"step": 3}]) is None
