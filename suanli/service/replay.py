@@ -99,7 +99,8 @@ class ReplayToEnd:
     Inputs are the simulator's: the policy reads each job's declared run time per accelerator type
     (`suanli.sched.estimate.declare`, same σ and seed), and a run lasts its true run time on the type
     it was placed on, plus the trace's restart overhead; a preempted run keeps the work up to its last
-    checkpoint; the policy sees the restart overhead on each candidate placement, as it does there."""
+    checkpoint; the policy sees the restart overhead and the trace's throughput table on each candidate
+    placement, as it does there."""
 
     controller: Controller
     config: ServiceConfig
@@ -163,6 +164,7 @@ class ReplayToEnd:
                     p,
                     runtime_s=seen.runtime_s.get(p.accelerator or CPU_TYPE),
                     restart_overhead_s=seen.restart_overhead_s,
+                    throughput=seen.throughput.get(p.accelerator or CPU_TYPE),
                 )
                 for p in candidates
             ]

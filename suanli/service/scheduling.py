@@ -89,7 +89,9 @@ class SuanliScheduler:
             fit_to_cluster(spec, self.cluster), self.cluster, sched_id(job_id), submit_s, runtime_s
         )
         return dataclasses.replace(
-            job, restart_overhead_s=max((p.restart_overhead_s for p in cands), default=0.0)
+            job,
+            restart_overhead_s=max((p.restart_overhead_s for p in cands), default=0.0),
+            throughput={p.accelerator: p.throughput for p in cands if p.accelerator and p.throughput},
         )
 
     def submit(self, job_id: int, spec: JobSpec, candidates: list[Placement], submit_s: float) -> None:
@@ -142,6 +144,7 @@ class SuanliScheduler:
                 cpus_per_node=template.cpus_per_node,
                 runtime_s=template.runtime_s,
                 restart_overhead_s=template.restart_overhead_s,
+                throughput=template.throughput,
             )
             decisions.append(Decision(job_id, placement))
         return decisions

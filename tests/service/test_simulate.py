@@ -28,6 +28,7 @@ def test_simulated_centre_schedules_and_drains(make_service):
         "cpus_per_node": 1.0,
         "runtime_s": None,  # a command job: the scheduler assumed its walltime
         "restart_overhead_s": 0.0,
+        "throughput": None,
     }
     pools = {p["name"]: p for p in service.get("/nodes").json()["pools"]}
     assert pools["h100"]["accelerators_allocated"] == 256

@@ -32,6 +32,7 @@ class Placement:
     cpus_per_node: float = 1.0
     runtime_s: float | None = None  # the planner's predicted time to train here (None: not planned)
     restart_overhead_s: float = 0.0  # what each (re)start here costs before progress (a trace's figure)
+    throughput: float | None = None  # a profiled throughput table's entry for this type (Gavel's input)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
