@@ -14,6 +14,20 @@ from suanli.spec.errors import SuanliError
 
 USER_ERROR_EXIT = 2
 
+# an optional dependency → the extra that installs it (pyproject.toml)
+EXTRA_OF_MODULE = {
+    "torch": "train",
+    "isal": "train",
+    "fastapi": "service",
+    "uvicorn": "service",
+    "sqlalchemy": "service",
+    "prometheus_client": "service",
+    "lifelines": "ft",
+    "sklearn": "ft",
+    "matplotlib": "plots",
+    "libcst": "port",
+}
+
 # verb → the module under suanli/cli/ that defines it (tests/cli/test_verbs.py keeps this complete).
 VERB_MODULES: dict[str, str] = {
     "cancel": "service",
@@ -63,6 +77,11 @@ class SuanliGroup(TyperGroup):
             return super().invoke(ctx)
         except SuanliError as exc:
             lines = str(exc).splitlines() or [type(exc).__name__]
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").partition(".")[0]
+            if missing not in EXTRA_OF_MODULE:
+                raise
+            lines = [f"this command needs {missing!r}: pip install 'suanli[{EXTRA_OF_MODULE[missing]}]'"]
         except FILE_ERRORS as exc:
             lines = [f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)]
         for line in lines:

@@ -40,3 +40,15 @@ def test_planning_imports_neither_the_service_nor_torch_nor_the_porter():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_verb_whose_extra_is_not_installed_names_the_extra_in_one_line():
+    probe = (
+        "import sys\n"
+        "sys.modules['libcst'] = None  # as if suanli[port] were not installed\n"
+        "from suanli.cli import app\n"
+        "app(['port', 'x.py', '--target', 'cpu'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == "error: this command needs 'libcst': pip install 'suanli[port]'"
