@@ -16,6 +16,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    Select,
     String,
     Text,
     case,
@@ -233,6 +234,18 @@ def _raise_store_error(context: ExceptionContext) -> None:
         raise StoreError(f"store at {_where(context.engine)}: {reason}")
 
 
+def _matching(states: set[str] | frozenset[str] | None, queue: str | None, kind: str | None) -> Select:
+    """The jobs in any of `states`, of `queue` and of `kind` (a filter left out matches every job)."""
+    query = select(JobRow)
+    if states:
+        query = query.where(JobRow.state.in_(sorted(states)))
+    if queue:
+        query = query.where(JobRow.queue == queue)
+    if kind:
+        query = query.where(JobRow.kind == kind)
+    return query
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
@@ -364,13 +377,7 @@ class Store:
         kind: str | None = None,
         limit: int | None = None,
     ) -> list[Job]:
-        query = select(JobRow).order_by(JobRow.id.desc() if limit else JobRow.id)
-        if states:
-            query = query.where(JobRow.state.in_(sorted(states)))
-        if queue:
-            query = query.where(JobRow.queue == queue)
-        if kind:
-            query = query.where(JobRow.kind == kind)
+        query = _matching(states, queue, kind).order_by(JobRow.id.desc() if limit else JobRow.id)
         if limit:
             query = query.limit(limit)
         with self._sessions() as session:
@@ -554,13 +561,7 @@ class Store:
         newest_first: bool = True,
     ) -> tuple[int, list[Job]]:
         """One page of the jobs matching the filters, over the whole store, and how many match."""
-        query = select(JobRow)
-        if states:
-            query = query.where(JobRow.state.in_(sorted(states)))
-        if queue:
-            query = query.where(JobRow.queue == queue)
-        if kind:
-            query = query.where(JobRow.kind == kind)
+        query = _matching(states, queue, kind)
         if pool:
             query = query.where(JobRow.placement["pool"].as_string() == pool)
         order = JobRow.id.desc() if newest_first else JobRow.id
