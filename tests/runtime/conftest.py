@@ -9,6 +9,22 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
+FIVE_LAYERS = {  # tiny-llama-test with 5 layers: pipelines split it unevenly (3+2, 1+1+2+1)
+    "slug": "tiny5",
+    "name": "tiny, 5 layers",
+    "n_layers": 5,
+    "hidden": 64,
+    "n_heads": 4,
+    "n_kv_heads": 2,
+    "ffn_hidden": 176,
+    "vocab": 256,
+    "max_seq_len": 128,
+}
+MOE = FIVE_LAYERS | {
+    "slug": "tiny-moe",
+    "n_layers": 2,
+    "moe": {"experts": 4, "top_k": 2, "expert_ffn_hidden": 32},
+}
 TINY_RUN: dict[str, Any] = {
     "model": "tiny-llama-test",
     "seq_len": 32,

@@ -15,26 +15,10 @@ import pytest
 from suanli.runtime.config import load_config
 from suanli.runtime.metrics import read_records
 from suanli.runtime.train import ProcessEnv, run
-from tests.runtime.conftest import config_writer, run_forked_ranks
+from tests.runtime.conftest import FIVE_LAYERS, MOE, config_writer, run_forked_ranks
 
 LOSS_RTOL = 1e-4
 STEPS = 4
-FIVE_LAYERS = {  # tiny-llama-test with 5 layers: pipelines split it unevenly (3+2, 1+1+2+1)
-    "slug": "tiny5",
-    "name": "tiny, 5 layers",
-    "n_layers": 5,
-    "hidden": 64,
-    "n_heads": 4,
-    "n_kv_heads": 2,
-    "ffn_hidden": 176,
-    "vocab": 256,
-    "max_seq_len": 128,
-}
-MOE = FIVE_LAYERS | {
-    "slug": "tiny-moe",
-    "n_layers": 2,
-    "moe": {"experts": 4, "top_k": 2, "expert_ffn_hidden": 32},
-}
 RUN = {"steps": STEPS, "layout": {"micro_batch": 2, "zero_stage": 0}}
 
 

@@ -10,20 +10,9 @@ from suanli.cli import app
 from suanli.runtime.config import PLAN_ENV, load_config
 from suanli.runtime.preflight import preflight
 from suanli.spec import SpecError
+from tests.runtime.conftest import FIVE_LAYERS, MOE
 
-FIVE = {  # tiny-llama-test with 5 layers
-    "slug": "tiny5",
-    "name": "tiny, 5 layers",
-    "n_layers": 5,
-    "hidden": 64,
-    "n_heads": 4,
-    "n_kv_heads": 2,
-    "ffn_hidden": 176,
-    "vocab": 256,
-    "max_seq_len": 128,
-}
 THREE_EXPERTS = {"experts": 3, "top_k": 2, "expert_ffn_hidden": 32}
-MOE = FIVE | {"slug": "tiny-moe", "n_layers": 2, "moe": {"experts": 4, "top_k": 2, "expert_ffn_hidden": 32}}
 
 
 @pytest.mark.parametrize(
@@ -34,7 +23,7 @@ MOE = FIVE | {"slug": "tiny-moe", "n_layers": 2, "moe": {"experts": 4, "top_k": 
         ({"layout": {"tp": 2}, "model": MOE}, 2, "shards MoE layers with ep, not tp"),
         ({"layout": {"pp": 4}}, 4, r"4 stages but tiny-llama-test has 2 layers"),
         ({"layout": {"pp": 2, "dp": 1, "zero_stage": 3}}, 2, "pipelines with tp and DDP-style dp only"),
-        ({"layout": {"pp": 2, "vpp": 2, "micro_batch": 8}, "model": FIVE}, 2, "multiple of pp"),
+        ({"layout": {"pp": 2, "vpp": 2, "micro_batch": 8}, "model": FIVE_LAYERS}, 2, "multiple of pp"),
         ({"layout": {"cp": 3}, "seq_len": 32}, 3, r"layout.cp=3 must divide seq_len \(32\)"),
         ({"layout": {"dp": 2, "ep": 2}}, 2, "tiny-llama-test is a dense model"),
         ({"layout": {"dp": 2, "ep": 2, "zero_stage": 3}, "model": MOE}, 2, "DDP-style dp only"),
@@ -71,8 +60,8 @@ def test_a_run_that_cannot_work_is_refused_in_one_line(
 def test_every_supported_layout_passes(write_config) -> None:
     for overrides, processes in [
         ({"layout": {"tp": 2}}, 2),
-        ({"layout": {"pp": 2, "vpp": 2}, "model": FIVE}, 2),
-        ({"layout": {"tp": 2, "pp": 2}, "model": FIVE}, 4),
+        ({"layout": {"pp": 2, "vpp": 2}, "model": FIVE_LAYERS}, 2),
+        ({"layout": {"tp": 2, "pp": 2}, "model": FIVE_LAYERS}, 4),
         ({"layout": {"dp": 2, "tp": 2, "zero_stage": 3}}, 4),
         ({"layout": {"cp": 2}}, 2),
         ({"layout": {"dp": 2, "ep": 2}, "model": MOE}, 2),
