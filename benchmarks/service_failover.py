@@ -7,29 +7,20 @@ other reports itself leader on /healthz, then until a job submitted during the g
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-SUANLI = [sys.executable, "-c", "from suanli.cli import app; app()"]
+from suanli.service.demo import start_service
 
 
 def start(data_dir: Path, db: str | None) -> tuple[subprocess.Popen[str], str]:
-    command = [*SUANLI, "up", "--port", "0", "--data-dir", str(data_dir), *(["--db", db] if db else [])]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.search(r"dashboard (http://\S+?)/ ", line)
-        if match:
-            return process, match.group(1)
-    raise RuntimeError("suanli up exited before printing its URL")
+    return start_service(data_dir, 0, *(["--db", db] if db else []))
 
 
 def leads(url: str) -> bool:

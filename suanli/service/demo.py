@@ -56,7 +56,8 @@ run: |
 """
 
 
-def start_service(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def start_service(data_dir: Path, port: int, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`suanli up` (with `args`) as a separate process, and its URL once it prints it."""
     command = [
         PYTHON,
         "-c",
@@ -66,6 +67,7 @@ def start_service(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str
         str(port),
         "--data-dir",
         str(data_dir),
+        *args,
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
