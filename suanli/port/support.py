@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from suanli.spec.base import Spec
 from suanli.spec.errors import SpecError
@@ -28,13 +28,15 @@ class ApiRule(Spec):
     note: str = ""
     source: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """`name: torch.accelerator.x` in the YAML stands for `name: {to: torch.accelerator.x}`."""
+        return {"to": value} if isinstance(value, str) else value
+
     @property
     def is_shim(self) -> bool:
         return self.to is not None and self.to.startswith(SHIM_PREFIX)
-
-
-def _rule(value: Any) -> Any:
-    return {"to": value} if isinstance(value, str) else value
 
 
 class Library(Spec):
@@ -53,11 +55,6 @@ class _Defaults(Spec):
     source: str
     apis: dict[str, ApiRule]
 
-    @field_validator("apis", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {key: _rule(item) for key, item in value.items()} if isinstance(value, dict) else value
-
 
 class _TargetEntry(Spec):
     target: str
@@ -72,11 +69,6 @@ class _TargetEntry(Spec):
     flags_note: str
     env_note: str
     libraries: dict[str, Library]
-
-    @field_validator("apis", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {key: _rule(item) for key, item in value.items()} if isinstance(value, dict) else value
 
 
 class _Backend(Spec):
