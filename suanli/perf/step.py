@@ -220,6 +220,12 @@ def _stage_accelerators(cluster: Cluster, layout: Layout, pools: list[str]) -> l
             raise SpecError(
                 f"layout needs {needed} accelerators, pool {name!r} has {cluster.accelerator_count(name)}"
             )
+        node = cluster.node_type_of(name)
+        if not node.nics and (needed > node.accelerators_per_node or len(set(pools)) > 1):
+            raise SpecError(
+                f"pool {name!r}: node type {node.slug} has no NICs, a layout cannot leave one node "
+                f"({needed} accelerators, {node.accelerators_per_node} per node)"
+            )
     return accelerators
 
 

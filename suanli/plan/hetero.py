@@ -297,7 +297,11 @@ def heterogeneous_plans(
     """Mixed-pool plans, each annotated against the best single-pool plan."""
     del job  # the fixed parallelism degrees apply to single-pool plans
     key = rank_key(objective)
-    by_pool = {t.pool: t for t in targets if t.accelerator.peak("bf16") or t.accelerator.peak("fp16")}
+    by_pool = {  # a pool whose nodes have no NICs cannot exchange anything with another pool
+        t.pool: t
+        for t in targets
+        if (t.accelerator.peak("bf16") or t.accelerator.peak("fp16")) and cluster.node_type_of(t.pool).nics
+    }
     pools = list(by_pool)
     mixed: list[Plan] = []
     for size in range(2, min(3, len(pools)) + 1):

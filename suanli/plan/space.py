@@ -81,7 +81,14 @@ def targets(job: JobSpec, cluster: Cluster) -> tuple[list[Target], list[str]]:
             what = " and ".join(unknown)
             reasons.append(f"pool {pool}: the catalog does not know the {what} of {accelerator.slug}")
             continue
-        found.append(Target(pool, accelerator, count, cluster.node_type_of(pool).accelerators_per_node))
+        node = cluster.node_type_of(pool)
+        if not node.nics and count > node.accelerators_per_node:
+            reasons.append(
+                f"pool {pool}: node type {node.slug} has no NICs, so {count} accelerators cannot span "
+                f"its nodes (one node holds {node.accelerators_per_node})"
+            )
+            continue
+        found.append(Target(pool, accelerator, count, node.accelerators_per_node))
     return found, reasons
 
 

@@ -239,3 +239,44 @@ def test_memory_pruning_and_the_step_estimate_apply_one_rule(mixed):
             assert fits == ((recompute, zero) == chosen), (candidate, chosen)
         kept += chosen is not None
     assert kept > 0  # some layouts fit, so both sides of the rule are exercised
+
+
+def _nicless_cluster(nodes: int) -> Cluster:
+    """H100 boxes with NVSwitch inside and no NICs: nothing leaves a node."""
+    box = {
+        "slug": "box",
+        "name": "8x H100, no NICs",
+        "accelerator": "h100-sxm",
+        "accelerators_per_node": 8,
+        "topology": {"kind": "nvswitch", "link_bw_gb_s": 450, "link_latency_us": 0.8, "link": "nvlink4"},
+        "nics": [],
+        "cpu_cores": 64,
+        "memory_gb": 1024,
+        "source": "test",
+    }
+    return Cluster.model_validate(
+        {
+            "name": "nicless",
+            "pools": [{"name": "box", "node_type": "box", "nodes": nodes}],
+            "node_types": [box],
+            "fabric": {"kind": "rail-optimized"},
+        }
+    )
+
+
+def test_a_node_without_nics_plans_within_one_node_and_refuses_more():
+    """A NIC-less node type is a single-node machine: 8 GPUs plan, 16 are refused in one line
+    (it was a division by zero in the collective model)."""
+    job = small_job(resources={"accelerators": {"H100": 8}})
+    plans = search(job, _nicless_cluster(2), "time", top=1)
+    assert plans[0].gpus == 8
+    with pytest.raises(PlanInfeasible, match=r"no NICs, so 16 accelerators cannot span"):
+        search(small_job(resources={"accelerators": {"H100": 16}}), _nicless_cluster(2), "time")
+    with pytest.raises(SpecError, match="no NICs"):
+        estimate_step(
+            CATALOG.model("llama3.1-8b"),
+            job_shape(small_job()).work,
+            plans[0].layout.model_copy(update={"dp": 16}),
+            _nicless_cluster(2),
+            "box",
+        )
