@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from suanli.spec.base import Spec
+from suanli.spec.catalog import CATALOG
+from suanli.spec.device_backend import DeviceBackend
 from suanli.spec.errors import SpecError
 from suanli.spec.io import parse_yaml, validate
 
@@ -69,17 +71,6 @@ class _TargetEntry(Spec):
     flags_note: str
     env_note: str
     libraries: dict[str, Library]
-
-
-class _Backend(Spec):
-    """The fields of a device_backends.yaml row the port needs (the runtime's model imports torch)."""
-
-    family: str
-    device_type: str
-    module: str | None = None
-    collective_backend: str
-    visible_devices_env: str | None = None
-    source: str
 
 
 class _Matrix(Spec):
@@ -147,7 +138,7 @@ def _read(filename: str) -> Any:
     return parse_yaml(text, source=filename)
 
 
-def _resolve(entry: _TargetEntry, defaults: _Defaults, backend: _Backend) -> Target:
+def _resolve(entry: _TargetEntry, defaults: _Defaults, backend: DeviceBackend) -> Target:
     apis = {}
     for name, rule in {**defaults.apis, **entry.apis}.items():
         to = rule.to.format(device=backend.device_type) if rule.to else None
@@ -177,14 +168,7 @@ def _resolve(entry: _TargetEntry, defaults: _Defaults, backend: _Backend) -> Tar
 def support_matrix() -> SupportMatrix:
     """The matrix, each target joined with its device_backends.yaml row."""
     matrix = validate(_Matrix, _read("port_support.yaml"), source="port_support.yaml")
-    rows = _read("device_backends.yaml")["backends"]
-    backends = {
-        row.family: row
-        for row in (
-            validate(_Backend, entry, source="device_backends.yaml", prefix=f"backends[{i}]")
-            for i, entry in enumerate(rows)
-        )
-    }
+    backends = CATALOG.device_backends
     targets = {}
     for i, entry in enumerate(matrix.targets):
         if entry.family not in backends:

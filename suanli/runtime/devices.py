@@ -9,52 +9,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from functools import cache
-from importlib import resources
 
 import torch
-from pydantic import Field
 
-from suanli.spec.base import Spec
+from suanli.spec.catalog import CATALOG
+from suanli.spec.device_backend import DeviceBackend
 from suanli.spec.errors import SpecError
-from suanli.spec.io import parse_yaml, validate
 
 CPU_FAMILY = "cpu"
 
 
-class DeviceBackend(Spec):
-    family: str
-    device_type: str = Field(description="torch device type: cuda, npu, musa, mlu, xpu, hpu, cpu")
-    module: str | None = Field(default=None, description="module that registers the device; None = in-tree")
-    collective_backend: str = Field(
-        description="torch.distributed backend: nccl, hccl, mccl, cncl, gloo, ..."
-    )
-    visible_devices_env: str | None = None
-    source: str
-
-    def device(self, local_rank: int) -> torch.device:
-        """The device this process drives; accelerators are indexed by local rank, CPU has one."""
-        if self.device_type == "cpu":
-            return torch.device("cpu")
-        return torch.device(self.device_type, local_rank)
-
-
-@cache
-def device_backends() -> dict[str, DeviceBackend]:
-    """The table, by family."""
-    filename = "device_backends.yaml"
-    text = resources.files("suanli.catalog").joinpath(filename).read_text(encoding="utf-8")
-    entries = parse_yaml(text, source=filename)["backends"]
-    backends = [
-        validate(DeviceBackend, entry, source=filename, prefix=f"backends[{i}]")
-        for i, entry in enumerate(entries)
-    ]
-    return {backend.family: backend for backend in backends}
-
-
 def backend_for_family(family: str) -> DeviceBackend:
     """The backend of an accelerator family; a family the table does not know is a SpecError."""
-    table = device_backends()
+    table = CATALOG.device_backends
     if family not in table:
         raise SpecError(
             f"accelerator family {family!r} has no device backend; known: {', '.join(sorted(table))}"
@@ -76,7 +43,7 @@ def _import_device_module(backend: DeviceBackend) -> None:
 
 def _installed_device_modules() -> list[DeviceBackend]:
     found = []
-    for backend in device_backends().values():
+    for backend in CATALOG.device_backends.values():
         if backend.module is None:
             continue
         try:
@@ -94,7 +61,7 @@ def detect_backend() -> DeviceBackend:
     if torch.accelerator.is_available():
         accelerator = torch.accelerator.current_accelerator()
         assert accelerator is not None
-        for backend in device_backends().values():
+        for backend in CATALOG.device_backends.values():
             if backend.device_type == accelerator.type:
                 return backend
         raise SpecError(f"torch reports a {accelerator.type!r} accelerator that device_backends.yaml lacks")
@@ -110,9 +77,16 @@ def resolve_backend(family: str | None) -> DeviceBackend:
     return backend
 
 
+def torch_device(backend: DeviceBackend, local_rank: int) -> torch.device:
+    """The device a process drives: accelerators are indexed by local rank, the CPU is one device."""
+    if backend.device_type == "cpu":
+        return torch.device("cpu")
+    return torch.device(backend.device_type, local_rank)
+
+
 def bind_device(backend: DeviceBackend, local_rank: int) -> torch.device:
     """Make `local_rank`'s device current for this process and return it."""
-    device = backend.device(local_rank)
+    device = torch_device(backend, local_rank)
     if device.type != "cpu":
         torch.accelerator.set_device_index(device.index)
     return device

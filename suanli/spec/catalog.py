@@ -10,6 +10,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from suanli.spec.accelerator import Accelerator
+from suanli.spec.device_backend import DeviceBackend
 from suanli.spec.errors import SpecError
 from suanli.spec.io import parse_yaml, validate
 from suanli.spec.model import ModelSpec
@@ -50,6 +51,12 @@ class Catalog:
     def sharing_models(self) -> dict[str, SharingModel]:
         entries = _load_entries("sharing.yaml", "sharing", SharingModel)
         return {entry.accelerator: entry for entry in entries}
+
+    @cached_property
+    def device_backends(self) -> dict[str, DeviceBackend]:
+        """`device_backends.yaml` by accelerator family."""
+        entries = _load_entries("device_backends.yaml", "backends", DeviceBackend)
+        return {entry.family: entry for entry in entries}
 
     @staticmethod
     def _find(entries: list[T], name: str, what: str, field: str) -> T:

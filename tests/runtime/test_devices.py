@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from suanli.runtime.devices import backend_for_family, detect_backend, device_backends, resolve_backend
+from suanli.runtime.devices import backend_for_family, detect_backend, resolve_backend, torch_device
 from suanli.spec import CATALOG, SpecError
 
 
 def test_cpu_trains_with_gloo() -> None:
     cpu = backend_for_family("cpu")
     assert (cpu.device_type, cpu.collective_backend) == ("cpu", "gloo")
-    assert cpu.device(3) == torch.device("cpu")
+    assert torch_device(cpu, 3) == torch.device("cpu")
 
 
 @pytest.mark.parametrize(
@@ -29,13 +29,13 @@ def test_accelerator_families_map_to_their_stack(family: str, device_type: str, 
 
 def test_in_tree_accelerators_are_indexed_by_local_rank() -> None:
     # out-of-tree types (npu, musa, mlu) exist only once their module has registered them
-    assert backend_for_family("nvidia").device(1) == torch.device("cuda", 1)
-    assert backend_for_family("intel-gpu").device(2) == torch.device("xpu", 2)
+    assert torch_device(backend_for_family("nvidia"), 1) == torch.device("cuda", 1)
+    assert torch_device(backend_for_family("intel-gpu"), 2) == torch.device("xpu", 2)
 
 
 def test_every_backend_family_is_a_catalog_family_or_cpu() -> None:
     catalog_families = {accelerator.family for accelerator in CATALOG.accelerators}
-    assert set(device_backends()) - catalog_families <= {"cpu", "intel-gpu"}
+    assert set(CATALOG.device_backends) - catalog_families <= {"cpu", "intel-gpu"}
 
 
 def test_this_machine_is_detected_through_torch_accelerator() -> None:
