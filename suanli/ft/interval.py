@@ -27,22 +27,13 @@ from collections.abc import Callable
 
 from scipy.optimize import brentq
 
+from suanli.perf.checkpoint_interval import check_non_negative, check_positive, daly_interval_s
 from suanli.spec.errors import SpecError
 
 HOUR_S = 3600.0
 # Llama 3 reports failures per 1,000 GPUs per 30-day month: 419 interruptions in 54 days on
 # 16,384 GPUs gives its published 14.2 only with 30-day months (Dubey et al. 2024, sec. 3.3.4).
 MONTH_S = 30 * 24 * HOUR_S
-
-
-def check_positive(name: str, value: float) -> None:
-    if not value > 0 or math.isinf(value):
-        raise SpecError(f"{name} must be a positive finite number, got {value!r}")
-
-
-def check_non_negative(name: str, value: float) -> None:
-    if not value >= 0 or math.isinf(value):
-        raise SpecError(f"{name} must be >= 0 and finite, got {value!r}")
 
 
 def check_predictor(recall: float, precision: float) -> None:
@@ -86,19 +77,6 @@ def young_interval_s(stall_s: float, mtbf_s: float) -> float:
     check_non_negative("stall_s", stall_s)
     check_positive("mtbf_s", mtbf_s)
     return math.sqrt(2.0 * stall_s * mtbf_s)
-
-
-def daly_interval_s(stall_s: float, mtbf_s: float) -> float:
-    """Daly (2006): the higher-order optimum work time between checkpoints.
-
-    sqrt(2 d M) * [1 + (1/3) sqrt(d / 2M) + (1/9) (d / 2M)] - d for d < 2M, else M.
-    """
-    check_non_negative("stall_s", stall_s)
-    check_positive("mtbf_s", mtbf_s)
-    if stall_s >= 2.0 * mtbf_s:
-        return mtbf_s
-    ratio = stall_s / (2.0 * mtbf_s)
-    return math.sqrt(2.0 * stall_s * mtbf_s) * (1.0 + math.sqrt(ratio) / 3.0 + ratio / 9.0) - stall_s
 
 
 def unpredicted_mtbf_s(mtbf_s: float, recall: float) -> float:

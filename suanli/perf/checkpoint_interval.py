@@ -1,0 +1,40 @@
+"""The checkpoint interval a job plans: Daly's optimum, with the input checks its callers share.
+
+One home below both users: `suanli.ft.interval` (the fault-tolerance planner, layer ft) and the
+scheduler's simulator (layer sched), which charges a preempted or failed job the work since its
+last checkpoint at this interval when the job's spec names none.
+"""
+
+from __future__ import annotations
+
+import math
+
+from suanli.spec.errors import SpecError
+
+# The job-level mean time between failures a job plans with when its cluster declares no failure
+# rate: the runtime's checkpoint planner default (`suanli.runtime.config.CheckpointConfig.mtbf_s`).
+DEFAULT_JOB_MTBF_S = 24 * 3600.0
+
+
+def check_positive(name: str, value: float) -> None:
+    if not value > 0 or math.isinf(value):
+        raise SpecError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    if not value >= 0 or math.isinf(value):
+        raise SpecError(f"{name} must be >= 0 and finite, got {value!r}")
+
+
+def daly_interval_s(stall_s: float, mtbf_s: float) -> float:
+    """Daly (2006), "A higher order estimate of the optimum checkpoint interval for restart dumps",
+    FGCS 22(3): the optimum work time between checkpoints,
+
+    sqrt(2 d M) * [1 + (1/3) sqrt(d / 2M) + (1/9) (d / 2M)] - d for d < 2M, else M.
+    """
+    check_non_negative("stall_s", stall_s)
+    check_positive("mtbf_s", mtbf_s)
+    if stall_s >= 2.0 * mtbf_s:
+        return mtbf_s
+    ratio = stall_s / (2.0 * mtbf_s)
+    return math.sqrt(2.0 * stall_s * mtbf_s) * (1.0 + math.sqrt(ratio) / 3.0 + ratio / 9.0) - stall_s
