@@ -9,9 +9,11 @@ from suanli.perf.runs import (
     parse_row,
     predict_case,
     read_runs,
+    resolve_accelerator,
     row_network,
     row_zero_stage,
 )
+from suanli.spec import CATALOG
 from suanli.spec.datasets import dataset_path
 
 HELDOUT = dataset_path("training_runs/heldout_runs.csv")
@@ -56,12 +58,20 @@ def test_fsdp_is_not_always_zero_3(notes, stack, stage):
     assert row_zero_stage(notes, stack)[0] == stage
 
 
-def test_the_96gb_h100_keeps_its_memory(cases):
-    """torchtitan's benchmarks ran on the 96 GB HBM2e H100; it is not the 80 GB catalog part."""
+def test_the_96gb_500w_h100_is_its_own_part(cases):
+    """torchtitan's benchmarks ran on a custom H100 (96 GB HBM2e, 500 W): its memory, its HBM2e
+    bandwidth and a peak between the NVL's and the SXM's datasheet figures, as torchtitan says."""
     case = cases["torchtitan-h100-8b-8-fsdp"]
-    assert case.accelerator.memory_gb == 96
+    part, sxm = case.accelerator, CATALOG.accelerator("h100-sxm")
+    assert part.slug == "h100-hbm2e-500w" and part.memory_gb == 96
     assert case.cluster.accelerator_of("pool").memory_gb == 96
-    assert any("96 GB" in note for note in case.assumptions)
+    assert 835.5 < part.peak("bf16") < sxm.peak("bf16")
+    assert part.memory_bw_gb_s < sxm.memory_bw_gb_s
+
+
+def test_a_memory_size_no_variant_has_keeps_the_stated_memory():
+    part = resolve_accelerator("H100 64GB")
+    assert part is not None and part.slug == "h100-sxm" and part.memory_gb == 64
 
 
 def test_every_heldout_run_is_predicted_and_states_its_assumptions(cases):
