@@ -53,6 +53,9 @@ def up(
     trace: str = typer.Option(None, help="with --simulate: replay this trace (philly, sia-saturn, swf, …)"),
     workload: str = typer.Option("", help="the trace's workload number or file (see `suanli sim`)"),
     limit: int = typer.Option(None, help="replay only the first N jobs of the trace"),
+    estimate_error: float = typer.Option(
+        0.5, help="with --trace: σ of the lognormal error of each job's declared work (as `suanli sim`)"
+    ),
     exit_when_done: bool = typer.Option(
         False,
         "--exit-when-done",
@@ -109,6 +112,7 @@ def up(
         trace=trace,
         trace_workload=workload,
         trace_limit=limit,
+        estimate_error=estimate_error,
         config=service_config,
     )
     if exit_when_done:
@@ -136,41 +140,38 @@ def up(
 
 
 def _replay_to_end(settings: Any, policy: str, as_json: bool) -> None:
-    """The trace through the controller, a fresh store and the simulated executor, the clock jumping
-    from event to event; the same metrics, with the same inputs, as `suanli sim`."""
+    """The trace through the live service (API over loopback HTTP, a fresh store, controller,
+    simulated executor), the clock jumping from event to event; `suanli sim`'s metrics on its inputs."""
     import math
     import tempfile
 
-    from suanli.sched.cluster_state import ClusterState
-    from suanli.sched.traces import load_trace
-    from suanli.service.app import build_controller
+    from suanli.service.app import create_app
     from suanli.service.replay import ReplayToEnd
+    from suanli.service.serving import serve_in_thread
 
     with tempfile.TemporaryDirectory(prefix="suanli-replay-") as scratch:
         settings.simulate_speedup = math.inf
         if not settings.db_url:
             settings.db_url = str(Path(scratch) / "replay.db")
-        controller = build_controller(settings)
+        service = create_app(settings)
+        url, stop = serve_in_thread(service)
+        token = settings.config.token
+        headers = {"authorization": f"Bearer {token}"} if token else {}
         try:
-            jobs = load_trace(
-                settings.trace,
-                settings.trace_workload,
-                ClusterState.from_cluster(controller.cluster),
-                settings.trace_limit,
-            )
-            replay = ReplayToEnd(controller, settings.config, jobs)
-            metrics: dict[str, Any] = {
-                "policy": policy,
-                "trace": settings.trace,
-                "workload": settings.trace_workload,
-                "estimate_error": replay.estimate_error,
-                "runtime_knowledge": "declared",
-                "tick_s": 0.0,
-                **replay.run(),
-            }
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+                replay = ReplayToEnd(service, http)
+                metrics: dict[str, Any] = {
+                    "policy": policy,
+                    "trace": settings.trace,
+                    "workload": settings.trace_workload,
+                    "estimate_error": settings.estimate_error,
+                    "runtime_knowledge": "declared",
+                    "tick_s": 0.0,
+                    **replay.run(),
+                }
             metrics["rejected"] = len(replay.rejected)
         finally:
-            controller.store.close()
+            stop()
     if as_json:
         print_json(metrics)
         return

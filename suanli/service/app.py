@@ -36,7 +36,7 @@ from suanli.spec.errors import SuanliError, field_path, one_line
 from suanli.spec.io import parse_yaml
 
 if TYPE_CHECKING:
-    from suanli.service.replay import TraceReplay
+    from suanli.service.replay import TraceReplay, TraceWorkload
 
 WEB_DIR = Path(__file__).parent / "web"
 JOB_ID = FastAPIPath(ge=1, le=ID_MAX, description="a job id")
@@ -63,8 +63,14 @@ class Settings:
     trace: str | None = None
     trace_workload: str = ""
     trace_limit: int | None = None
+    estimate_error: float = 0.5  # σ of a replayed trace job's declared work, as `suanli sim --estimate-error`
     config: ServiceConfig = field(default_factory=ServiceConfig)
     tick_s: float = 0.1
+
+    @property
+    def event_driven(self) -> bool:
+        """A simulation on the event clock: the replay drives the control loop (`--exit-when-done`)."""
+        return math.isinf(self.simulate_speedup)
 
     @property
     def store_url(self) -> str:
@@ -162,18 +168,25 @@ def create_app(settings: Settings) -> FastAPI:
     one error handler, the dashboard."""
     controller = build_controller(settings)
     config = settings.config
+    workload = _workload(controller, settings)
+    replay = None
+    if workload is not None and not settings.event_driven:
+        from suanli.service.replay import TraceReplay
+
+        replay = TraceReplay(controller, workload)
     app = FastAPI(
         title="Suanli",
         version="0.1.0",
         summary="Submit, schedule, run and watch AI and HPC jobs on heterogeneous clusters.",
-        lifespan=_lifespan(controller, _replay(controller, settings)),
+        lifespan=_lifespan(controller, settings, replay),
     )
     app.state.controller = controller
     app.state.settings = settings
+    app.state.workload = workload
     app.add_exception_handler(SuanliError, suanli_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, bad_request)  # type: ignore[arg-type]
     reader = [Depends(bearer_check(config.read_token, config.token, *config.users))]
-    app.include_router(jobs_router(controller, config), tags=["jobs"], dependencies=reader)
+    app.include_router(jobs_router(controller, config, workload), tags=["jobs"], dependencies=reader)
     app.include_router(cluster_router(controller, config), tags=["cluster"], dependencies=reader)
     app.include_router(planner_router(controller, config), tags=["planner"])
     app.include_router(observability_router(controller, config), tags=["observability"])
@@ -200,24 +213,41 @@ async def bad_request(request: Request, exc: RequestValidationError) -> JSONResp
     return await suanli_error(request, SpecError("\n".join(problems)))
 
 
-def _replay(controller: Controller, settings: Settings) -> TraceReplay | None:
+def _workload(controller: Controller, settings: Settings) -> TraceWorkload | None:
+    """The trace a simulated service replays, its true run times given to the simulated executor."""
     if not settings.trace:
         return None
-    from suanli.service.replay import TraceReplay
+    from suanli.service.executors.simulated import SimulatedExecutor
+    from suanli.service.replay import TraceWorkload, attach_truth
 
-    return TraceReplay.load(
-        controller, settings.config, settings.trace, settings.trace_workload, settings.trace_limit
+    workload = TraceWorkload.load(
+        settings.trace,
+        settings.trace_workload,
+        controller.cluster,
+        settings.trace_limit,
+        set(settings.config.queues),
+        settings.estimate_error,
     )
+    executor, scheduler = controller.executor, controller.scheduler
+    if isinstance(executor, SimulatedExecutor) and isinstance(scheduler, SuanliScheduler):
+        attach_truth(workload, executor, scheduler)
+    return workload
 
 
 def _lifespan(
-    controller: Controller, replay: TraceReplay | None
+    controller: Controller, settings: Settings, replay: TraceReplay | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        controller.start()
-        if replay:
-            replay.start()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.event_driven:  # the replay steps the controller from event to event
+            controller.recover()
+        else:
+            controller.start()
+        if replay:  # posts each job to this app's own API, as any client would
+            from fastapi.testclient import TestClient
+
+            token = settings.config.token
+            replay.start(TestClient(app, headers={"authorization": f"Bearer {token}"} if token else {}))
         yield
         if replay:
             replay.stop()
@@ -227,8 +257,9 @@ def _lifespan(
     return lifespan
 
 
-def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
-    """Submit, list, show, cancel a job, and read (or follow) its output."""
+def jobs_router(controller: Controller, config: ServiceConfig, workload: TraceWorkload | None) -> APIRouter:
+    """Submit, list, show, cancel a job, and read (or follow) its output. A replayed trace's jobs get
+    the run times they declare, any other job the planner's."""
     router = APIRouter()
 
     require_writer = bearer_check(config.token, *config.users)
@@ -269,7 +300,8 @@ def jobs_router(controller: Controller, config: ServiceConfig) -> APIRouter:
 
         def plan_and_store() -> dict[str, Any]:  # the planner and the durable write, off the event loop
             plan = plan_job(spec, controller.cluster)
-            planned = with_runtimes(spec, controller.cluster, candidates)
+            declared = workload.run_times(spec, candidates) if workload else None
+            planned = with_runtimes(spec, controller.cluster, candidates) if declared is None else declared
             user = submitter(request, config)
             if array:
                 tasks = controller.submit_array(spec, planned, plan, array, dependency, user)

@@ -1,6 +1,12 @@
-"""Trace replay for `suanli up --simulate CLUSTER.yaml --trace NAME`: the jobs of a public trace
-(loaded by `suanli.sched.traces`) are submitted through the service at their trace arrival times
-on the simulated clock, so the dashboard shows a centre filling and draining as the trace did."""
+"""Trace replay through the service: the jobs of a public trace (`suanli.sched.traces`) are submitted
+to the service's own API (`POST /jobs`) at their arrival times on the simulated clock.
+
+One submission path serves both replays: `suanli up --simulate CLUSTER --trace T` on a clock running
+faster than the wall (an operator watches a centre fill and drain), and `--exit-when-done` on an event
+clock (`suanli sim`'s metrics, as fast as the machine allows). Either way the policy sees what a live
+system would: each job's declared run time per accelerator type (`suanli.sched.estimate.declare`: the
+true work times a seeded lognormal error, a walltime limit for HPC), the trace's restart overhead and
+throughput table; the true run time reaches the simulated executor only."""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from suanli.sched.cluster_state import CPU_TYPE, ClusterState
 from suanli.sched.estimate import declare
@@ -17,25 +26,29 @@ from suanli.sched.job import SchedJob
 from suanli.sched.metrics import summarize
 from suanli.sched.simulator import SimConfig
 from suanli.sched.traces import load_trace
-from suanli.service.admission import ServiceConfig, admit
 from suanli.service.controller import Controller
 from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.simulated import EventClock, SimulatedExecutor, TrueRun
 from suanli.service.scheduling import SuanliScheduler, sched_id
 from suanli.spec import Cluster, JobSpec, SpecError
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 log = logging.getLogger("suanli.service")
 
+DEFAULT_ESTIMATE_ERROR = 0.5  # `suanli sim`'s default σ of declared work
+DEFAULT_SEED = 0
 
-def spec_of_trace_job(job: SchedJob, queues: set[str]) -> JobSpec:
-    """A JobSpec for one trace job: its gang on any of its accelerator types (or whole CPU nodes),
-    lasting its best isolated run time (the simulated executor runs a job for its walltime)."""
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "-", job.job_id).lstrip("-_.") or "trace-job"
-    common = {
+
+def spec_of_trace_job(job: SchedJob, name: str, queues: set[str]) -> JobSpec:
+    """A JobSpec for one trace job as its user declares it: its gang on any of its accelerator types
+    (or whole CPU nodes), with the trace's walltime limit where it has one (HPC), never its run time."""
+    common: dict[str, Any] = {
         "name": name,
         "queue": job.queue if job.queue in queues else "default",
         "priority": job.priority,
-        "walltime": job.best_runtime_s(),
+        "walltime": job.estimate_s,
         "run": f"trace job {job.job_id}",
     }
     if job.gpus:
@@ -46,25 +59,108 @@ def spec_of_trace_job(job: SchedJob, queues: set[str]) -> JobSpec:
     return JobSpec.model_validate({**common, "kind": "hpc", "num_nodes": job.cpu_nodes})
 
 
+def _unique_names(jobs: list[SchedJob]) -> list[str]:
+    """A job name per trace job (the trace's id made a valid name), unique within the replay."""
+    names, seen = [], set()
+    for job in jobs:
+        base = re.sub(r"[^A-Za-z0-9_.\-]", "-", job.job_id).lstrip("-_.") or "trace-job"
+        name, n = base, 1
+        while name in seen:
+            n += 1
+            name = f"{base}-{n}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class TraceWorkload:
+    """A trace as the service receives it, keyed by job name: the specs with their arrival times,
+    what each job declares (the policy's inputs) and what it truly takes (the executor's only)."""
+
+    arrivals: list[tuple[float, JobSpec]]  # (trace submit time, spec), in arrival order
+    declared: dict[str, SchedJob]
+    truth: dict[str, SchedJob]
+    estimate_error: float = DEFAULT_ESTIMATE_ERROR
+
+    @classmethod
+    def load(
+        cls,
+        trace: str,
+        workload: str,
+        cluster: Cluster,
+        limit: int | None,
+        queues: set[str],
+        estimate_error: float = DEFAULT_ESTIMATE_ERROR,
+        seed: int = DEFAULT_SEED,
+    ) -> TraceWorkload:
+        jobs = load_trace(trace, workload, ClusterState.from_cluster(cluster), limit)
+        seen, _ = declare(jobs, estimate_error, "declared", seed)  # in trace order, as `suanli sim`
+        order = sorted(range(len(jobs)), key=lambda i: (jobs[i].submit_s, jobs[i].job_id))
+        named = list(zip(order, _unique_names([jobs[i] for i in order]), strict=True))
+        return cls(
+            arrivals=[(jobs[i].submit_s, spec_of_trace_job(seen[i], n, queues)) for i, n in named],
+            declared={n: seen[i] for i, n in named},
+            truth={n: jobs[i] for i, n in named},
+            estimate_error=estimate_error,
+        )
+
+    def run_times(self, spec: JobSpec, candidates: list[Placement]) -> list[Placement] | None:
+        """The candidates with what the job declares on each type, or None for a job not of the
+        trace (an operator's own submission: the planner's estimates apply)."""
+        seen = self.declared.get(spec.name)
+        if seen is None:
+            return None
+        return [
+            dataclasses.replace(
+                p,
+                runtime_s=seen.runtime_s.get(p.accelerator or CPU_TYPE),
+                restart_overhead_s=seen.restart_overhead_s,
+                throughput=seen.throughput.get(p.accelerator or CPU_TYPE),
+            )
+            for p in candidates
+        ]
+
+    def true_run(self, run: Run) -> TrueRun | None:
+        """How long the run truly takes on the type it was placed on (None: not a trace job)."""
+        job = self.truth.get(run.spec.name)
+        if job is None:
+            return None
+        return TrueRun(job.runtime_s[run.placement.accelerator or CPU_TYPE], job.restart_overhead_s)
+
+
+def attach_truth(workload: TraceWorkload, executor: SimulatedExecutor, scheduler: SuanliScheduler) -> None:
+    """The simulated executor runs trace jobs for their true time, keeping a preempted run's work to its
+    last checkpoint as the simulator does (all of it under a round-based policy, which preempts where
+    its jobs checkpoint)."""
+    executor.truth = workload.true_run
+    round_based = scheduler.inner.policy.round_s is not None
+    executor.checkpoint_interval_s = None if round_based else SimConfig().checkpoint_interval_s
+
+
+def submit_over_api(http: httpx.Client, spec: JobSpec) -> int:
+    """`POST /jobs` as any client would; the service's job id, or its one-line refusal as SpecError."""
+    response = http.post("/jobs", json=spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+    if response.status_code != 201:
+        raise SpecError(f"{spec.name}: HTTP {response.status_code}: {response.json().get('detail')}")
+    return int(response.json()["id"])
+
+
 @dataclass
 class TraceReplay:
+    """The wall-clock replay: a thread posts each job to the app when the simulated clock reaches
+    its arrival (shifted so the first job arrives at once)."""
+
     controller: Controller
-    config: ServiceConfig
-    jobs: list[SchedJob]
+    workload: TraceWorkload
+    http: httpx.Client | None = None
     submitted: int = 0
     refused: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    @classmethod
-    def load(
-        cls, controller: Controller, config: ServiceConfig, trace: str, workload: str, limit: int | None
-    ) -> TraceReplay:
-        cluster: Cluster = controller.cluster
-        jobs = load_trace(trace, workload, ClusterState.from_cluster(cluster), limit)
-        return cls(controller, config, sorted(jobs, key=lambda j: j.submit_s))
-
-    def start(self) -> None:
+    def start(self, http: httpx.Client) -> None:
+        self.http = http
         self._thread = threading.Thread(target=self._run, name="suanli-replay", daemon=True)
         self._thread.start()
 
@@ -74,71 +170,58 @@ class TraceReplay:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        if not self.jobs:
+        arrivals = self.workload.arrivals
+        if not arrivals or self.http is None:
             return
-        origin_s, first_s = self.controller.clock(), self.jobs[0].submit_s
-        for job in self.jobs:
-            while self.controller.clock() < origin_s + job.submit_s - first_s:
+        origin_s, first_s = self.controller.clock(), arrivals[0][0]
+        for submit_s, spec in arrivals:
+            while self.controller.clock() < origin_s + submit_s - first_s:
                 if self._stop.wait(0.05):
                     return
-            spec = spec_of_trace_job(job, set(self.config.queues))
             try:
-                self.controller.submit(spec, admit(spec, self.controller.cluster, self.config), None)
+                submit_over_api(self.http, spec)
                 self.submitted += 1
             except SpecError as exc:
                 self.refused += 1
-                log.warning("trace job %s refused: %s", job.job_id, exc)
+                log.warning("trace job refused: %s", exc)
 
 
 @dataclass
 class ReplayToEnd:
-    """A trace through the controller, store and simulated executor as fast as the machine allows:
-    the clock jumps to the next arrival or run end, the controller steps at each, and the metrics
-    are `suanli sim`'s (`suanli.sched.metrics.summarize`) over the live scheduler's job records.
+    """A trace through the live service as fast as the machine allows: each job is posted to the API
+    when the event clock reaches its arrival, the controller steps at every arrival and run end, and
+    the metrics are `suanli sim`'s (`suanli.sched.metrics.summarize`) over the live scheduler's job
+    records, judged against the true run times as the simulator's are."""
 
-    Inputs are the simulator's: the policy reads each job's declared run time per accelerator type
-    (`suanli.sched.estimate.declare`, same σ and seed), and a run lasts its true run time on the type
-    it was placed on, plus the trace's restart overhead; a preempted run keeps the work up to its last
-    checkpoint; the policy sees the restart overhead and the trace's throughput table on each candidate
-    placement, as it does there."""
-
-    controller: Controller
-    config: ServiceConfig
-    jobs: list[SchedJob]
-    estimate_error: float = 0.5
-    seed: int = 0
+    app: FastAPI
+    http: httpx.Client
     rejected: dict[str, str] = field(default_factory=dict)
 
     def run(self) -> dict[str, float]:
-        clock, executor, scheduler = (
-            self.controller.clock,
-            self.controller.executor,
-            self.controller.scheduler,
-        )
+        controller: Controller = self.app.state.controller
+        workload: TraceWorkload | None = self.app.state.workload
+        clock, executor, scheduler = controller.clock, controller.executor, controller.scheduler
         if not (
-            isinstance(clock, EventClock)
+            workload is not None
+            and isinstance(clock, EventClock)
             and isinstance(executor, SimulatedExecutor)
             and isinstance(scheduler, SuanliScheduler)
         ):
-            raise SpecError(
-                "--exit-when-done: needs the event clock, simulated executor and suanli scheduler"
-            )
-        declared, _ = declare(self.jobs, self.estimate_error, "declared", self.seed)
-        truth: dict[int, SchedJob] = {}
-        executor.truth = lambda run: self._true_run(truth, run)
-        round_s = scheduler.inner.policy.round_s  # a round-based policy preempts where its jobs checkpoint
-        executor.checkpoint_interval_s = None if round_s is not None else SimConfig().checkpoint_interval_s
-        arrivals = sorted(zip(self.jobs, declared, strict=True), key=lambda p: (p[0].submit_s, p[0].job_id))
-        queues, index = set(self.config.queues), 0
+            raise SpecError("--exit-when-done: needs a trace, the event clock and the simulated executor")
+        round_s = scheduler.inner.policy.round_s
+        arrivals, index, ids = workload.arrivals, 0, {}
         while True:
-            while index < len(arrivals) and arrivals[index][0].submit_s <= clock():
-                job, seen = arrivals[index]
+            while index < len(arrivals) and arrivals[index][0] <= clock():
+                spec = arrivals[index][1]
                 index += 1
-                self._submit(job, seen, queues, truth)
-            self.controller.step()
+                try:
+                    ids[spec.name] = submit_over_api(self.http, spec)
+                except SpecError as exc:
+                    self.rejected[spec.name] = str(exc)
+            controller.step()
             ahead = [t for t in (executor.next_end_s(),) if t is not None]
             if index < len(arrivals):
-                ahead.append(arrivals[index][0].submit_s)
+                ahead.append(arrivals[index][0])
             if not ahead:
                 break
             if round_s is not None:  # a round-based policy decides at its round boundaries too
@@ -148,34 +231,7 @@ class ReplayToEnd:
                     ahead.append(math.ceil(min(ahead) / round_s) * round_s)
             clock.advance_to(min(ahead))
         states = scheduler.inner.all_jobs()
-        by_sched_id = {sched_id(job_id): job for job_id, job in truth.items()}
+        by_sched_id = {sched_id(job_id): workload.truth[name] for name, job_id in ids.items()}
         for state in states:
             state.job = by_sched_id[state.job.job_id]  # judged against the truth, as the simulator is
         return summarize(states, scheduler.inner.cluster, scheduler.inner.decision_s)
-
-    def _submit(self, job: SchedJob, seen: SchedJob, queues: set[str], truth: dict[int, SchedJob]) -> None:
-        # the walltime is the trace's limit where it has one (HPC), never the true run time: the policy
-        # reads declared run times per type from the candidates, as the simulator's does
-        spec = spec_of_trace_job(job, queues).model_copy(update={"walltime_s": seen.estimate_s})
-        try:
-            candidates = admit(spec, self.controller.cluster, self.config)
-            planned = [
-                dataclasses.replace(
-                    p,
-                    runtime_s=seen.runtime_s.get(p.accelerator or CPU_TYPE),
-                    restart_overhead_s=seen.restart_overhead_s,
-                    throughput=seen.throughput.get(p.accelerator or CPU_TYPE),
-                )
-                for p in candidates
-            ]
-            truth[self.controller.submit(spec, planned, None).id] = job
-        except SpecError as exc:
-            self.rejected[job.job_id] = str(exc)
-
-    @staticmethod
-    def _true_run(truth: dict[int, SchedJob], run: Run) -> TrueRun | None:
-        job = truth.get(run.job_id)
-        placement: Placement = run.placement
-        if job is None:
-            return None
-        return TrueRun(job.runtime_s[placement.accelerator or CPU_TYPE], job.restart_overhead_s)

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from suanli.service.admission import ServiceConfig
 from suanli.service.app import Settings, create_app
+from suanli.service.serving import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 SUANLI = [sys.executable, "-c", "from suanli.cli import app; app()"]
@@ -179,30 +180,18 @@ def apt_install(*packages: str) -> str | None:
 @pytest.fixture
 def live_server_factory(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """The full service (API, dashboard, controller) on a real loopback port, in this process."""
-    import socket
-    import threading
-
-    import uvicorn
-
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    stops: list[Callable[[], None]] = []
 
     def make(**settings: Any) -> str:
-        settings.setdefault("data_dir", tmp_path / f"live{len(servers)}")
+        settings.setdefault("data_dir", tmp_path / f"live{len(stops)}")
         settings.setdefault("tick_s", 0.05)
-        app = create_app(Settings(**settings))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        wait_for(lambda: server.started, 20)
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        url, stop = serve_in_thread(create_app(Settings(**settings)))
+        stops.append(stop)
+        return url
 
     yield make
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=15)
+    for stop in stops:
+        stop()
 
 
 @pytest.fixture

@@ -82,6 +82,10 @@ def test_a_public_trace_replays_through_the_service(make_service):
     assert done
     first = service.get(f"/jobs/{jobs[0]['id']}").json()
     assert first["finished_at"] - first["started_at"] >= trace[0].best_runtime_s()
+    # the policy read what the job declared (σ 0.5), the executor ran it for its true time
+    placed = first["placement"]["accelerator"]
+    declared = service.app.state.workload.declared[first["name"]].runtime_s[placed]
+    assert first["placement"]["runtime_s"] == declared != trace[0].runtime_s[placed]
 
 
 def test_the_policy_is_the_schedulers_fifo_blocks_and_backfill_fills(make_service):
