@@ -68,6 +68,33 @@ def test_submitted_job_appears_runs_and_finishes_on_the_page(live_server, chromi
     shutil.copy(screenshot, tmp_path / "dashboard.png")
 
 
+def test_with_a_read_token_the_page_asks_for_it_and_then_shows_the_service(live_server_factory, chromium):
+    from playwright.sync_api import expect, sync_playwright
+
+    from suanli.service.admission import ServiceConfig
+
+    url = live_server_factory(config=ServiceConfig(token="w", read_token="r"))
+    job = httpx.post(
+        f"{url}/jobs", content=job_yaml("guarded", "echo hi"), headers={"authorization": "Bearer w"}
+    ).json()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(url)
+        expect(page.locator("#token-form")).to_be_visible(timeout=15_000)
+        expect(page.locator("#summary")).to_contain_text("needs a read token")
+        page.fill("#token", "wrong")
+        page.click("#token-form button")
+        expect(page.locator("#summary")).to_contain_text("token was refused", timeout=15_000)
+        page.fill("#token", "r")
+        page.click("#token-form button")
+        expect(page.locator("#summary")).to_contain_text("local executor", timeout=15_000)
+        expect(page.locator("#token-form")).to_be_hidden()
+        page.locator(f'tr[data-job-id="{job["id"]}"]').first.click()
+        expect(page.locator("#job-log")).to_contain_text("hi", timeout=15_000)
+        browser.close()
+
+
 def test_a_planned_job_shows_its_step_time_breakdown(live_server_factory, chromium):
     from playwright.sync_api import expect, sync_playwright
 

@@ -27,8 +27,22 @@ function duration(seconds) {
   return `${(seconds / 86400).toFixed(1)} d`;
 }
 
+// A service started with --read-token answers 401 to reads without it: the page asks for the token
+// once and keeps it for this browser tab (sessionStorage), sending it as a bearer token.
+const TOKEN_KEY = "suanli-token";
+
+async function api(path) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const response = await fetch(path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  if (response.status === 401) {
+    $("#token-form").hidden = false;
+    throw new Error(token ? "the token was refused; enter the read token" : "this service needs a read token");
+  }
+  return response;
+}
+
 async function getJson(path) {
-  const response = await fetch(path);
+  const response = await api(path);
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   return response.json();
 }
@@ -218,7 +232,7 @@ async function renderDetail() {
   if (view.job === null) return;
   const id = view.job;
   const [job, series, logs] = await Promise.all([
-    getJson(`/jobs/${id}`), getJson(`/ops/jobs/${id}/series`), fetch(`/jobs/${id}/logs`).then((r) => r.text()),
+    getJson(`/jobs/${id}`), getJson(`/ops/jobs/${id}/series`), api(`/jobs/${id}/logs`).then((r) => r.text()),
   ]);
   if (view.job !== id) return;
   $("#detail-section").hidden = false;
@@ -296,6 +310,13 @@ $("#page-next").addEventListener("click", () => goTo(view.offset + PAGE_SIZE));
 $("#page-last").addEventListener("click", () => goTo(Math.floor(Math.max(view.total - 1, 0) / PAGE_SIZE) * PAGE_SIZE));
 $("#filters").addEventListener("change", () => goTo(0));
 $("#window").addEventListener("change", (event) => { view.windowS = Number(event.target.value); refresh(); });
+$("#token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("#token").value);
+  $("#token").value = "";
+  $("#token-form").hidden = true;
+  refresh();
+});
 
 refresh();
 setInterval(refresh, REFRESH_MS);
