@@ -40,7 +40,7 @@ class Recording(Policy):
 
 
 class Declared(Recording):
-    hooks = frozenset(Hook)
+    hooks = frozenset({Hook.RANK, Hook.ON_ROUND, Hook.ON_BOUND})
 
 
 class Undeclared(Recording):

@@ -1,9 +1,14 @@
 """Finish-time fairness (Themis, Mahajan et al., NSDI'20; Gavel's FTF policy): each round, the jobs
 whose projected ρ = (time in system + remaining time) / (run time on a 1/N share of the cluster) is
-worst run first, on the type where they are fastest. Remaining and total times are the estimator's."""
+worst run first, on the type where they are fastest. Remaining and total times are the estimator's.
+
+Between rounds (on arrivals and completions) it only fills freed GPUs: running jobs keep their
+place, as Themis' leases run to the end of their round, so however often it is ticked it preempts
+only at round boundaries and cannot storm."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from suanli.sched.job import JobState
@@ -25,10 +30,20 @@ class FinishTimeFairness(Policy):
     preemptive = True
     moves_running = True
     round_s: float | None = 360.0
+    _next_round_s: float = -math.inf
 
     def order(self, view: View) -> list[JobState]:
         active = view.active()
-        return sorted(active, key=lambda s: (-projected_rho(s, view, len(active)), s.job.job_id))
+        round_s = self.round_s or 0.0
+        leases_end = view.now_s >= self._next_round_s
+        if leases_end and round_s:
+            self._next_round_s = (math.floor(view.now_s / round_s) + 1) * round_s
+
+        def key(s: JobState) -> tuple[bool, float, str]:
+            keeps_lease = not leases_end and s.status == "running"
+            return (not keeps_lease, -projected_rho(s, view, len(active)), s.job.job_id)
+
+        return sorted(active, key=key)
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         types = super().ranked_types(state, view)
