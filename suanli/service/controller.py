@@ -496,7 +496,8 @@ class Controller:
         spec = self.spec_of(job)
         run_dir = self.runs_dir / str(job.id) / str(job.attempt)
         placement = Placement(**job.placement) if job.placement else self._candidates(job)[0]
-        return Run(job.id, job.attempt, spec, placement, run_dir, job_command(spec, run_dir), job.engine_id)
+        command, store_id = job_command(spec, run_dir), self.store.store_id
+        return Run(job.id, job.attempt, spec, placement, run_dir, command, job.engine_id, store_id=store_id)
 
     @staticmethod
     def _candidates(job: Job) -> list[Placement]:

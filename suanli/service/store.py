@@ -8,6 +8,7 @@ a `kill -9` at any moment leaves either the old or the new state, never half of 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -30,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult, Engine, ExceptionContext
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from suanli.spec.errors import SpecError, StoreError
@@ -108,6 +109,14 @@ class CheckpointRow(Base):
     at: Mapped[float] = mapped_column(Float)
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     path: Mapped[str] = mapped_column(Text)
+
+
+class MetaRow(Base):
+    """Facts about the store itself: `store_id`, made once when the store is created."""
+
+    __tablename__ = "store_meta"
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
 
 
 class PoolSampleRow(Base):
@@ -268,6 +277,22 @@ class Store:
             raise StoreError(f"--db: cannot open the store at {_where(self.engine)}: {reason}") from None
         event.listen(self.engine, "handle_error", _raise_store_error)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.store_id = self._store_id()
+
+    def _store_id(self) -> str:
+        """This store's id (8 hex digits), made by the first server to open it: engines see runs of
+        several stores (one Slurm, one Ray cluster), so a run's key names its store."""
+        for _ in range(2):
+            with self._sessions() as session:
+                row = session.get(MetaRow, "store_id")
+                if row is not None:
+                    return row.value
+                session.add(MetaRow(key="store_id", value=uuid.uuid4().hex[:8]))
+                try:
+                    session.commit()
+                except IntegrityError:  # another server made it first: read theirs
+                    session.rollback()
+        raise StoreError("store: cannot read or make its store_id")
 
     def close(self) -> None:
         self.engine.dispose()

@@ -20,7 +20,6 @@ import yaml
 
 from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.ray import RayExecutor
-from suanli.service.store import Store
 from suanli.spec import Cluster, JobSpec, load
 from tests.service.conftest import job_yaml, process_alive, wait_for, wait_state
 from tests.service.test_live_view import EITHER, TWO_POOLS
@@ -118,7 +117,8 @@ def test_jobs_run_fail_and_cancel_as_ray_jobs(make_service, ray_address):
     bad = service.post("/jobs", content=job_yaml("bad", "exit 5")).json()
     done = wait_state(service, ok["id"], {"succeeded", "failed"}, 90)
     assert done["state"] == "succeeded", done
-    assert done["engine_id"] == f"suanli-{ok['id']}-1"  # the Ray submission id is the run key
+    store_id = service.app.state.controller.store.store_id
+    assert done["engine_id"] == f"suanli-{store_id}-{ok['id']}-1"  # the Ray submission id is the run key
     assert f"ray job {ok['id']} attempt 1" in service.get(f"/jobs/{ok['id']}/logs").text
     failed = wait_state(service, bad["id"], {"succeeded", "failed"}, 90)
     assert failed["state"] == "failed" and failed["exit_code"] == 5
@@ -139,17 +139,8 @@ def test_a_two_pool_cluster_goes_out_as_ray_custom_resources(make_service, ray_a
     custom resource: the job that accepts either goes to the faster H100 pool first, the next to
     A100, and both run at once; a third H100 run waits for Ray's `h100` resource although two of
     the declared GPUs are free."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    # a store that already ran jobs: Ray keeps the submission ids (run keys) of this module's earlier
-    # test, whose fresh store also numbered its jobs from 1
-    earlier = Store(str(data_dir / "suanli.db"))
-    for _ in range(5):
-        done = earlier.add_job({"name": "earlier", "run": "true"}, None)
-        earlier.transition(done.id, "pending", "cancelled", time.time(), "an earlier job")
-    earlier.close()
     service = make_service(
-        executor="ray", executor_options={"address": ray_address}, cluster_file=TWO_POOLS, data_dir=data_dir
+        executor="ray", executor_options={"address": ray_address}, cluster_file=TWO_POOLS, data_dir=None
     )
     body = yaml.safe_dump({**EITHER, "run": "sleep 60"})
     jobs = []
@@ -171,3 +162,19 @@ def test_a_two_pool_cluster_goes_out_as_ray_custom_resources(make_service, ray_a
     executor.cancel(third)
     for job in jobs:
         assert service.post(f"/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+
+
+def test_two_stores_on_one_ray_never_take_each_others_runs(make_service, ray_address):
+    """Two servers on two stores both number their first job 1: the Ray submission ids (run keys)
+    name the store, so each server starts, finds and follows its own run."""
+    ray = {"executor": "ray", "executor_options": {"address": ray_address}}
+    services = [make_service(data_dir=None, **ray) for _ in range(2)]
+    jobs = [
+        service.post("/jobs", content=job_yaml(f"j{i}", f"echo store {i}")).json()
+        for i, service in enumerate(services)
+    ]
+    assert [j["id"] for j in jobs] == [1, 1]
+    done = [wait_state(s, 1, {"succeeded", "failed"}, 90) for s in services]
+    assert [d["state"] for d in done] == ["succeeded", "succeeded"]
+    assert done[0]["engine_id"] != done[1]["engine_id"]
+    assert [f"store {i}" in s.get("/jobs/1/logs").text for i, s in enumerate(services)] == [True, True]

@@ -158,3 +158,17 @@ def test_an_unreachable_database_is_a_one_line_error_without_the_password():
     with pytest.raises(StoreError, match=r"--db: cannot open the store at .*:\*\*\*@127.0.0.1:1/") as error:
         Store("postgresql://someone:hunter2@127.0.0.1:1/suanli")
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_store_keeps_its_own_id_and_runs_are_keyed_by_it(tmp_path):
+    """Run keys (Slurm job names, Ray submission ids) name the store: two stores share an engine."""
+    from suanli.service.executors.base import Placement, Run
+    from suanli.spec import JobSpec
+
+    first, second = Store(str(tmp_path / "a.db")), Store(str(tmp_path / "b.db"))
+    ids = first.store_id, second.store_id
+    first.close()
+    assert Store(str(tmp_path / "a.db")).store_id == ids[0] != ids[1]
+    spec = JobSpec.model_validate({"name": "j", "run": "true"})
+    keys = {Run(1, 1, spec, Placement("local", 1), tmp_path, "true", store_id=i).key for i in ids}
+    assert len(keys) == 2

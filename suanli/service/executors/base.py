@@ -40,8 +40,9 @@ class Placement:
 
 @dataclass
 class Run:
-    """One attempt of a job on an engine. Its key is deterministic, so a restarted server can find
-    the run on the engine even if it died between starting it and recording the engine's id."""
+    """One attempt of a job on an engine. Its key is deterministic (store, job, attempt), so a
+    restarted server can find the run on the engine even if it died between starting it and
+    recording the engine's id, and never takes another store's run for its own."""
 
     job_id: int
     attempt: int
@@ -51,10 +52,12 @@ class Run:
     command: str
     engine_id: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    store_id: str = ""  # the store's id: two servers on two stores share one Slurm or Ray cluster
 
     @property
     def key(self) -> str:
-        return f"suanli-{self.job_id}-{self.attempt}"
+        store = f"{self.store_id}-" if self.store_id else ""
+        return f"suanli-{store}{self.job_id}-{self.attempt}"
 
     @property
     def exit_file(self) -> Path:
