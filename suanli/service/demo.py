@@ -5,6 +5,7 @@ scheduler place them and the executor run them, print a summary, and stop the se
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import signal
@@ -56,8 +57,11 @@ run: |
 """
 
 
-def start_service(data_dir: Path, port: int, *args: str) -> tuple[subprocess.Popen[str], str]:
-    """`suanli up` (with `args`) as a separate process, and its URL once it prints it."""
+def start_service(
+    data_dir: Path, port: int, *args: str, cwd: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`suanli up` (with `args`, run in `cwd`) as a separate process, and its URL once it prints it;
+    SystemExit with what it printed when it exits first."""
     command = [
         PYTHON,
         "-c",
@@ -69,13 +73,22 @@ def start_service(data_dir: Path, port: int, *args: str) -> tuple[subprocess.Pop
         str(data_dir),
         *args,
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert process.stdout is not None
+    output = []
     for line in process.stdout:
+        output.append(line)
         match = re.search(r"dashboard (http://\S+?)/ ", line)
         if match:
             return process, match.group(1)
-    raise SystemExit(f"the service did not start (exit status {process.wait()})")
+    raise SystemExit(f"the service did not start (exit status {process.wait()}):\n{''.join(output)}")
 
 
 def wait_until_finished(client: httpx.Client, ids: list[int], console: Console) -> list[dict[str, Any]]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,10 +20,10 @@ from fastapi.testclient import TestClient
 
 from suanli.service.admission import ServiceConfig
 from suanli.service.app import Settings, create_app
+from suanli.service.demo import start_service
 from suanli.service.serving import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
-SUANLI = [sys.executable, "-c", "from suanli.cli import app; app()"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, every_s: float = 0.1) -> Any:
@@ -117,31 +115,11 @@ class ServerProcess:
 
 
 def start_server(data_dir: Path, *args: str) -> ServerProcess:
-    """`suanli up --port 0` as a separate process; returns once it prints its URL."""
-    command = [*SUANLI, "up", "--port", "0", "--data-dir", str(data_dir), *args]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    output = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError("suanli up exited early:\n" + "".join(output))
-        output.append(line)
-        match = re.search(r"dashboard (http://\S+?)/ ", line)
-        if match:
-            server = ServerProcess(process, match.group(1))
-            wait_for(server.healthy, 30)
-            return server
-    process.kill()
-    raise AssertionError("suanli up did not print its URL:\n" + "".join(output))
+    """`suanli up --port 0` as a separate process (the demo's `start_service`); returns once healthy."""
+    process, url = start_service(data_dir, 0, *args, cwd=REPO)
+    server = ServerProcess(process, url)
+    wait_for(server.healthy, 30)
+    return server
 
 
 @pytest.fixture
