@@ -101,11 +101,12 @@ def stage_cost(
     efficiency: float,
     imbalance: float,
     next_pool: str | None = None,
+    stack: str = STACK_AGNOSTIC,
 ) -> StageCost:
     """Time per micro-batch of one stage: its layers (each kind computed once), the LM head on
     the last stage, and the exposed TP/CP/EP/PP communication."""
     tokens = micro_tokens(layout, work)
-    exposed = perf_constants()["exposed_fraction"]
+    exposed = exposed_fractions(stack)
     routed = tokens / layout.tp if layout.sequence_parallel else tokens
     tp_layer = tensor_parallel_layer_s(place, layout, tokens, model.hidden, layout.recompute)
     cp_layer = context_parallel_layer_s(place, layout, tokens, model.kv_heads * model.dim_per_head)
@@ -132,7 +133,9 @@ def stage_cost(
         head = lm_head_time_s(model, tokens, layout.tp, hw) / efficiency
         compute += head
         forward += head / 3
-    sends = 2  # activation forward, gradient backward; interleaved stages overlap their extra sends
+    # activation forward, gradient backward, at each of the rank's vpp chunk boundaries: interleaving
+    # multiplies the p2p traffic by vpp (Narayanan et al. 2021, sec. 2.2.2)
+    sends = 2 * layout.vpp
     pp = sends * pipeline_p2p_s(place, layout, tokens, model.hidden, next_pool)
     return StageCost(
         compute_s=compute,
@@ -142,6 +145,13 @@ def stage_cost(
         ep_s=ep * exposed["ep"],
         pp_s=pp * exposed["pp"],
     )
+
+
+def exposed_fractions(stack: str) -> dict[str, float]:
+    """Share of each dimension's communication left exposed after overlap with `stack`'s software
+    (calibration/perf_model.yaml: the defaults, and what a stack overlaps beyond them)."""
+    constants = perf_constants()
+    return constants["exposed_fraction"] | constants["stack_exposed_fraction"].get(stack, {})
 
 
 def layer_split(model: ModelSpec, layout: Layout, work: Workload, stage_hw: list[Hardware]) -> list[int]:
@@ -195,7 +205,9 @@ def estimate_step(
     stages = stage_layer_indices(counts)
     places = [Placement(cluster, name, cluster.node_type_of(name).accelerators_per_node) for name in pools]
     kinds = _stage_kinds(model, layout, pools, stages)
-    costs = _stage_costs(model, work, layout, pools, stages, kinds, stage_hw, places, factors, moe_imbalance)
+    costs = _stage_costs(
+        model, work, layout, pools, stages, kinds, stage_hw, places, factors, moe_imbalance, stack
+    )
     timing = pipeline_time([c.slot_s for c in costs], n_micro, layout.vpp)
     dp_exposed, optimizer_s = _data_parallel_and_optimizer_s(
         model, layout, stages, kinds, costs, places, stage_hw, n_micro
@@ -258,6 +270,7 @@ def _stage_costs(
     places: list[Placement],
     factors: list[float],
     moe_imbalance: float,
+    stack: str,
 ) -> list[StageCost]:
     """Per micro-batch cost of every stage, each kind of stage computed once."""
     by_kind: dict[tuple[object, ...], StageCost] = {}
@@ -274,6 +287,7 @@ def _stage_costs(
                 factors[i],
                 moe_imbalance,
                 pools[i + 1] if i + 1 < layout.pp else None,
+                stack,
             )
     return [by_kind[kind] for kind in kinds]
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 import math
 from itertools import groupby
 
-from suanli.plan.validate import megatron_pipeline_split, megatron_violations, torchtitan_violations
+from suanli.plan.validate import (
+    embedding_loss_split,
+    megatron_pipeline_split,
+    megatron_violations,
+    torchtitan_violations,
+)
 from suanli.spec.errors import SpecError
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Plan
@@ -81,15 +86,18 @@ def megatron_args(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int,
         args.append(f"--mtp-num-layers {model.mtp_modules}")
     if layout.pp > 1 and model.n_layers % layout.pp:
         split = megatron_pipeline_split(model.n_layers, layout.pp, layout.vpp)
-        if split is None:
+        if split is not None:
+            args += [
+                f"--decoder-first-pipeline-num-layers {split[0]}",
+                f"--decoder-last-pipeline-num-layers {split[1]}",
+            ]
+        elif embedding_loss_split(model.n_layers, layout.pp, layout.vpp) is not None:
+            args += ["--account-for-embedding-in-pipeline-split", "--account-for-loss-in-pipeline-split"]
+        else:
             raise SpecError(
                 f"--emit megatron: {model.n_layers} layers on pp {layout.pp} (vpp {layout.vpp}) have no "
                 "split Megatron-Core can express (equal middle stages, first/last stage differ)"
             )
-        args += [
-            f"--decoder-first-pipeline-num-layers {split[0]}",
-            f"--decoder-last-pipeline-num-layers {split[1]}",
-        ]
         if layout.vpp > 1:
             args.append(f"--num-virtual-stages-per-pipeline-rank {layout.vpp}")
     elif layout.vpp > 1:

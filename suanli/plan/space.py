@@ -3,7 +3,8 @@
 A layout must divide evenly (Megatron-LM's constraints): tp divides the node and the KV heads,
 tp·pp·cp divides the GPUs, dp divides the global batch, ep divides the experts and tp·dp·cp,
 interleaving needs micro-batches divisible by pp and layers that split over pp·vpp chunks — evenly,
-or unevenly the way Megatron-Core expresses it (first and last stage differ, `megatron_pipeline_split`).
+or unevenly the way Megatron-Core expresses it (first and last stage differ, `megatron_pipeline_split`;
+or the embedding and loss counted as a layer each, `embedding_loss_split`, Llama 3's split).
 Of the memory savers — recomputation and ZeRO-2/3 — each structural layout keeps the cheapest
 setting that fits.
 """
@@ -17,7 +18,7 @@ from typing import Literal
 from suanli.perf import memory as mem
 from suanli.perf.compute import Hardware
 from suanli.perf.step import Workload, layer_split, micro_batches
-from suanli.plan.validate import megatron_pipeline_split
+from suanli.plan.validate import embedding_loss_split, megatron_pipeline_split
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.cluster import Cluster
 from suanli.spec.job import JobSpec, Parallelism
@@ -151,7 +152,11 @@ def _inner(
         per_stage = model.n_layers // pp
         schedules += [v for v in range(2, MAX_VPP + 1) if per_stage % v == 0]
     elif pp > 2:
-        schedules += [v for v in range(2, MAX_VPP + 1) if megatron_pipeline_split(model.n_layers, pp, v)]
+        schedules += [
+            v
+            for v in range(2, MAX_VPP + 1)
+            if megatron_pipeline_split(model.n_layers, pp, v) or embedding_loss_split(model.n_layers, pp, v)
+        ]
     if fixed.pipeline_parallel_schedule == "1F1B":
         schedules = [1]
     elif fixed.pipeline_parallel_schedule == "Interleaved1F1B":

@@ -34,6 +34,20 @@ def megatron_pipeline_split(n_layers: int, pp: int, vpp: int) -> tuple[int, int,
     return None
 
 
+def embedding_loss_split(n_layers: int, pp: int, vpp: int) -> tuple[int, int, int] | None:
+    """(first, last, middle) layers per stage with Megatron-Core's `--account-for-embedding-in-
+    pipeline-split` and `--account-for-loss-in-pipeline-split`: the embedding and the loss each count
+    as one layer (TransformerConfig adds one to num_layers for each), so the first and last stages
+    hold one layer fewer — Llama 3's split (Dubey et al. 2024, sec. 3.3.2: the first model chunk
+    holds only the embedding). None unless layers + 2 divide over the pp stages and each stage's
+    share over its vpp chunks."""
+    total = n_layers + 2
+    if pp < 2 or total % pp or (total // pp) % vpp:
+        return None
+    per_stage = total // pp
+    return per_stage - 1, per_stage - 1, per_stage
+
+
 def megatron_flags(args: list[str]) -> dict[str, str]:
     """`--flag value` / `--switch` strings as {flag: value or ""}."""
     flags: dict[str, str] = {}
@@ -68,11 +82,32 @@ def megatron_violations(args: list[str], world_size: int) -> list[str]:
             "--num-layers-per-virtual-pipeline-stage and --num-virtual-stages-per-pipeline-rank together"
         )
     interleaved = per_vstage or vstages
+    accounted = sum(
+        flag in f
+        for flag in ("--account-for-embedding-in-pipeline-split", "--account-for-loss-in-pipeline-split")
+    )
     if interleaved and pp <= (1 if "--overlap-p2p-comm" in f else 2):
         out.append(
             f"the interleaved schedule needs pipeline size > 2 (or > 1 with --overlap-p2p-comm), got {pp}"
         )
-    if first is None and last is None:
+    if accounted and (first is not None or last is not None):
+        out.append(
+            "--account-for-embedding/loss-in-pipeline-split with --decoder-first/last-pipeline-num-layers"
+        )
+    elif accounted:
+        if (layers + accounted) % pp:
+            out.append(
+                f"--num-layers {layers} + {accounted} (embedding/loss counted as layers) is not divisible "
+                f"by --pipeline-model-parallel-size {pp}"
+            )
+        elif per_vstage:
+            out.append("--account-for-*-in-pipeline-split needs --num-virtual-stages-per-pipeline-rank")
+        elif vstages and ((layers + accounted) // pp) % vstages:
+            out.append(
+                f"{(layers + accounted) // pp} layers per stage (embedding/loss counted) not divisible by "
+                f"{vstages} virtual stages"
+            )
+    elif first is None and last is None:
         if layers % pp:
             out.append(f"--num-layers {layers} is not divisible by --pipeline-model-parallel-size {pp}")
         elif per_vstage and (layers // pp) % per_vstage:

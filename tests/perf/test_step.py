@@ -41,6 +41,37 @@ def test_split_gives_every_layer_once_and_faster_stages_no_fewer(n_layers, speed
                 assert counts[a] >= counts[b]
 
 
+def _h100_cluster(nodes: int) -> Cluster:
+    return Cluster.model_validate(
+        {"name": "t", "pools": [{"name": "h100", "node_type": "hgx-h100", "nodes": nodes}]}
+    )
+
+
+def test_interleaving_multiplies_the_pipeline_sends():
+    """Narayanan et al. 2021, sec. 2.2.2: the interleaved schedule's communication grows by v."""
+    model, work = CATALOG.model("llama3.1-70b"), Workload(4096, 64)
+    one, four = (
+        estimate_step(
+            model, work, Layout(tp=8, pp=4, vpp=v, dp=2, sequence_parallel=True), _h100_cluster(8), "h100"
+        )
+        for v in (1, 4)
+    )
+    assert four.exposed_comm_s["pp"] == pytest.approx(4 * one.exposed_comm_s["pp"])
+
+
+def test_tensor_parallel_traffic_is_hidden_only_by_a_stack_that_overlaps_it():
+    """Megatron-Core recipes run --tp-comm-overlap (half hidden, assumed); plain PyTorch TP and the
+    stack-agnostic default wait for every collective."""
+    model, work = CATALOG.model("llama3.1-70b"), Workload(4096, 64)
+    layout = Layout(tp=8, dp=2, sequence_parallel=True)
+    exposed = {
+        stack: estimate_step(model, work, layout, _h100_cluster(2), "h100", stack=stack).exposed_comm_s["tp"]
+        for stack in ("any", "torchtitan", "megatron")
+    }
+    assert exposed["any"] == pytest.approx(exposed["torchtitan"])
+    assert exposed["megatron"] == pytest.approx(exposed["any"] / 2)
+
+
 def test_layers_not_divisible_by_pp_are_split_unevenly():
     assert sorted(split_layers(126, [1.0] * 8)) == [15, 15, 16, 16, 16, 16, 16, 16]
 
