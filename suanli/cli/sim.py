@@ -31,12 +31,25 @@ def _cluster(path: Path | None) -> ClusterState:
 
 
 def _run(
-    trace: str, workload: str, cluster: Path | None, policy: str, config: SimConfig, limit: int | None
+    trace: str,
+    workload: str,
+    cluster: Path | None,
+    policy: str,
+    config: SimConfig,
+    limit: int | None,
+    elastic: bool = False,
 ) -> SimResult:
     if trace not in TRACES:
         raise SpecError(f"--trace: unknown trace {trace!r}; one of {', '.join(TRACES)}")
     chosen = make_policy(policy)
     state = _cluster(cluster)
+    if elastic:
+        if not trace.startswith("sia-"):
+            raise SpecError(f"--elastic: only the Sia traces have goodput profiles, not {trace!r}")
+        from suanli.sched.traces.sia import load_sia_workload, workload_path
+
+        jobs = load_sia_workload(workload_path(trace.removeprefix("sia-"), workload), elastic=True)[:limit]
+        return simulate(state, chosen, jobs, config)
     return simulate(state, chosen, load_trace(trace, workload, state, limit), config)
 
 
@@ -57,6 +70,9 @@ def sim(
     ),
     tick: float = typer.Option(0.0, help="decide every TICK seconds (0: on every event)"),
     limit: int = typer.Option(None, help="only the first N jobs of the trace"),
+    elastic: bool = typer.Option(
+        False, help="Sia traces: jobs may be resized (1 to 64 GPUs, adaptive batch; see --policy elastic)"
+    ),
     plot: Path = typer.Option(None, help="write JCT-CDF and utilisation plots into this folder"),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
 ) -> None:
@@ -73,7 +89,7 @@ def sim(
         runtime_knowledge=runtime_knowledge,  # type: ignore[arg-type]  # checked by estimate.declare
         tick_s=tick,
     )
-    result = _run(trace, workload, cluster, policy, config, limit)
+    result = _run(trace, workload, cluster, policy, config, limit, elastic)
     if plot:
         from suanli.sched.plots import plot_results
 
@@ -85,6 +101,7 @@ def sim(
         "estimate_error": estimate_error,
         "runtime_knowledge": runtime_knowledge,
         "tick_s": tick,
+        "elastic": elastic,
         **result.metrics,
     }
     metrics["rejected"] = len(result.rejected)

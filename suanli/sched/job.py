@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from suanli.sched.cluster_state import CPU_TYPE
@@ -14,6 +14,21 @@ from suanli.spec.request import resolve
 
 JobKind = Literal["training", "inference", "hpc"]
 JobStatus = Literal["pending", "running", "finished", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Elastic:
+    """An elastic job's resize bounds and goodput profile: it may run on `min_gpus` up to the job's
+    `gpus_max` GPUs, choosing its batch per width; `app` names its profile in `sched.goodput`, and
+    1.0 of its progress is `unit_steps` steps at the app's initial batch (its declared work)."""
+
+    app: str
+    unit_steps: float
+    min_gpus: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_gpus < 1 or not (self.unit_steps > 0 and math.isfinite(self.unit_steps)):
+            raise SpecError(f"elastic {self.app}: needs min_gpus >= 1 and unit_steps > 0, got {self}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class SchedJob:
     app: str = ""
     gpus_by_type: dict[str, int] = field(default_factory=dict)
     declared: bool = True
+    elastic: Elastic | None = None
 
     def __post_init__(self) -> None:
         if self.gpus < 0 or (self.gpus == 0 and self.cpu_nodes == 0):
@@ -87,6 +103,12 @@ class SchedJob:
 
     def best_runtime_s(self) -> float:
         return min(self.runtime_s.values())
+
+    def at_width(self, gpus: int) -> SchedJob:
+        """An elastic job shaped to `gpus` GPUs on any type (SpecError outside its bounds)."""
+        if self.elastic is None or not self.elastic.min_gpus <= gpus <= (self.gpus_max or self.gpus):
+            raise SpecError(f"job {self.job_id}: cannot run on {gpus} GPUs (not elastic to that width)")
+        return replace(self, gpus=gpus, gpus_by_type={})
 
 
 @dataclass

@@ -20,7 +20,7 @@ from suanli.spec.errors import SpecError
 
 @dataclass(frozen=True)
 class Decision:
-    action: Literal["start", "preempt"]
+    action: Literal["start", "preempt", "resize"]  # resize: a running job restarted on a new shape
     job_id: str
     accel_type: str | None = None
     placement: tuple[tuple[str, int], ...] = ()  # (node name, GPUs there)
@@ -150,7 +150,9 @@ class Scheduler:
                     self._account(state, now_s)
         if self.hooks.on_round:
             self.hooks.on_round(view)
-        if first_choice is not None:
+        if self.hooks.allocate:
+            decisions = self._allocation_pass(view)
+        elif first_choice is not None:
             decisions = self._start_admitted(first_choice, view)
         elif self.policy.preemptive:
             decisions = self._preemptive_pass(view)
@@ -223,6 +225,36 @@ class Scheduler:
             if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type:
                 decisions.append(self._preempt(state, view.now_s))
         return decisions + self._start_admitted(admitted, view)
+
+    def _allocation_pass(self, view: View) -> list[Decision]:
+        """Follow the policy's whole allocation (`Hook.ALLOCATE`): release every running job whose
+        (type, GPUs) changed, then bind the allocated jobs widest first. A released job bound again is
+        resized: it restarts from its checkpoint (taken when it was told to move) and pays its restore
+        time. One left out, or that no longer fits, is preempted."""
+        assert self.hooks.allocate is not None
+        wanted = self.hooks.allocate(view)
+        moved = set()
+        for state in list(self.jobs.values()):
+            shape = (state.accel_type, state.job.width_on(state.accel_type))
+            if state.status == "running" and wanted.get(state.job.job_id) != shape:
+                self._unbind(state, view.now_s)
+                moved.add(state.job.job_id)
+        bound = []
+        for job_id, (accel_type, gpus) in sorted(wanted.items(), key=lambda kv: -kv[1][1]):
+            state = self.jobs[job_id]
+            if state.status != "pending":
+                continue
+            if state.job.elastic is not None and state.job.width_on(accel_type) != gpus:
+                state.job = state.job.at_width(gpus)
+            slots = find_slots(self.cluster, state.job, accel_type)
+            if slots is not None:
+                self._bind(state, accel_type, slots, view.now_s)
+                action: Literal["start", "resize"] = "resize" if job_id in moved else "start"
+                moved.discard(job_id)
+                bound.append(Decision(action, job_id, accel_type, state.placement, slots))
+        for job_id in moved:
+            self.jobs[job_id].preemptions += 1
+        return [Decision("preempt", job_id) for job_id in moved] + bound
 
     def _first_choice_admission(self, view: View) -> dict[str, str] | None:
         """The pending jobs' admission (job → type, in policy order) when all of them fit on their
@@ -310,12 +342,16 @@ class Scheduler:
                 raise SpecError(f"job {job.job_id}: {node.name} GPU {slot.gpu} MIG slices are taken")
 
     def _preempt(self, state: JobState, now_s: float) -> Decision:
+        self._unbind(state, now_s)
+        state.preemptions += 1
+        return Decision("preempt", state.job.job_id)
+
+    def _unbind(self, state: JobState, now_s: float) -> None:
+        """End a running job's segment and queue it again."""
         self._account(state, now_s)
         self._release(state)
         state.status, state.accel_type, state.placement = "pending", None, ()
-        state.preemptions += 1
         self.pending[state.job.job_id] = state
-        return Decision("preempt", state.job.job_id)
 
     def _release(self, state: JobState) -> None:
         self.cluster.release(state.job.job_id)
@@ -330,8 +366,16 @@ class Scheduler:
         state.attained_gpu_s += (now_s - state.segment_start_s) * width
         busy = max(0.0, now_s - max(state.segment_start_s, state.busy_from_s))
         state.run_s += busy
-        rate = state.job.rate(state.accel_type or "") * state.speed
-        state.progress += busy * rate
+        if state.job.elastic is None:
+            rate = state.job.rate(state.accel_type or "") * state.speed
+            state.progress += busy * rate
+        else:  # its goodput changes with its width, batch and epoch
+            from suanli.sched.goodput import advance
+
+            per_node = tuple(n for _, n in state.placement)
+            state.progress = advance(
+                state.job, state.accel_type or "", per_node, state.progress, busy * state.speed
+            )
         state.segment_start_s = now_s
 
     def _state(self, job_id: str) -> JobState:

@@ -97,6 +97,10 @@ class _Simulation:
         if len(self.truth) != len(jobs):
             raise SpecError("workload: job ids must be unique")
         submitted, self.work = declare(jobs, config.estimate_error, config.runtime_knowledge, config.seed)
+        if any(job.elastic for job in submitted):
+            from suanli.sched.goodput import declared_elastic
+
+            submitted = [declared_elastic(job, self.work[job.job_id]) for job in submitted]
         self.by_id = {job.job_id: job for job in submitted}
         self.version: dict[str, int] = {}  # of a job's run: start, preempt and failure bump it
         self.finish_version: dict[str, int] = {}  # of its predicted finish: also bumped by speed changes
@@ -209,7 +213,7 @@ class _Simulation:
             job_id = decision.job_id
             self.version[job_id] = self.version.get(job_id, 0) + 1
             colocation_changed |= self._shares_gpu(job_id)
-            if decision.action != "start":
+            if decision.action == "preempt":  # a resize restarts from a checkpoint taken to move
                 self.finish_version[job_id] += 1
                 state = self.scheduler.jobs[job_id]
                 state.progress = max(0.0, state.progress - lost.get(job_id, 0.0))
@@ -274,5 +278,13 @@ class _Simulation:
         """When a running job's true work is done at its current speed (the executor's knowledge)."""
         state = self.scheduler.jobs[job_id]
         start = max(state.segment_start_s, state.busy_from_s)
+        if state.job.elastic is not None:
+            from suanli.sched.goodput import seconds_to
+
+            per_node = tuple(n for _, n in state.placement)
+            work_s = seconds_to(
+                state.job, state.accel_type or "", per_node, state.progress, self.work[job_id]
+            )
+            return start + work_s / state.speed
         left = max(0.0, self.work[job_id] - state.progress)
         return start + left * state.job.runtime_s[state.accel_type or ""] / state.speed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from suanli.sched.policies.backfill import Backfill
 from suanli.sched.policies.base import Hook, Policy, View
+from suanli.sched.policies.elastic import ElasticGoodput
 from suanli.sched.policies.fifo import Fifo
 from suanli.sched.policies.ftf import FinishTimeFairness
 from suanli.sched.policies.gavel import Gavel
@@ -12,7 +13,8 @@ from suanli.sched.policies.tiresias import Tiresias
 from suanli.spec.errors import SpecError
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (Fifo, Backfill, Tiresias, Gavel, FinishTimeFairness, SuanliPolicy)
+    cls.name: cls
+    for cls in (Fifo, Backfill, Tiresias, Gavel, FinishTimeFairness, SuanliPolicy, ElasticGoodput)
 }
 
 

@@ -78,6 +78,9 @@ class Hook(Enum):
     RANK = "rank"  # rank(states, view) -> states: orders any subset of the active jobs alone
     ON_ROUND = "on_round"  # on_round(view): once at the start of every scheduling pass
     ON_BOUND = "on_bound"  # on_bound(state, view): after the pass, for every job holding resources
+    # allocate(view) -> {job_id: (type, GPUs)}: the whole allocation of the round; a running job whose
+    # entry differs is resized (an elastic job) or preempted, and order/ranked_types are not used
+    ALLOCATE = "allocate"
 
 
 class Policy(Protocol):
@@ -127,6 +130,7 @@ class PolicyHooks:
     rank: Callable[[list[JobState], View], list[JobState]] | None
     on_round: Callable[[View], None] | None
     on_bound: Callable[[JobState, View], None] | None
+    allocate: Callable[[View], dict[str, tuple[str, int]]] | None
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyHooks:

@@ -18,11 +18,12 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.interpolate import LinearNDInterpolator
 
-from suanli.sched.job import SchedJob
+from suanli.sched.job import Elastic, SchedJob
 from suanli.spec.datasets import dataset_path, read_text
 from suanli.spec.errors import DatasetError, SpecError
 
@@ -204,8 +205,19 @@ def _available(trace: str) -> str:
     return ", ".join(map(str, found)) or "none"
 
 
-def load_sia_workload(path: Path | str, calibrated: bool = True) -> list[SchedJob]:
-    """Jobs of a Sia workload CSV; a malformed row is an error naming file and line."""
+def elastic_shape(app: str) -> dict[str, Any]:
+    """How Sia's simulator runs a workload row as an adaptive job (cluster.py
+    `get_sia_multi_job_info`): from 1 GPU up to 64 (the type's pool and the app's largest batch cap
+    it further), choosing its batch; NCF stays on one GPU. Its work is the app's epoch budget in
+    steps at the initial batch."""
+    steps = profile(app, "aws").progress_at(APPS[app][0])
+    return {"gpus_max": 1 if app == "ncf" else 64, "elastic": Elastic(app, steps)}
+
+
+def load_sia_workload(path: Path | str, calibrated: bool = True, elastic: bool = False) -> list[SchedJob]:
+    """Jobs of a Sia workload CSV; a malformed row is an error naming file and line. `elastic`: each
+    job may be resized (`elastic_shape`); its GPU count and batch from the row are what a policy that
+    does not resize runs it with."""
     path = Path(path)
     jobs = []
     with io.StringIO(read_text(path)) as handle:
@@ -225,6 +237,8 @@ def load_sia_workload(path: Path | str, calibrated: bool = True) -> list[SchedJo
                 )
             if gpus < 1 or batch < 1:
                 raise SpecError(f"{path}:{line}: num_replicas and batch_size must be >= 1")
+            shape = elastic_shape(app) if elastic else {}
+            gpus = min(gpus, shape.get("gpus_max", gpus))
             runtime, throughput = {}, {}
             for suffix, (accel, _) in PROFILED_TYPES.items():
                 run = rigid_run(app, suffix, gpus, batch, calibrated)
@@ -243,6 +257,7 @@ def load_sia_workload(path: Path | str, calibrated: bool = True) -> list[SchedJo
                     throughput=throughput,
                     restart_overhead_s=APPS[app][2],
                     app=app,
+                    **shape,
                 )
             )
     return jobs
