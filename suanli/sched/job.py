@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from suanli.perf.checkpoint_interval import DEFAULT_JOB_MTBF_S, daly_interval_s
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
@@ -44,6 +45,11 @@ class SchedJob:
     (SkyPilot's `{H100: 8, A100: 16}`); a type missing from it takes `gpus`.
     `throughput` is the per-type rate a throughput-table policy (Gavel) optimises; by default the
     progress rate itself.
+    A preempted or failed run keeps the work up to its last checkpoint, taken every
+    `checkpoint_interval_s` of its run (the spec's `checkpoint.interval`; None: Daly's optimum for
+    `checkpoint_s`, the time one save stalls it, and its cluster's MTBF). `comm_share` is, per type,
+    the fraction of its step time spent in gradient synchronisation when packed on the fewest nodes; a
+    placement whose collectives are slower slows that fraction (`placement.placement_speed`).
     """
 
     job_id: str
@@ -63,10 +69,28 @@ class SchedJob:
     gpus_by_type: dict[str, int] = field(default_factory=dict)
     declared: bool = True
     elastic: Elastic | None = None
+    checkpoint_interval_s: float | None = None
+    checkpoint_s: float = 0.0
+    comm_share: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.gpus < 0 or (self.gpus == 0 and self.cpu_nodes == 0):
             raise SpecError(f"job {self.job_id}: needs gpus > 0 or cpu_nodes > 0, got gpus={self.gpus}")
+        if self.checkpoint_interval_s is not None and not (
+            self.checkpoint_interval_s > 0 and math.isfinite(self.checkpoint_interval_s)
+        ):
+            interval = self.checkpoint_interval_s
+            raise SpecError(
+                f"job {self.job_id}: checkpoint_interval_s must be finite and > 0, got {interval}"
+            )
+        if not (self.checkpoint_s >= 0 and math.isfinite(self.checkpoint_s)):
+            raise SpecError(
+                f"job {self.job_id}: checkpoint_s must be finite and >= 0, got {self.checkpoint_s}"
+            )
+        if not all(0.0 <= share < 1.0 for share in self.comm_share.values()):
+            raise SpecError(
+                f"job {self.job_id}: comm_share must be in [0, 1) per type, got {self.comm_share}"
+            )
         if not self.runtime_s:
             raise SpecError(f"job {self.job_id}: no accelerator type it can run on (runtime_s is empty)")
         bad = {t: r for t, r in self.runtime_s.items() if not (r > 0 and math.isfinite(r))}
@@ -137,6 +161,18 @@ class JobState:
         return max(0.0, 1.0 - self.progress)
 
 
+def checkpoint_interval_s(job: SchedJob, failures_per_gpu_s: float) -> float:
+    """Run time between a job's checkpoints as its runtime plans them: the spec's interval, else
+    Daly's optimum for its save cost `checkpoint_s` and the MTBF of its width at the cluster's failure
+    rate (none known: the runtime planner's default job MTBF). 0 when a save costs nothing: it is
+    taken continuously, so a stop loses no work. A policy may read it (the spec and the cluster's
+    declared rate are public), as the simulator charges it."""
+    if job.checkpoint_interval_s is not None:
+        return job.checkpoint_interval_s
+    rate_per_s = failures_per_gpu_s * max(1, job.width)
+    return daly_interval_s(job.checkpoint_s, 1.0 / rate_per_s if rate_per_s else DEFAULT_JOB_MTBF_S)
+
+
 def sched_job_from_spec(
     spec: JobSpec, cluster: Cluster, job_id: str, submit_s: float, runtime_s: dict[str, float]
 ) -> SchedJob:
@@ -145,6 +181,7 @@ def sched_job_from_spec(
     `runtime_s` (the planner's estimate per type, or the walltime) restricted to those types."""
     resolution = resolve(spec, cluster)
     options = resolution.options
+    interval_s = spec.checkpoint.interval_s if spec.checkpoint else None
 
     def make(gpus: int, runtime: dict[str, float], **shape: Any) -> SchedJob:
         return SchedJob(
@@ -157,6 +194,7 @@ def sched_job_from_spec(
             priority=spec.priority,
             estimate_s=spec.walltime_s,
             sharing=spec.sharing,
+            checkpoint_interval_s=interval_s if isinstance(interval_s, float) else None,
             **shape,
         )
 

@@ -77,6 +77,24 @@ def placement_time_s(state: ClusterState, slots: tuple[Slot, ...]) -> float:
     return _placed_time_s(state.cluster, first.pool, members, leaves)
 
 
+def placement_speed(state: ClusterState, job: SchedJob, accel_type: str, slots: tuple[Slot, ...]) -> float:
+    """The fraction of its packed speed a whole-GPU gang keeps on `slots`. Its step splits into
+    compute and non-overlapped gradient sync (Sia's profiles measure `sync_time` inside `step_time`,
+    Jayaram Subramanya et al., SOSP'23); the sync share `job.comm_share[type]`, measured packed on the
+    fewest nodes, stretches by the modelled reference all-reduce time on `slots` over that on the
+    packed shape (same collective model, links and leaf switches as placement), the rest is unchanged.
+    1.0 when the job declares no sync share or the cluster's spec is unknown."""
+    share = job.comm_share.get(accel_type, 0.0)
+    if not share or state.cluster is None or len(slots) < 2 or job.is_fractional:
+        return 1.0
+    first = state.nodes[slots[0].node]
+    full, rest = divmod(len(slots), first.slots)
+    packed = (tuple(range(first.slots)),) * full + ((tuple(range(rest)),) if rest else ())
+    packed_s = _placed_time_s(state.cluster, first.pool, packed, 1)
+    stretch = max(1.0, placement_time_s(state, slots) / packed_s)
+    return 1.0 / (1.0 - share + share * stretch)
+
+
 _TIMES: dict[tuple[int, str, tuple[tuple[int, ...], ...], int], tuple[weakref.ref, float]] = {}
 
 

@@ -9,9 +9,13 @@ Events: job arrivals, completions (the true remaining work at the job's speed on
 type, slowed while it shares a GPU with other jobs, by Lucid's measured co-location speeds),
 failures (Poisson per GPU, from a failures-per-1000-GPU-month rate), round boundaries for
 round-based policies, and scheduler ticks when `tick_s` > 0 (a live service decides on its tick, not
-on each event). A failed or preempted job loses the work since its last checkpoint and pays its
-restore time when it restarts. A run that cannot end (jobs waiting with nothing left to happen, a
-clock that stops advancing, a job restarted without end) is a `LivelockError`.
+on each event). A failed or preempted job loses the work since its last checkpoint (taken at the
+interval its spec names, else at Daly's optimum for its checkpoint cost and its cluster's MTBF at its
+width; each save stalls it for its checkpoint cost) and pays its restore time when it restarts. A
+gang placed where its collectives are slower than packed on the fewest nodes (spread over nodes or
+leaf switches) runs at `placement_speed`. A
+run that cannot end (jobs waiting with nothing left to happen, a clock that stops advancing, a job
+restarted without end) is a `LivelockError`.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from suanli.sched.cluster_state import ClusterState
+from suanli.sched.cluster_state import ClusterState, Slot
 from suanli.sched.estimate import Knowledge, declare
 from suanli.sched.fractional import shared_gpu_speeds
-from suanli.sched.job import JobState, SchedJob
+from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import summarize
+from suanli.sched.placement import placement_speed
 from suanli.sched.policies.base import Policy
 from suanli.sched.scheduler import Scheduler
 from suanli.spec.cluster import Cluster
@@ -45,7 +50,7 @@ class LivelockError(SuanliError):
 class SimConfig:
     seed: int = 0
     failures_per_1k_gpu_month: float = 0.0  # e.g. 14.2 for Llama 3's 16k H100s (Dubey et al. 2024)
-    checkpoint_interval_s: float = 1800.0
+    checkpoint_interval_s: float | None = None  # None: each job's own (`job.checkpoint_interval_s`)
     utilization_samples: int = 2000
     # jobs sharing a GPU (`Sharing(mode="fraction")`) slow each other down; MIG is isolated
     colocation_interference: bool = True
@@ -89,6 +94,12 @@ class _Simulation:
         self.scheduler = Scheduler(cluster, policy)
         self.state = self.scheduler.cluster
         self.fail_rate_per_gpu_s = config.failures_per_1k_gpu_month / 1000.0 / SECONDS_PER_MONTH
+        declared_rate = self.state.cluster.failures_per_1k_gpu_month if self.state.cluster else None
+        self.planned_rate_per_gpu_s = (
+            declared_rate / 1000.0 / SECONDS_PER_MONTH if declared_rate else self.fail_rate_per_gpu_s
+        )
+        self.checkpoint_every_s: dict[str, float] = {}
+        self.run_speed: dict[str, float] = {}  # of a run before co-location: placement × checkpoint stalls
         self.events: list[tuple[float, int, int, str, int]] = []
         self.sequence = 0
         for job in sorted(jobs, key=lambda j: (j.submit_s, j.job_id)):
@@ -120,7 +131,7 @@ class _Simulation:
             is_round, is_tick, colocation_changed = self._pop_events_at(now)
             has_active = bool(self.scheduler.jobs)
             if is_round or (on_events and (is_tick or not tick_s)):
-                colocation_changed |= self._decide(now)
+                colocation_changed |= self._decide(now, is_round)
             if colocation_changed:
                 self._apply_colocation(now)
             if round_s is not None and not self.round_pending and (has_active or self.arrivals_left):
@@ -184,11 +195,24 @@ class _Simulation:
                 colocation_changed |= self._shares_gpu(job_id)
         return is_round, is_tick, colocation_changed
 
+    def _checkpoint_cycle_s(self, job_id: str) -> float:
+        """Wall time from one of a job's checkpoints to the next: its interval plus the save."""
+        cycle_s = self.checkpoint_every_s.get(job_id)
+        if cycle_s is None:
+            job = self.by_id[job_id]
+            interval_s = self.config.checkpoint_interval_s or checkpoint_interval_s(
+                job, self.planned_rate_per_gpu_s
+            )
+            cycle_s = self.checkpoint_every_s[job_id] = interval_s + job.checkpoint_s if interval_s else 0.0
+        return cycle_s
+
     def _lost_progress(self, job_id: str, now: float) -> float:
-        """Declared work done since the run's last checkpoint, taken every `checkpoint_interval_s`
-        of its run."""
+        """Declared work done since the run's last checkpoint."""
         run = self.scheduler.jobs[job_id]
-        lost_s = max(0.0, now - self.run_from[job_id]) % self.config.checkpoint_interval_s
+        cycle_s = self._checkpoint_cycle_s(job_id)
+        if not cycle_s:
+            return 0.0
+        lost_s = max(0.0, now - self.run_from[job_id]) % cycle_s
         return lost_s * self.by_id[job_id].rate(run.accel_type or "") * run.speed
 
     def _fail(self, job_id: str, now: float) -> None:
@@ -197,13 +221,13 @@ class _Simulation:
         self.version[job_id] += 1
         self.finish_version[job_id] += 1
 
-    def _decide(self, now: float) -> bool:
+    def _decide(self, now: float, at_round: bool = False) -> bool:
         """Run a scheduling pass and follow its decisions: predict each started job's finish (and
         draw its failure), invalidate a preempted one's. True if a GPU-sharing job moved."""
         colocation_changed = False
         lost = {}
-        # A round-based policy preempts at a round's end, where its jobs checkpoint (Gavel's leases).
-        if self.config.preemption_loses_work and self.policy.round_s is None:
+        # A preemption at a round's end loses nothing: its jobs checkpoint there (Gavel's leases).
+        if self.config.preemption_loses_work and not at_round:
             lost = {
                 s.job.job_id: self._lost_progress(s.job.job_id, now)
                 for s in self.scheduler.jobs.values()
@@ -223,6 +247,7 @@ class _Simulation:
                     f"policy {self.policy.name}: livelock at t={now:.0f} s: job {job_id} started"
                     f" {self.config.max_starts_per_job} times"
                 )
+            self._set_run_speed(job_id, decision.accel_type or "", decision.slots, now)
             finish_s = self._predict_finish(job_id)
             self.run_from[job_id] = self.scheduler.jobs[job_id].busy_from_s
             self._draw_failure(job_id, now, finish_s)
@@ -230,6 +255,17 @@ class _Simulation:
         if total:
             self.curve.append((now, busy / total))
         return colocation_changed
+
+    def _set_run_speed(self, job_id: str, accel_type: str, slots: tuple[Slot, ...], now: float) -> None:
+        """A started run's speed: slowed by its placement's collectives and by its checkpoint saves
+        (Daly's model: a save of `checkpoint_s` after every interval of work)."""
+        job = self.by_id[job_id]
+        cycle_s = self._checkpoint_cycle_s(job_id)
+        stalls = (cycle_s - job.checkpoint_s) / cycle_s if cycle_s else 1.0
+        speed = placement_speed(self.state, job, accel_type, slots) * stalls
+        if speed != 1.0 or job_id in self.run_speed:
+            self.run_speed[job_id] = speed
+            self.scheduler.set_speed(job_id, speed, now)
 
     def _draw_failure(self, job_id: str, now: float, finish_s: float) -> None:
         """Poisson failures per GPU: the run's first failure, if it may come before its finish."""
@@ -269,7 +305,8 @@ class _Simulation:
             if run.status == "running" and self._shares_gpu(run.job.job_id):
                 for slot in self.state.held[run.job.job_id]:
                     models_by_gpu.setdefault((slot.node, slot.gpu), []).append((run.job.job_id, run.job.app))
-        for job_id, speed in shared_gpu_speeds(models_by_gpu).items():
+        for job_id, colocated in shared_gpu_speeds(models_by_gpu).items():
+            speed = colocated * self.run_speed.get(job_id, 1.0)
             if speed != self.scheduler.jobs[job_id].speed:
                 self.scheduler.set_speed(job_id, speed, now_s)
                 self._predict_finish(job_id)

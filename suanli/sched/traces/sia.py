@@ -149,9 +149,10 @@ def packed_placement(gpus: int, per_node: int) -> tuple[int, ...]:
 
 def rigid_run(
     app: str, suffix: str, gpus: int, batch_size: int, calibrated: bool = True
-) -> tuple[float, float] | None:
-    """(isolated run time in s, steps/s) of a rigid job on Sia's profiled `suffix` nodes, packed on
-    the fewest nodes; None when the profiles cannot run it (memory or measured range).
+) -> tuple[float, float, float] | None:
+    """(isolated run time in s, steps/s, share of an iteration spent in gradient sync) of a rigid job
+    on Sia's profiled `suffix` nodes, packed on the fewest nodes; None when the profiles cannot run
+    it (memory or measured range).
     `calibrated=False` drops Sia's real-vs-simulated slowdown (Pollux's simulator has none)."""
     max_epochs, slowdown, _ = APPS[app]
     slowdown = slowdown if calibrated else 1.0
@@ -179,7 +180,7 @@ def rigid_run(
         sqr, var = prof.grad_stats(total_batch, epoch)
         gain = (var + sqr) / (var / scale + sqr)
         run_s += (prof.progress_at(epoch + 1) - prof.progress_at(epoch)) * iteration_s / gain
-    return run_s, 1.0 / iteration_s
+    return run_s, 1.0 / iteration_s, sync * slowdown / iteration_s
 
 
 def workload_path(trace: str, workload: str | int) -> Path:
@@ -239,11 +240,11 @@ def load_sia_workload(path: Path | str, calibrated: bool = True, elastic: bool =
                 raise SpecError(f"{path}:{line}: num_replicas and batch_size must be >= 1")
             shape = elastic_shape(app) if elastic else {}
             gpus = min(gpus, shape.get("gpus_max", gpus))
-            runtime, throughput = {}, {}
+            runtime, throughput, comm_share = {}, {}, {}
             for suffix, (accel, _) in PROFILED_TYPES.items():
                 run = rigid_run(app, suffix, gpus, batch, calibrated)
                 if run is not None:
-                    runtime[accel], throughput[accel] = run
+                    runtime[accel], throughput[accel], comm_share[accel] = run
             if not runtime:
                 raise SpecError(
                     f"{path}:{line}: {app} with {gpus} GPUs and batch {batch} fits no profiled GPU"
@@ -256,6 +257,8 @@ def load_sia_workload(path: Path | str, calibrated: bool = True, elastic: bool =
                     runtime_s=runtime,
                     throughput=throughput,
                     restart_overhead_s=APPS[app][2],
+                    checkpoint_s=APPS[app][2] / 2,  # Sia's rescale_time is a save plus a restore
+                    comm_share=comm_share,
                     app=app,
                     **shape,
                 )
