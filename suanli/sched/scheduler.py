@@ -13,6 +13,7 @@ from suanli.sched.estimate import Estimator, HistoryEstimator
 from suanli.sched.fractional import FULL_MILLI, share_milli
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import find_slots
+from suanli.sched.policies import use_cluster_fair_share
 from suanli.sched.policies.base import Policy, PolicyHooks, View
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
@@ -40,6 +41,8 @@ class Scheduler:
     ) -> None:
         self.cluster = cluster if isinstance(cluster, ClusterState) else ClusterState.from_cluster(cluster)
         self.policy = policy
+        if self.cluster.cluster is not None and self.cluster.cluster.fair_share is not None:
+            use_cluster_fair_share(policy, self.cluster.cluster.fair_share)
         self.estimator = estimator or HistoryEstimator()
         self.hooks = PolicyHooks.of(policy)
         self.jobs: dict[str, JobState] = {}  # pending and running

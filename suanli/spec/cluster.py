@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.base import Spec
 from suanli.spec.node import NodeType
+from suanli.spec.units import parse_duration_s
 
 
 class Fabric(Spec):
@@ -20,6 +21,29 @@ class Fabric(Spec):
     hop_latency_us: float = Field(default=0.7, gt=0, description="per switch hop incl. cable, µs")
     switch_radix: int = Field(default=64, ge=4)
     in_network_reduction: bool = Field(default=False, description="SHARP-style reduction in the switches")
+
+
+class FairShare(Spec):
+    """Slurm-style fair share (its `fairshare=` per account and `PriorityDecayHalfLife`): each
+    queue's due share of the cluster's use, as relative weights, and how fast past use is forgotten.
+    A service YAML that gives any queue a `fair_share` replaces `queues` as a whole (the operator's
+    running configuration wins); the half-life is read from here either way."""
+
+    queues: dict[str, float] = Field(default_factory=dict, description="queue → its share (a weight > 0)")
+    usage_half_life_s: float = Field(default=7 * 24 * 3600.0, gt=0, alias="usage_half_life")
+
+    @field_validator("queues")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = next((q for q, share in value.items() if not share > 0), None)
+        if bad is not None:
+            raise ValueError(f"queue {bad!r}: a share must be > 0, got {value[bad]}")
+        return value
+
+    @field_validator("usage_half_life_s", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration_s(value)
 
 
 class Pool(Spec):
@@ -41,6 +65,7 @@ class Cluster(Spec):
     node_types: list[NodeType] = Field(default_factory=list, description="node types defined inline")
     accelerators: list[Accelerator] = Field(default_factory=list, description="accelerators defined inline")
     failures_per_1k_gpu_month: float | None = Field(default=None, ge=0)
+    fair_share: FairShare | None = Field(default=None, description="queues' shares and usage half-life")
     price_per_gpu_hour: dict[str, float] = Field(
         default_factory=dict, description="pool name → price, for cost"
     )

@@ -305,3 +305,57 @@ def test_interference_leaves_exclusive_workloads_unchanged(rows, policy):
     ]
     on, off = ({s.job.job_id: (s.finish_s, s.accel_type, s.starts) for s in r.jobs} for r in runs)
     assert on == off
+
+
+CLUSTER_WITH_SHARES = """\
+name: two-tenants
+pools:
+  - {name: h100, node_type: hgx-h100, nodes: 1}
+fair_share:
+  usage_half_life: 1d
+  queues: {big: 3, small: 1}
+"""
+
+
+def test_the_small_tenant_waits_at_most_its_fair_share_from_the_cluster_yaml(tmp_path):
+    """The cluster file gives the big tenant 3 shares and the small one 1 (2 of the 8 GPUs). The big
+    tenant keeps the node full with a stream of 1-hour 4-GPU jobs; the small one's 4-hour 2-GPU job
+    fits its due, so it is next in line and starts within one of the big jobs' run time (as soon as
+    one ends, or at once by preemption). Without shares, shortest-first keeps it behind the stream."""
+    from suanli.spec import Cluster, load
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CLUSTER_WITH_SHARES)
+    cluster = load(Cluster, path)
+    big = [job(f"big{i}", 600.0 * i, 4, {"h100-sxm": 3600.0}, queue="big") for i in range(60)]
+    jobs = [*big, job("small", 3600.0, 2, {"h100-sxm": 4 * 3600.0}, queue="small")]
+    config = SimConfig(estimate_error=0.0)
+
+    def wait_s(cluster: Cluster, policy) -> float:
+        run = simulate(cluster, policy, jobs, config)
+        small = next(s for s in run.jobs if s.job.job_id == "small")
+        return small.first_start_s - small.job.submit_s
+
+    policy = make_policy("suanli")
+    assert wait_s(cluster, policy) <= 3600.0
+    assert policy.fair_shares == {"big": 3.0, "small": 1.0} and policy.usage_half_life_s == 86_400.0
+    unshared = cluster.model_copy(update={"fair_share": None})
+    assert wait_s(unshared, make_policy("suanli")) > 4 * 3600.0
+    # The service YAML's shares, when it gives any, win as a whole; the half-life still comes from here.
+    from_service = make_policy("suanli", {"big": 1.0, "small": 1.0})
+    simulate(cluster, from_service, jobs[:3], config)
+    assert (
+        from_service.fair_shares == {"big": 1.0, "small": 1.0} and from_service.usage_half_life_s == 86_400.0
+    )
+    # A policy without fair share runs the same cluster file, ignoring the shares.
+    assert simulate(cluster, make_policy("fifo"), jobs[:3], config).metrics["jobs_finished"] == 3
+
+
+def test_a_bad_fair_share_in_the_cluster_yaml_is_one_line(tmp_path):
+    from suanli.spec import Cluster, load
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text(CLUSTER_WITH_SHARES.replace("small: 1", "small: 0"))
+    with pytest.raises(SpecError, match=r"fair_share.queues.*queue 'small': a share must be > 0") as caught:
+        load(Cluster, path)
+    assert "\n" not in str(caught.value)

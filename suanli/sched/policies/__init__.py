@@ -10,6 +10,7 @@ from suanli.sched.policies.ftf import FinishTimeFairness
 from suanli.sched.policies.gavel import Gavel
 from suanli.sched.policies.suanli import SuanliPolicy
 from suanli.sched.policies.tiresias import Tiresias
+from suanli.spec.cluster import FairShare
 from suanli.spec.errors import SpecError
 
 POLICIES: dict[str, type[Policy]] = {
@@ -34,4 +35,17 @@ def make_policy(name: str, fair_shares: dict[str, float] | None = None) -> Polic
     return policy
 
 
-__all__ = ["POLICIES", "Hook", "Policy", "View", "make_policy"]
+def use_cluster_fair_share(policy: Policy, declared: FairShare) -> None:
+    """The cluster YAML's fair share on a policy that has one: its queues' shares unless the service
+    YAML already gave some (`make_policy`; those win as a whole, shares being relative weights), and
+    its usage half-life. A policy without fair share ignores it: the cluster file describes the
+    centre, whichever policy runs it."""
+    if not hasattr(policy, "fair_shares"):
+        return
+    if not policy.fair_shares:
+        policy.fair_shares = dict(declared.queues)
+    if hasattr(policy, "usage_half_life_s"):
+        policy.usage_half_life_s = declared.usage_half_life_s
+
+
+__all__ = ["POLICIES", "Hook", "Policy", "View", "make_policy", "use_cluster_fair_share"]
