@@ -155,6 +155,21 @@ def elementwise_bytes(model: ModelSpec, tokens: float, tp: int, sequence_paralle
     return tokens * BYTES_16BIT * (hidden_side + 2 * q_k + activation)
 
 
+def eager_elementwise_bytes(
+    model: ModelSpec, tokens: float, tp: int, sequence_parallel: bool, ffn: float
+) -> float:
+    """The same forward kernels run unfused, op by op, as PyTorch eager mode does them (torchtitan's
+    RMSNorm, complex RoPE and SwiGLU modules, counted per element read + written): an RMSNorm upcasts
+    to fp32, squares, averages, scales, casts back and multiplies by its weight (36 bytes per hidden
+    element against 4 fused); RoPE upcasts Q and K, multiplies by the complex frequencies and casts
+    back (20 against 4); SwiGLU writes silu(gate) before multiplying (10 per FFN unit against 6);
+    the residual adds are the same (6)."""
+    h = model.hidden
+    hidden_side = (2 * 36 * h + 2 * 6 * h) / (tp if sequence_parallel else 1)
+    q_k = (model.n_heads + model.kv_heads) * model.dim_per_head / tp
+    return tokens * (hidden_side + 20 * q_k + 10 * ffn)
+
+
 def attention_time_s(
     model: ModelSpec, tokens: float, seq_len: int, tp: int, hw: Hardware
 ) -> tuple[float, float]:
@@ -181,6 +196,7 @@ def layer_time(
     recompute: str,
     hw: Hardware,
     expert_time_s: float = 0.0,
+    eager: bool = False,
 ) -> LayerTime:
     """One layer, one micro-batch of `tokens` tokens per rank (b·s/cp), on one TP rank.
 
@@ -199,7 +215,8 @@ def layer_time(
         ffn = model.ffn_hidden / tp
     linear = sum(gemm_time_s(m, n, k, hw, fp8=hw.fp8) for m, n, k in gemms) + expert_time_s
     attn_fwd, attn_bwd = attention_time_s(model, tokens, seq_len, tp, hw)
-    traffic = elementwise_bytes(model, tokens, tp, sequence_parallel, ffn)
+    kernels = eager_elementwise_bytes if eager else elementwise_bytes
+    traffic = kernels(model, tokens, tp, sequence_parallel, ffn)
     overhead = kernel_overhead_s()
     if moe is not None:
         routed = tokens / tp if sequence_parallel else tokens

@@ -456,8 +456,16 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
     dp = n_gpus // (tp * pp * cp)
     if _number(row, "dp") and int(_number(row, "dp") or 0) != dp:
         assumptions.append(f"dp = n_gpus/(tp·pp·cp) = {dp} (row says {int(_number(row, 'dp') or 0)})")
+    stack = infer_stack(row)
     micro = _number(row, "micro_batch")
-    if micro is None:
+    local_batch = int(_number(row, "global_batch") or 0) // dp
+    if micro is None and stack == "torchtitan" and pp > 1 and local_batch % pp == 0 and local_batch >= pp:
+        micro = local_batch // pp
+        assumptions.append(
+            f"micro_batch not given: {micro}, torchtitan's default of as many micro-batches as pipeline "
+            "stages (experimental.pipeline_parallel_microbatches)"
+        )
+    elif micro is None:
         micro = 1
         assumptions.append("micro_batch not given: assumed 1")
     notes = row.get("notes") or ""
@@ -471,11 +479,20 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
     recompute: Recompute = next((m for m in ("full", "selective") if recompute_text.startswith(m)), "none")
     if recompute_text in ("yes", "true", "on", "1", "activation checkpointing"):
         recompute = "full"
-    stack = infer_stack(row)
     if stack == STACK_AGNOSTIC:
         assumptions.append("software stack not named: the stack-agnostic calibration")
     zero, zero_note = row_zero_stage(notes, stack)
+    if zero == 3 and pp > 1 and stack == "torchtitan":
+        zero = 1
+        zero_note += (
+            "; under PP torchtitan's FSDP keeps parameters and gradients unsharded across micro-batches "
+            "(reshard_after_forward 'default' is off with PP, the schedule reduce-scatters after the last "
+            "micro-batch): ZeRO-1 memory and traffic"
+        )
     assumptions.append(zero_note)
+    eager = bool(re.search(r"\beager\b", notes.lower()))
+    if eager:
+        assumptions.append("element-wise kernels unfused: PyTorch eager mode (from the notes)")
     try:
         layout = Layout(
             tp=tp,
@@ -515,7 +532,9 @@ def parse_row(raw: dict[str, str]) -> RunCase | list[str]:
     case = RunCase(
         id=row.get("id") or "?",
         model=model,
-        work=Workload(int(_number(row, "seq_len") or 0), int(_number(row, "global_batch") or 0), precision),
+        work=Workload(
+            int(_number(row, "seq_len") or 0), int(_number(row, "global_batch") or 0), precision, eager
+        ),
         layout=layout,
         accelerator=accelerator,
         cluster=cluster,

@@ -52,6 +52,7 @@ class Workload:
     seq_len: int
     global_batch: int
     precision: str = "bf16"
+    eager: bool = False  # element-wise ops unfused (PyTorch eager, no torch.compile / fused kernels)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def stage_cost(
             layout.recompute,
             hw,
             experts,
+            work.eager,
         )
         compute += count * t.total_s / efficiency
         forward += count * t.forward_s / efficiency
