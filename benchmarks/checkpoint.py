@@ -45,10 +45,14 @@ from pathlib import Path
 
 CHUNK_BYTES = 4 << 20
 TENSOR_BYTES = 32 << 20
+# Matrices, not flat vectors: DCP plans a DTensor shard with an index tensor as long as its sharded
+# dimension (torch 2.13), which for 8M-element vectors costs more CPU than writing them.
+HIDDEN = 4096
 RANKS_PER_NODE = 2
 MATMUL = 384  # the stand-in step: MATMUL^3 multiply-adds, repeated
 KILL_STATE_BYTES = 64 << 20
 KILL_STEPS = 400
+PERSIST_SAVES = 3
 PRE_STEPS = 4  # undisturbed steps before each save, whose median is that save's baseline
 HOST_IDLE_STEP_S = 0.25  # --host-idle: an emulated accelerator step, the host cores free meanwhile
 
@@ -67,6 +71,7 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
 
     from suanli.ft.checkpoint.agent import AGENT_DIR_ENV
     from suanli.ft.checkpoint.engine import CheckpointEngine
+    from suanli.ft.checkpoint.memory_tier import address_file
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -76,11 +81,12 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
     async_group = dist.new_group(backend="gloo")  # async_save's collectives run beside the main thread's
     local_bytes = total_bytes // world
     count = max(1, local_bytes // TENSOR_BYTES)
-    elements = local_bytes // count // 4
+    rows = max(1, local_bytes // count // 4 // HIDDEN)
 
     def sharded(value: float) -> DTensor:
+        """A weight matrix whose rows are sharded over the ranks, as FSDP shards dim 0."""
         return DTensor.from_local(
-            torch.full((elements,), value, dtype=torch.float32), mesh, [Shard(0)], run_check=False
+            torch.full((rows, HIDDEN), value, dtype=torch.float32), mesh, [Shard(0)], run_check=False
         )
 
     state = {
@@ -113,6 +119,21 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
         dist.all_gather_object(gathered, value)
         return max(gathered)
 
+    def total(value: float) -> float:
+        gathered = [0.0] * world
+        dist.all_gather_object(gathered, value)
+        return sum(gathered)
+
+    def agents_cpu_s() -> float:
+        """CPU seconds the node agents have used so far (they receive the replicas)."""
+        used = 0.0
+        for node in range(world // RANKS_PER_NODE):
+            pid = json.loads(address_file(agent_dir, node).read_text())["pid"]
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return used
+
     def anyone(flag: bool) -> bool:
         gathered = [False] * world
         dist.all_gather_object(gathered, flag)
@@ -120,20 +141,21 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
 
     chunk = os.urandom(CHUNK_BYTES)
 
-    def disk_rate_gb_s() -> float:
-        """The disk's own sequential write rate, all ranks at once, each its share then fsync."""
+    def disk_rate_gb_s() -> tuple[float, float]:
+        """The disk's own sequential write rate, all ranks at once, each its share then fsync; and
+        the CPU seconds that took (all ranks: the kernel's page-cache copy and writeback)."""
         dist.barrier()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         with open(folder / f"sequential-{rank}.bin", "wb") as handle:
             for _ in range(state_bytes // CHUNK_BYTES):
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
+        cpu_s = total(time.thread_time() - cpu)
         elapsed = slowest(time.perf_counter() - start)
         (folder / f"sequential-{rank}.bin").unlink()
-        return world * (state_bytes // CHUNK_BYTES) * CHUNK_BYTES / elapsed / 1e9
+        return world * (state_bytes // CHUNK_BYTES) * CHUNK_BYTES / elapsed / 1e9, cpu_s
 
-    disk_before = disk_rate_gb_s()
     for _ in range(3):  # warm-up
         train_step()
 
@@ -166,10 +188,17 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
             os.fsync(handle.fileno())
 
     measured: dict[str, list[tuple[float, float]]] = {}
+    torch_save_cpu_s: list[float] = []
+
+    def torch_save_costed(path: Path) -> None:
+        cpu = time.thread_time()
+        torch.save(local, path)
+        torch_save_cpu_s.append(time.thread_time() - cpu)
+
     for repeat in range(saves):
         path = folder / f"torch-save-{rank}.pt"
         measured.setdefault("torch_save", []).append(
-            time_lost(lambda path=path: torch.save(local, path), lambda: False)
+            time_lost(lambda path=path: torch_save_costed(path), lambda: False)
         )
         measured.setdefault("torch_save_fsync", []).append(
             time_lost(lambda path=path: (torch.save(local, path), fsync_path(path)), lambda: False)
@@ -217,15 +246,31 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
         engine.wait()
         if step > 2:
             ours[overlap].append((blocking_s, lost_s))
-    # Persist throughput the way the disk rate is measured: nothing else running in the job.
+    # Persist throughput the way the disk rate is measured, nothing else running in the job, each
+    # save between two samples of the disk's own rate (which drifts by several times over a run).
     persist = []
-    for _ in range(2):
+    costs = []  # the background work of each persist save on this rank, by component
+    disk = [disk_rate_gb_s()]
+    agents_cpu_before_s = agents_cpu_s() if rank == 0 else 0.0
+    for _ in range(PERSIST_SAVES):
         step += 1
         dist.barrier()
         start = time.perf_counter()
         engine.save(step, state)
         engine.wait()
-        persist.append(slowest(time.perf_counter() - start))
+        costs.append(engine.costs())
+        persist.append(slowest(costs[-1]["commit"].finished_s - start))  # published on disk
+        disk.append(disk_rate_gb_s())
+    if rank == 0:
+        results["ours_agents_cpu_s_per_save"] = (agents_cpu_s() - agents_cpu_before_s) / len(costs)
+    for component in ("copy", "checksum", "replica", "disk_write", "commit", "prune"):
+        for measure in ("cpu_s", "wall_s"):
+            mean_s = statistics.mean(getattr(c[component], measure) if component in c else 0.0 for c in costs)
+            # CPU seconds add up over ranks (they share the cores); wall: the slowest rank
+            results[f"ours_{component}_{measure}_per_save"] = (
+                total(mean_s) if measure == "cpu_s" else slowest(mean_s)
+            )
+    results["torch_save_cpu_s_per_save"] = total(statistics.mean(torch_save_cpu_s))
     for overlap, name in ((False, "ours_in_loop_copy"), (True, "ours_overlapped_copy")):
         results[f"{name}_blocking_s"] = statistics.mean(v[0] for v in ours[overlap])
         results[f"{name}_lost_s"] = statistics.mean(v[1] for v in ours[overlap])
@@ -236,9 +281,9 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
     results["ours_lost_s"] = results[f"{chosen}_lost_s"]
     results["ours_persist_s"] = statistics.mean(persist)
     results["ours_persist_gb_s"] = world * state_bytes / results["ours_persist_s"] / 1e9
-    disk_after = disk_rate_gb_s()
-    results["disk_write_before_gb_s"], results["disk_write_after_gb_s"] = disk_before, disk_after
-    results["disk_write_gb_s"] = (disk_before + disk_after) / 2
+    results["disk_write_before_gb_s"], results["disk_write_after_gb_s"] = disk[0][0], disk[-1][0]
+    results["disk_write_gb_s"] = statistics.mean(rate for rate, _ in disk)
+    results["disk_write_cpu_s"] = statistics.mean(cpu_s for _, cpu_s in disk)
     results["baseline_step_s"] = statistics.median(baselines)
 
     for part in state.values():

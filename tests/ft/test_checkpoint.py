@@ -143,6 +143,33 @@ def test_disk_round_trip_resumes_identically_and_keeps_last_n(tmp_path):
     assert [fresh_step() for _ in range(3)] == expected
 
 
+def test_the_writer_records_each_files_checksum_and_plain_dcp_reads_it_back(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemReader
+
+    from suanli.ft.checkpoint.storage import crc32_of
+
+    state = {
+        "w": torch.randn(1000, 3),
+        "half": torch.arange(7, dtype=torch.bfloat16),
+        "ids": torch.arange(5, dtype=torch.int64),
+        "empty": torch.empty(0),
+        "extra": {"epoch": 3, "name": "run"},
+    }
+    storage = LocalStorage(tmp_path)
+    writer = storage.writer("step-1")
+    dcp.save(state, storage_writer=writer, no_dist=True)
+    assert writer.checksums  # one entry per shard file, nothing unchecked
+    for name, recorded in writer.checksums.items():
+        assert recorded == crc32_of(storage.read_chunks("step-1", name))
+
+    loaded = {key: torch.zeros_like(value) for key, value in state.items() if isinstance(value, torch.Tensor)}
+    loaded["extra"] = {"epoch": 0, "name": ""}
+    dcp.load(loaded, storage_reader=FileSystemReader(tmp_path / "step-1"), no_dist=True)
+    assert all(torch.equal(loaded[key], state[key]) for key in ("w", "half", "ids", "empty"))
+    assert loaded["extra"] == state["extra"]
+
+
 def test_fresh_start_returns_none(tmp_path):
     state, _ = _training()
     assert CheckpointEngine(tmp_path / "empty").load(state) is None

@@ -29,7 +29,10 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +98,16 @@ def _crc32(buffer: torch.Tensor) -> int:
     return crc32(as_bytes(buffer))
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one component of a save took on this rank: wall seconds, the CPU seconds of its thread,
+    and when it finished (`time.perf_counter()`)."""
+
+    wall_s: float
+    cpu_s: float
+    finished_s: float
+
+
 class CheckpointEngine:
     """Asynchronous, tiered checkpoints for one rank. Every rank of the job creates one (collectively).
 
@@ -136,12 +149,14 @@ class CheckpointEngine:
         )
         self._host_buffer = HostBuffer()
         self._shared_slots = SharedSlots()
-        # Disk and replica run side by side: neither waits for the other.
+        # Disk and replica have a thread each; a save that goes to both reaches the peer after its
+        # disk write (`_replicate`).
         self._to_disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-disk-rank{rank}")
         self._to_peers = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-peers-rank{rank}")
         self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ckpt-copy-rank{rank}")
         self._copying: Future | None = None
         self._pending: list[Future] = []
+        self._costs: dict[str, Cost] = {}
         self._warned_no_agent = False
         if rank == 0:
             mf.remove_partials(self.storage)
@@ -158,6 +173,7 @@ class CheckpointEngine:
         `wait_for_snapshot()` before anything changes the state (before the optimizer step).
         """
         self.wait()
+        self._costs = {}
         plain = _state_dicts(state)
         reserved: list[int] = []
         snapshot, buffer, live = prepare(plain, lambda nbytes: self._acquire(nbytes, reserved))
@@ -167,11 +183,13 @@ class CheckpointEngine:
         self._copying = copied
         if not overlap:
             self.wait_for_snapshot()
-        if slot is not None or self._peer is not None:
-            self._pending.append(self._to_peers.submit(self._replicate, copied, step, snapshot, buffer, slot))
+        disk = None
         if step % self.disk_every == 0:
+            disk = self._to_disk.submit(self._persist_to_disk, copied, step, snapshot, buffer, live)
+            self._pending.append(disk)
+        if slot is not None or self._peer is not None:
             self._pending.append(
-                self._to_disk.submit(self._persist_to_disk, copied, step, snapshot, buffer, live)
+                self._to_peers.submit(self._replicate, copied, disk, step, snapshot, buffer, slot)
             )
 
     def wait_for_snapshot(self) -> float:
@@ -182,6 +200,23 @@ class CheckpointEngine:
         start = time.perf_counter()
         copying.result()
         return time.perf_counter() - start
+
+    def costs(self) -> dict[str, Cost]:
+        """The background work of the last save by component, as far as it has run: 'copy' (into
+        the staging buffer), 'checksum' (CRC-32 sealing the memory snapshot), 'replica' (sending it
+        to the peer node's agent), 'disk_write' (DCP shards, their checksums, fsync), 'commit'
+        (manifest, rename) and, on rank 0, 'prune' (older checkpoints deleted). The agents' own
+        work (receiving a replica) is not included."""
+        return dict(self._costs)
+
+    @contextmanager
+    def _costing(self, component: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            now = time.perf_counter()
+            self._costs[component] = Cost(now - wall, time.thread_time() - cpu, now)
 
     def busy(self) -> bool:
         """Whether a save is still copying or persisting (and so competing with training)."""
@@ -215,7 +250,8 @@ class CheckpointEngine:
         slot: int | None,
         ready: torch.Event | None,
     ) -> None:
-        copy_tensors(snapshot, buffer, live, ready)
+        with self._costing("copy"):
+            copy_tensors(snapshot, buffer, live, ready)
         if slot is not None:
             assert self._local is not None  # only the local agent hands out slots (_acquire)
             try:
@@ -226,18 +262,34 @@ class CheckpointEngine:
             self._warned_no_agent = False
 
     def _replicate(
-        self, copied: Future, step: int, snapshot: Snapshot, buffer: torch.Tensor, slot: int | None
+        self,
+        copied: Future,
+        disk: Future | None,
+        step: int,
+        snapshot: Snapshot,
+        buffer: torch.Tensor,
+        slot: int | None,
     ) -> None:
-        """Checksum the staged snapshot for the local agent, then copy it to the peer node's agent."""
+        """Checksum the staged snapshot for the local agent, then copy it to the peer node's agent.
+
+        When the save also goes to disk, the peer copy starts once the disk write is over (done
+        or failed): both would otherwise share the same cores and network, and the durable copy
+        comes first. Until then the peer still holds this rank's previous snapshot.
+        """
         copied.result()
-        crc = _crc32(buffer)
+        with self._costing("checksum"):
+            crc = _crc32(buffer)
         if slot is not None:
             local = self._local
             assert local is not None  # only the local agent hands out slots (_acquire)
             self._try(lambda: local.seal(self.rank, slot, step, crc), "seal local snapshot")
         if self._peer is not None:
+            if disk is not None:
+                futures.wait([disk])
             meta = snapshot.to_meta_bytes()
-            self._try(lambda: self._peer.put(self.rank, step, meta, buffer, crc), "replicate to peer")
+            peer = self._peer
+            with self._costing("replica"):
+                self._try(lambda: peer.put(self.rank, step, meta, buffer, crc), "replicate to peer")
 
     def _try(self, action, what: str) -> None:
         try:
@@ -252,10 +304,17 @@ class CheckpointEngine:
         staged = staged_state(snapshot, buffer, live)
         directory = mf.partial_name(step)
         writer = self.storage.writer(directory)
-        with warnings.catch_warnings():
+        with self._costing("disk_write"), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.save(staged, storage_writer=writer, process_group=self._group, no_dist=not self._distributed)
-        checksums = {name.removesuffix(".tmp"): value for name, value in writer.checksums.items()}
+        with self._costing("commit"):
+            self._commit(step, directory, writer.checksums)
+        if self.rank == 0:  # after every rank has its answer, so that none waits for the deletions
+            with self._costing("prune"):
+                mf.prune(self.storage, self.keep_last)
+
+    def _commit(self, step: int, directory: str, checksums: dict[str, tuple[int, int]]) -> None:
+        """Rank 0 writes the manifest of every rank's shards and publishes the directory."""
         every_rank = self._all_gather(checksums)
         error = None
         if self.rank == 0:
@@ -264,7 +323,6 @@ class CheckpointEngine:
                 merged[mf.METADATA_FILE] = mf.crc32_of(self.storage.read_chunks(directory, mf.METADATA_FILE))
                 mf.write_manifest(self.storage, directory, mf.new_manifest(step, self.world_size, merged))
                 self.storage.commit(directory, mf.checkpoint_name(step))
-                mf.prune(self.storage, self.keep_last)
             except OSError as failure:
                 error = f"{self.storage.describe(directory)}: could not commit ({failure})"
         error = self._broadcast(error)
