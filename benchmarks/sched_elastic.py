@@ -14,6 +14,7 @@ Philly/Saturn (Jayaram Subramanya et al., SOSP'23; `datasets/traces/sia/SOURCE.m
 Each cell is one simulation written to its own JSON file in --out, so runs resume and shard:
 
     .venv/bin/python benchmarks/sched_elastic.py [--shard 0/2] [--budget-s 3000] [--traces philly,saturn]
+        [--setups elastic,"gavel (elastic jobs)"]
     .venv/bin/python benchmarks/sched_elastic.py --table
 """
 
@@ -49,9 +50,10 @@ KEYS = ("avg_jct_h", "p99_jct_h", "makespan_h", "worst_ftf_rho", "restarts_per_j
 Cell = tuple[str, int, str]
 
 
-def cells(traces: list[str]) -> Iterator[Cell]:
-    for trace in traces:
-        for setup in SETUPS:
+def cells(traces: list[str], setups: list[str]) -> Iterator[Cell]:
+    """Setup by setup (the elastic runs first), trace by trace."""
+    for setup in setups:
+        for trace in traces:
             for n in WORKLOADS[trace]:
                 yield trace, n, setup
 
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--shard", default="0/1", help="i/k: run every k-th cell from the i-th")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting cells after this")
     parser.add_argument("--traces", default="philly,saturn,newtrace", help="comma-separated, in run order")
+    parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated, in run order")
     parser.add_argument("--table", action="store_true", help="print the tables of the cells done")
     args = parser.parse_args()
     if args.table:
@@ -119,7 +122,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     index, count = (int(x) for x in args.shard.split("/"))
     started = time.perf_counter()
-    for i, cell in enumerate(cells(args.traces.split(","))):
+    for i, cell in enumerate(cells(args.traces.split(","), args.setups.split(","))):
         path = path_of(args.out, cell)
         if i % count != index or path.exists():
             continue
