@@ -18,12 +18,14 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from statistics import mean, median
 
 from suanli.perf.calibration import lookup
 from suanli.perf.fit import (
     Evaluated,
+    Factor,
     calibration_yaml,
     cross_validate,
     fit_factors,
@@ -37,8 +39,12 @@ from suanli.spec.datasets import dataset_path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = "training_runs/training_runs.csv"  # under datasets/
 DEFAULT_HELDOUT = "training_runs/heldout_runs.csv"
-# Issue 13's figures for the same publications, quoted, not rerun here.
-BASELINES = "Calculon: 32 % median error (as quoted in issue 13); llm-analysis: not run here"
+# Calculon is not on PyPI: issue 13's figure for the same publications, quoted, not rerun here.
+# llm-analysis is run on the same rows by benchmarks/planner_baselines.py (the `compare` extra).
+BASELINES = (
+    "Calculon: 32 % median error (as quoted in issue 13, not rerun); llm-analysis: "
+    "benchmarks/planner_baselines.py"
+)
 CALIBRATION = REPO / "suanli" / "calibration" / "perf_fitted.yaml"
 
 
@@ -48,7 +54,7 @@ def shown(path: Path) -> str:
     return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
-def summarise(rows: list[Evaluated], key) -> list[str]:  # type: ignore[no-untyped-def]
+def summarise(rows: list[Evaluated], key: Callable[[Evaluated], str]) -> list[str]:
     groups: dict[str, list[float]] = {}
     for row in rows:
         groups.setdefault(key(row), []).append(row.abs_pct_error)
@@ -128,7 +134,7 @@ def median_of_sources(rows: list[Evaluated]) -> float:
     return median(median(errors) for errors in groups.values())
 
 
-def heldout_section(heldout: Path, factors: list) -> list[str]:  # type: ignore[type-arg]
+def heldout_section(heldout: Path, factors: list[Factor]) -> list[str]:
     """Runs of publications the factors never saw, predicted with the factors fitted on all rows."""
     cases, skipped = load_cases(heldout)
     table = {(f.accelerator, f.stack): f.efficiency for f in factors}
