@@ -116,6 +116,7 @@ class _Simulation:
         self.version: dict[str, int] = {}  # of a job's run: start, preempt and failure bump it
         self.finish_version: dict[str, int] = {}  # of its predicted finish: also bumped by speed changes
         self.run_from: dict[str, float] = {}
+        self.run_rate: dict[str, float] = {}  # declared work per second of a job's current (or last) run
         self.rejected: dict[str, str] = {}
         self.arrivals_left = len(jobs)
         self.round_pending = self.tick_pending = False
@@ -207,13 +208,12 @@ class _Simulation:
         return cycle_s
 
     def _lost_progress(self, job_id: str, now: float) -> float:
-        """Declared work done since the run's last checkpoint."""
-        run = self.scheduler.jobs[job_id]
+        """Declared work done since the run's last checkpoint (the run just stopped or is stopping)."""
         cycle_s = self._checkpoint_cycle_s(job_id)
         if not cycle_s:
             return 0.0
         lost_s = max(0.0, now - self.run_from[job_id]) % cycle_s
-        return lost_s * self.by_id[job_id].rate(run.accel_type or "") * run.speed
+        return lost_s * self.run_rate[job_id]
 
     def _fail(self, job_id: str, now: float) -> None:
         """The job loses the work since its last checkpoint and is queued again."""
@@ -225,22 +225,17 @@ class _Simulation:
         """Run a scheduling pass and follow its decisions: predict each started job's finish (and
         draw its failure), invalidate a preempted one's. True if a GPU-sharing job moved."""
         colocation_changed = False
-        lost = {}
         # A preemption at a round's end loses nothing: its jobs checkpoint there (Gavel's leases).
-        if self.config.preemption_loses_work and not at_round:
-            lost = {
-                s.job.job_id: self._lost_progress(s.job.job_id, now)
-                for s in self.scheduler.jobs.values()
-                if s.status == "running"
-            }
+        loses_work = self.config.preemption_loses_work and not at_round
         for decision in self.scheduler.tick(now):
             job_id = decision.job_id
             self.version[job_id] = self.version.get(job_id, 0) + 1
             colocation_changed |= self._shares_gpu(job_id)
             if decision.action == "preempt":  # a resize restarts from a checkpoint taken to move
                 self.finish_version[job_id] += 1
-                state = self.scheduler.jobs[job_id]
-                state.progress = max(0.0, state.progress - lost.get(job_id, 0.0))
+                if loses_work:
+                    state = self.scheduler.jobs[job_id]
+                    state.progress = max(0.0, state.progress - self._lost_progress(job_id, now))
                 continue
             if self.scheduler.jobs[job_id].starts > self.config.max_starts_per_job:
                 raise LivelockError(
@@ -250,6 +245,9 @@ class _Simulation:
             self._set_run_speed(job_id, decision.accel_type or "", decision.slots, now)
             finish_s = self._predict_finish(job_id)
             self.run_from[job_id] = self.scheduler.jobs[job_id].busy_from_s
+            self.run_rate[job_id] = (
+                self.by_id[job_id].rate(decision.accel_type or "") * self.scheduler.jobs[job_id].speed
+            )
             self._draw_failure(job_id, now, finish_s)
         busy, total = self.state.busy_accelerators()
         if total:
@@ -309,6 +307,9 @@ class _Simulation:
             speed = colocated * self.run_speed.get(job_id, 1.0)
             if speed != self.scheduler.jobs[job_id].speed:
                 self.scheduler.set_speed(job_id, speed, now_s)
+                self.run_rate[job_id] = (
+                    self.by_id[job_id].rate(self.scheduler.jobs[job_id].accel_type or "") * speed
+                )
                 self._predict_finish(job_id)
 
     def _finish_time_s(self, job_id: str) -> float:
