@@ -132,8 +132,9 @@ def megatron_args(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int,
 
 def torchtitan_toml(plan: Plan, model: ModelSpec, seq_len: int, global_batch: int, precision: str) -> str:
     """A torchtitan job config (TOML) for the plan. torchtitan shards with FSDP: ZeRO-3 maps to
-    data_parallel_shard_degree, ZeRO-2 to the same without resharding after the forward, lower
-    stages to replicated data parallelism."""
+    data_parallel_shard_degree (resharding after every forward, also under PP where torchtitan's
+    default keeps parameters gathered), ZeRO-2 to the same without resharding after the forward,
+    lower stages to replicated data parallelism."""
     layout = plan.layout
     sharded = layout.zero_stage >= 2
     shard = layout.dp if sharded else 1
@@ -156,7 +157,8 @@ def torchtitan_toml(plan: Plan, model: ModelSpec, seq_len: int, global_batch: in
         "[parallelism]",
         f"data_parallel_replicate_degree = {replicate}",
         f"data_parallel_shard_degree = {shard}",
-        f'fsdp_reshard_after_forward = "{"default" if layout.zero_stage == 3 else "never"}"',
+        # ZeRO-3 as costed reshards after every forward; torchtitan's "default" would not under PP
+        f'fsdp_reshard_after_forward = "{"always" if layout.zero_stage == 3 else "never"}"',
         f"tensor_parallel_degree = {layout.tp}",
         f"pipeline_parallel_degree = {layout.pp}",
         f"context_parallel_degree = {layout.cp}",

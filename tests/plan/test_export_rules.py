@@ -122,6 +122,9 @@ def test_torchtitan_exports_pass_its_parallel_dims_rules():
     llama = torchtitan_toml(meta_405b(zero_stage=2), LLAMA, 8192, 2048, "bf16")
     assert torchtitan_violations(llama, 16384, LLAMA.n_layers) == []
     assert tomllib.loads(llama)["parallelism"]["fsdp_reshard_after_forward"] == "never"  # ZeRO-2
+    # ZeRO-3 under PP: torchtitan's "default" would keep parameters gathered (ZeRO-1-like memory)
+    zero3 = torchtitan_toml(meta_405b(zero_stage=3), LLAMA, 8192, 2048, "bf16")
+    assert tomllib.loads(zero3)["parallelism"]["fsdp_reshard_after_forward"] == "always"
 
 
 def test_a_plan_that_breaks_a_rule_is_refused_with_the_rule():
