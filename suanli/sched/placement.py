@@ -100,6 +100,8 @@ _TIMES: dict[tuple[int, str, tuple[tuple[int, ...], ...], int], tuple[weakref.re
 
 def _placed_time_s(cluster: Cluster, pool: str, members: tuple[tuple[int, ...], ...], leaves: int) -> float:
     """Memoised per (cluster object, pool, members, leaves): a simulation prices the same shapes often."""
+    if _symmetric(cluster, pool):  # any k GPUs of such a node price alike: one key per shape
+        members = tuple(sorted(tuple(range(len(gpus))) for gpus in members))
     key = (id(cluster), pool, members, leaves)
     hit = _TIMES.get(key)
     if hit is not None and hit[0]() is cluster:
@@ -113,6 +115,12 @@ def _placed_time_s(cluster: Cluster, pool: str, members: tuple[tuple[int, ...], 
     return time_s
 
 
+def _symmetric(cluster: Cluster, pool: str) -> bool:
+    """Every accelerator of the pool's nodes reaches every other through one switch at one
+    bandwidth (`comm.links.intra_graph`), so which GPUs of a node a gang takes never matters."""
+    return cluster.node_type_of(pool).topology.kind == "nvswitch"
+
+
 def _alternatives(state: ClusterState, need: int, node_ids: list[int]) -> list[tuple[Slot, ...]]:
     nodes = state.nodes
     assert state.cluster is not None
@@ -123,10 +131,11 @@ def _alternatives(state: ClusterState, need: int, node_ids: list[int]) -> list[t
         if node.whole_free < need:
             continue
         free = tuple(g for g, milli in enumerate(node.free_milli) if milli == FULL_MILLI)
-        if (node.pool, free) in seen:
+        symmetric = _symmetric(state.cluster, node.pool)  # its nodes' candidates all tie: one is enough
+        if (node.pool, () if symmetric else free) in seen:
             continue
-        seen.add((node.pool, free))
-        gpus = best_members(state.cluster.node_type_of(node.pool), free, need)
+        seen.add((node.pool, () if symmetric else free))
+        gpus = free[:need] if symmetric else best_members(state.cluster.node_type_of(node.pool), free, need)
         result.append(tuple(Slot(i, g) for g in gpus))
     if result:
         return result
