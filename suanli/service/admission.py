@@ -4,6 +4,7 @@ hold it. Everything here runs before the job is written, so a rejected job leave
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from pydantic import Field
 from suanli.port.platform import admit_script
 from suanli.sched.launch import slice_grant
 from suanli.service.executors.base import Placement
-from suanli.service.store import NAME_MAX
+from suanli.service.store import NAME_MAX, POOL_MAX
 from suanli.spec import Cluster, JobSpec, NodeType, Pool, SpecError
 from suanli.spec.base import Spec
 from suanli.spec.request import resolve
@@ -62,6 +63,31 @@ class ServiceConfig(Spec):
 
 
 THIS_MACHINE = "local"  # the default cluster's name, pool and node type
+
+
+ENGINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # a partition, GRES type or Ray resource
+# nodes in one cluster file: more than any machine built (Fugaku has 158,976 A64FX nodes, RIKEN R-CCS)
+# and few enough for the scheduler's model of every node
+MAX_CLUSTER_NODES = 200_000
+
+
+def check_cluster(cluster: Cluster, source: str) -> Cluster:
+    """A cluster file the service can run, beyond its schema: pool names the store holds, engine names
+    that go unquoted into an `#SBATCH` line or a Ray resource, a node count the scheduler can model."""
+    for i, pool in enumerate(cluster.pools):
+        if len(pool.name) > POOL_MAX:
+            raise SpecError(f"{source}: pools[{i}].name: {len(pool.name)} characters, at most {POOL_MAX}")
+        for field in ("partition", "gres_type"):
+            value = getattr(pool, field)
+            if value is not None and not ENGINE_NAME.fullmatch(value):
+                raise SpecError(
+                    f"{source}: pools[{i}].{field}: {value!r} is not a name an engine takes "
+                    "(a letter or digit, then letters, digits, _ . -)"
+                )
+    total = sum(pool.nodes for pool in cluster.pools)
+    if total > MAX_CLUSTER_NODES:
+        raise SpecError(f"{source}: pools: {total} nodes in all, at most {MAX_CLUSTER_NODES:,}")
+    return cluster
 
 
 def local_cluster() -> Cluster:

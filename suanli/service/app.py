@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 from suanli.service import metrics
-from suanli.service.admission import ServiceConfig, admit, local_cluster
+from suanli.service.admission import ServiceConfig, admit, check_cluster, local_cluster
 from suanli.service.controller import Controller
 from suanli.service.executors import Executor, build_executor
 from suanli.service.leader import leadership_for
@@ -84,7 +84,11 @@ class Settings:
 
 def build_controller(settings: Settings) -> Controller:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    cluster = load(Cluster, settings.cluster_file) if settings.cluster_file else local_cluster()
+    cluster = (
+        check_cluster(load(Cluster, settings.cluster_file), settings.cluster_file.name)
+        if settings.cluster_file
+        else local_cluster()
+    )
     if settings.simulate_speedup:
         from suanli.service.executors.simulated import EventClock, SimulatedClock, SimulatedExecutor
 

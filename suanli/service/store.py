@@ -50,6 +50,7 @@ class Base(DeclarativeBase):
 
 
 NAME_MAX = 200  # the longest job name the jobs table holds
+POOL_MAX = 100  # the longest pool name the pool samples hold
 ID_MAX = 2**31 - 1  # the largest job id (PostgreSQL's INTEGER)
 ANONYMOUS = "anonymous"  # the submitter of a job sent without a token the service maps to a user
 
@@ -123,7 +124,7 @@ class PoolSampleRow(Base):
     __tablename__ = "pool_samples"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[float] = mapped_column(Float, index=True)
-    pool: Mapped[str] = mapped_column(String(100))
+    pool: Mapped[str] = mapped_column(String(POOL_MAX))
     allocated: Mapped[float] = mapped_column(Float)
     total: Mapped[float] = mapped_column(Float)
 

@@ -61,6 +61,8 @@ def field_path(loc: tuple[Any, ...]) -> str:
             path += f"[{part}]"
         elif str(part).startswith(("function-", "tagged-union", "union[")):
             continue
+        elif not str(part).isprintable() or not str(part):  # a key like '\r' keeps the message on one line
+            path += f"[{str(part)!r}]"
         else:
             path += f".{part}" if path else str(part)
     return path or "(top level)"
