@@ -227,8 +227,8 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
             for name in (f"dcp-{repeat}", f"async-{repeat}"):
                 shutil.rmtree(folder / name)
     for key, values in measured.items():
-        results[f"{key}_blocking_s"] = statistics.mean(v[0] for v in values)
-        results[f"{key}_lost_s"] = statistics.mean(v[1] for v in values)
+        results[f"{key}_blocking_s"] = statistics.median(v[0] for v in values)
+        results[f"{key}_lost_s"] = statistics.median(v[1] for v in values)
 
     node, nodes = rank // RANKS_PER_NODE, world // RANKS_PER_NODE
     engine = CheckpointEngine(
@@ -272,17 +272,17 @@ def _measure_worker(out: Path, total_bytes: int, saves: int, rss_saves: int, hos
             )
     results["torch_save_cpu_s_per_save"] = total(statistics.mean(torch_save_cpu_s))
     for overlap, name in ((False, "ours_in_loop_copy"), (True, "ours_overlapped_copy")):
-        results[f"{name}_blocking_s"] = statistics.mean(v[0] for v in ours[overlap])
-        results[f"{name}_lost_s"] = statistics.mean(v[1] for v in ours[overlap])
+        results[f"{name}_blocking_s"] = statistics.median(v[0] for v in ours[overlap])
+        results[f"{name}_lost_s"] = statistics.median(v[1] for v in ours[overlap])
     # what the runtime's CopyModeChoice does on a CPU: use the mode that lost less time per save
     chosen = min(("ours_in_loop_copy", "ours_overlapped_copy"), key=lambda n: results[f"{n}_lost_s"])
     results["ours_mode"] = chosen
     results["ours_blocking_s"] = results[f"{chosen}_blocking_s"]
     results["ours_lost_s"] = results[f"{chosen}_lost_s"]
-    results["ours_persist_s"] = statistics.mean(persist)
+    results["ours_persist_s"] = statistics.median(persist)
     results["ours_persist_gb_s"] = world * state_bytes / results["ours_persist_s"] / 1e9
     results["disk_write_before_gb_s"], results["disk_write_after_gb_s"] = disk[0][0], disk[-1][0]
-    results["disk_write_gb_s"] = statistics.mean(rate for rate, _ in disk)
+    results["disk_write_gb_s"] = statistics.median(rate for rate, _ in disk)
     results["disk_write_cpu_s"] = statistics.mean(cpu_s for _, cpu_s in disk)
     results["baseline_step_s"] = statistics.median(baselines)
 
@@ -440,7 +440,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="where checkpoints go (default: temp)")
     args = parser.parse_args()
     total_gb = args.total_gb if args.total_gb is not None else (0.512 if args.quick else 2.0)
-    saves = args.saves or (1 if args.quick else 3)
+    saves = args.saves or (3 if args.quick else 5)
     rss_saves = args.rss_saves or (12 if args.quick else 100)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
 

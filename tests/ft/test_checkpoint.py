@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from suanli.ft.checkpoint import manifest as mf
 from suanli.ft.checkpoint.agent import start_agent
 from suanli.ft.checkpoint.engine import CheckpointEngine
 from suanli.ft.checkpoint.manifest import CheckpointError
-from suanli.ft.checkpoint.memory_tier import SlotTable
+from suanli.ft.checkpoint.memory_tier import AgentClient, SlotTable
 from suanli.ft.checkpoint.replica import holders, replica_node
 from suanli.ft.checkpoint.staging import HostBuffer, flatten, stage, staged_state, unflatten
 from suanli.ft.checkpoint.state import DataPosition, ModelState, OptimizerState, RNGState
@@ -393,6 +394,52 @@ def test_a_restarted_agent_adopts_sealed_snapshots_and_frees_the_rest(tmp_path):
     assert adopted.steps(0) == [4]
     assert adopted.find(0, 4).crc32 == 1234 and adopted.find(0, 4).meta == b"meta"
     assert sorted(p.name for p in folder.iterdir()) == [f"rank0-slot{sealed}", f"rank0-slot{sealed}.json"]
+
+
+class _GatedStorage(LocalStorage):
+    """Holds every publish until the test opens the gate; fails it instead when told to."""
+
+    def __init__(self, root, fail: bool = False) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+        self.fail = fail
+
+    def commit(self, partial_name: str, name: str) -> None:
+        assert self.gate.wait(timeout=60)
+        if self.fail:
+            raise OSError("disk full")
+        super().commit(partial_name, name)
+
+
+@pytest.mark.parametrize("disk_fails", [False, True])
+def test_the_peer_copy_of_a_save_follows_its_disk_write_even_a_failed_one(tmp_path, disk_fails):
+    agents = tmp_path / "agents"
+    started = [start_agent(node, agents) for node in (0, 1)]
+    try:
+        storage = _GatedStorage(tmp_path / "ckpt", fail=disk_fails)
+        engine = CheckpointEngine(storage, node_id=0, nodes=2, agent_dir=agents)
+        peer = AgentClient(agents, 1)
+        engine.save(1, {"w": torch.arange(1000.0)})
+        engine.wait_for_snapshot()
+        time.sleep(0.3)  # ample time for a replica that did not wait
+        assert peer.steps(0) == [] and "replica" not in engine.costs()
+        storage.gate.set()
+        if disk_fails:
+            with pytest.raises(CheckpointError, match="disk full"):
+                engine.wait()
+        else:
+            engine.wait()
+        assert peer.steps(0) == [1]
+        costs = engine.costs()
+        assert costs["replica"].finished_s > costs["disk_write"].finished_s
+        assert {"copy", "checksum", "replica", "disk_write", "commit"} <= set(costs)
+        assert ("prune" in costs) is not disk_fails  # nothing is deleted for a save that failed
+        assert all(c.wall_s >= 0 and c.cpu_s >= 0 for c in costs.values())
+        engine.close()
+    finally:
+        for agent in started:
+            agent.terminate()
+            agent.wait(timeout=30)
 
 
 def test_without_an_agent_saves_still_reach_disk(tmp_path):

@@ -333,6 +333,7 @@ class CheckpointEngine:
         """Block until this rank's last save is fully persisted; re-raise its error if it failed."""
         self.wait_for_snapshot()
         pending, self._pending = self._pending, []
+        futures.wait(pending)  # all of them, so that no failure leaves another one running
         for future in pending:
             future.result()
 
