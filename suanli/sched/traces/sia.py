@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from typing import Any
 
 import numpy as np
 from scipy.interpolate import LinearNDInterpolator
@@ -240,6 +241,8 @@ def load_sia_workload(path: Path | str, calibrated: bool = True, elastic: bool =
                 raise SpecError(f"{path}:{line}: num_replicas and batch_size must be >= 1")
             shape = elastic_shape(app) if elastic else {}
             gpus = min(gpus, shape.get("gpus_max", gpus))
+            shape = elastic_shape(app) if elastic else {}
+            gpus = min(gpus, shape.get("gpus_max", gpus))
             runtime, throughput, comm_share = {}, {}, {}
             for suffix, (accel, _) in PROFILED_TYPES.items():
                 run = rigid_run(app, suffix, gpus, batch, calibrated)
@@ -258,7 +261,8 @@ def load_sia_workload(path: Path | str, calibrated: bool = True, elastic: bool =
                     throughput=throughput,
                     restart_overhead_s=APPS[app][2],
                     checkpoint_s=APPS[app][2] / 2,  # Sia's rescale_time is a save plus a restore
-                    comm_share=comm_share,
+                    # an elastic job's measured goodput already depends on its actual placement
+                    comm_share={} if elastic else comm_share,
                     app=app,
                     **shape,
                 )
