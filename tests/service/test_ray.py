@@ -178,3 +178,35 @@ def test_two_stores_on_one_ray_never_take_each_others_runs(make_service, ray_add
     assert [d["state"] for d in done] == ["succeeded", "succeeded"]
     assert done[0]["engine_id"] != done[1]["engine_id"]
     assert [f"store {i}" in s.get("/jobs/1/logs").text for i, s in enumerate(services)] == [True, True]
+
+
+def test_discover_writes_the_ray_node_table_as_a_cluster_the_service_runs_on(
+    make_service, ray_address, tmp_path
+):
+    """`suanli cluster discover --executor ray`: this module's Ray (one node, 2 CPUs, custom resources
+    h100: 2 and a100: 2) becomes two pools of the catalog's accelerators, each asking Ray for its own
+    resource; a job for two H100s runs on it through `suanli up --cluster`."""
+    from typer.testing import CliRunner
+
+    from suanli.cli import app
+    from suanli.service.discover import ray_nodes
+
+    wait_for(lambda: ray_nodes(ray_address), 30)  # a Ray just started lists its node a moment later
+    path = tmp_path / "discovered.yaml"
+    result = CliRunner().invoke(
+        app, ["cluster", "discover", "--executor", "ray", "--ray-address", ray_address, "-o", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    cluster = load(Cluster, path)
+    found = {
+        pool.name: (pool.gres_type, pool.nodes, cluster.node_type_of(pool.name).accelerator)
+        for pool in cluster.pools
+    }
+    assert found == {"h100": ("h100", 1, "h100-sxm"), "a100": ("a100", 1, "a100-sxm-80gb")}
+    assert {cluster.node_type_of(p.name).accelerators_per_node for p in cluster.pools} == {2}
+    service = make_service(executor="ray", executor_options={"address": ray_address}, cluster_file=path)
+    body = "name: on-h100\nrun: echo on $SUANLI_POOL\nresources: {accelerators: H100:2}\n"
+    job = service.post("/jobs", content=body).json()
+    done = wait_state(service, job["id"], {"succeeded", "failed"}, 90)
+    assert done["state"] == "succeeded" and done["placement"]["pool"] == "h100"
+    assert "on h100" in service.get(f"/jobs/{job['id']}/logs").text
