@@ -1,7 +1,8 @@
 """Checkpoint engine benchmark: training time lost per save, blocking, persist rate, recovery, memory.
 
-One sharded state (DTensors over a 4-rank gloo mesh, like FSDP) of --total-gb, emulating 2 nodes x
-2 ranks with one supervised checkpoint agent per node. Every rank runs a stand-in training step
+One sharded state (weight matrices as DTensors whose rows are sharded over a 4-rank gloo mesh, as
+under FSDP) of --total-gb, emulating 2 nodes x 2 ranks with one supervised checkpoint agent per
+node. Every rank runs a stand-in training step
 (single-threaded matmuls) so that what a save costs the steps around it can be measured:
 
 - **time lost per save** = blocking + the signed extra time of the following steps over the
@@ -9,11 +10,14 @@ One sharded state (DTensors over a 4-rank gloo mesh, like FSDP) of --total-gb, e
   is done (at least one step);
   measured the same way for `torch.save` (each rank its shard, with and without its CRC-32),
   DCP `save`, DCP `async_save` and ours (in-loop copy and overlapped copy; "ours" is the mode the
-  runtime's `CopyModeChoice` picks, the cheaper one);
+  runtime's `CopyModeChoice` picks, the cheaper one); the median of --saves saves per method;
 - blocking time alone (the "stall") for the same methods;
-- our persist throughput (save start until committed on disk, with replica traffic and checksums,
-  no training running, as for the disk rate) against the disk's own sequential write rate,
-  sampled before and after and averaged;
+- our persist throughput (save start until committed on disk, with checksums, no training
+  running, as for the disk rate) against the disk's own sequential write rate, sampled before and
+  after each of the persist saves (the median of both);
+- the CPU seconds of each part of a save's background work (all ranks, and the agents receiving
+  replicas) beside those of `torch.save`: where every core trains, their ratio is the floor of
+  the time lost per save;
 - restore time from the agents' memory; resident memory over --rss-saves saves (memory tiers);
 - steps lost after a real SIGKILL of a random rank at a random moment of a running job that saves
   every step (the job restarts under the launcher and reports the step it restored).
