@@ -449,7 +449,7 @@ class Controller:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             (run.run_dir / "job.yaml").write_text(dump_yaml(run.spec))
             if run.spec.run is None:
-                config = train_config(run.spec, run.run_dir, job.plan)
+                config = train_config(run.spec, run.run_dir, placement.plan or job.plan)
                 (run.run_dir / "train.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
             engine_id = self.executor.submit(run)
         except Exception as exc:  # whatever the engine raises fails this job, not the control plane

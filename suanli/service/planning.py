@@ -9,6 +9,7 @@ from typing import Any
 
 from suanli.service.executors.base import Placement
 from suanli.spec import Cluster, JobSpec
+from suanli.spec.errors import PlanInfeasible
 
 _MODULES = {"plan": "suanli.plan.search", "runtime": "suanli.runtime.train"}
 
@@ -21,11 +22,12 @@ def planner_available(which: str) -> bool:
 
 
 def search_plans(
-    spec: JobSpec, cluster: Cluster, objective: str = "time", top: int = 3
+    spec: JobSpec, cluster: Cluster, objective: str = "time", top: int = 3, heterogeneous: bool = True
 ) -> list[dict[str, Any]]:
     from suanli.plan.search import search
 
-    return [plan.model_dump(mode="json") for plan in search(spec, cluster, objective=objective, top=top)]
+    plans = search(spec, cluster, objective=objective, top=top, heterogeneous=heterogeneous)
+    return [plan.model_dump(mode="json") for plan in plans]
 
 
 def plannable(spec: JobSpec) -> bool:
@@ -34,18 +36,24 @@ def plannable(spec: JobSpec) -> bool:
 
 
 def plan_job(spec: JobSpec, cluster: Cluster) -> dict[str, Any] | None:
-    """The best plan for a model-training job on accelerators, or None when there is nothing to
-    plan (a command, a CPU job) or no planner. A job no plan can fit is PlanInfeasible."""
+    """The best single-pool plan for a model-training job on accelerators, or None when there is
+    nothing to plan (a command, a CPU job) or no planner. The scheduler places a gang on one pool, so
+    a plan across pools is never launched: a job only such a plan fits is PlanInfeasible."""
     if not plannable(spec) or not planner_available("plan"):
         return None
-    return search_plans(spec, cluster, "time", 1)[0]  # search raises PlanInfeasible rather than find none
+    try:
+        return search_plans(spec, cluster, "time", 1, heterogeneous=False)[0]
+    except PlanInfeasible as exc:
+        raise PlanInfeasible(
+            f"plan: no plan on one pool fits (the service runs a gang on one pool): {exc}"
+        ) from None
 
 
 def with_runtimes(spec: JobSpec, cluster: Cluster, candidates: list[Placement]) -> list[Placement]:
-    """The candidates with the planner's predicted time to train on each (declared work ÷ the
-    throughput of the best layout of that many accelerators of that pool): the per-type run times
-    the simulator's policies read (`suanli.sched.estimate`). Unchanged when nothing is planned; a
-    candidate no layout fits keeps None (the scheduler falls back to the walltime)."""
+    """The candidates with the planner's best plan on each (that many accelerators of that pool: what
+    a run placed there trains with) and its predicted time to train (declared work ÷ its throughput):
+    the per-type run times the simulator's policies read (`suanli.sched.estimate`). Unchanged when
+    nothing is planned; a candidate no layout fits keeps None (the scheduler falls back to the walltime)."""
     if not plannable(spec) or not planner_available("plan"):
         return candidates
     from suanli.plan.search import best_plan_on_pool
@@ -53,5 +61,11 @@ def with_runtimes(spec: JobSpec, cluster: Cluster, candidates: list[Placement]) 
     planned = []
     for candidate in candidates:
         plan = best_plan_on_pool(spec, cluster, candidate.pool, candidate.accelerators)
-        planned.append(dataclasses.replace(candidate, runtime_s=plan.time_to_train_s if plan else None))
+        planned.append(
+            dataclasses.replace(
+                candidate,
+                runtime_s=plan.time_to_train_s if plan else None,
+                plan=plan.model_dump(mode="json") if plan else None,
+            )
+        )
     return planned

@@ -145,6 +145,8 @@ class SuanliScheduler:
                 runtime_s=template.runtime_s,
                 restart_overhead_s=template.restart_overhead_s,
                 throughput=template.throughput,
+                plan=template.plan,
+                nodelist=[node for node, _ in decision.placement],
             )
             decisions.append(Decision(job_id, placement))
         return decisions

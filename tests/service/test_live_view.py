@@ -10,10 +10,11 @@ import pytest
 
 from suanli.service.admission import ServiceConfig, admit, local_cluster
 from suanli.service.controller import Controller
-from suanli.service.planning import with_runtimes
+from suanli.service.planning import plan_job, search_plans, with_runtimes
 from suanli.service.scheduling import DEFAULT_POLICY, SuanliScheduler
 from suanli.service.store import Store
 from suanli.spec import Cluster, JobSpec, SpecError, load
+from suanli.spec.errors import PlanInfeasible
 from tests.service.conftest import REPO
 
 TWO_POOLS = REPO / "tests" / "service" / "data" / "two-pools.yaml"
@@ -40,8 +41,26 @@ def test_a_job_with_alternatives_goes_to_the_faster_pool_then_to_the_other():
     pools = []
     for job_id in (1, 2, 3):
         scheduler.submit(job_id, spec, candidates, float(job_id))
-        pools.append([d.placement.pool for d in scheduler.tick(float(job_id)) if d.placement])
+        placed = [d.placement for d in scheduler.tick(float(job_id)) if d.placement]
+        pools.append([p.pool for p in placed])
+        # the run trains with the plan of the pool and count it got, on the nodes the scheduler chose
+        assert all(p.plan and (p.plan["pool"], p.plan["gpus"]) == (p.pool, 2) for p in placed)
+        assert all(p.nodelist == [f"{p.pool}-0"] and p.node_indices() == [0] for p in placed)
     assert pools == [["h100"], ["a100"], []]  # the third waits: both pools are full
+
+
+def test_a_plan_across_pools_is_never_what_a_gang_on_one_pool_runs():
+    """The planner's best plan for llama3.1-8b on {A100: 2, H100: 2} pipelines over both pools (4
+    GPUs); the scheduler places a gang on one pool, so the service keeps the best one-pool plan, and a
+    job no one-pool plan fits is refused with the planner's reason."""
+    cluster = load(Cluster, TWO_POOLS)
+    spec = JobSpec.model_validate({**EITHER, "model": "llama3.1-8b"})
+    assert search_plans(spec, cluster, "time", 1)[0]["pool"] is None  # across pools
+    stored = plan_job(spec, cluster)
+    assert stored is not None and (stored["pool"], stored["gpus"]) == ("h100", 2)
+    too_big = JobSpec.model_validate({**EITHER, "model": "llama2-13b"})
+    with pytest.raises(PlanInfeasible, match=r"^plan: no plan on one pool fits .*needs ≥ 0\.23 TB"):
+        plan_job(too_big, cluster)
 
 
 def test_pending_jobs_keep_submit_order_and_numeric_ids_across_a_restart(tmp_path: Path):

@@ -29,6 +29,8 @@ def test_simulated_centre_schedules_and_drains(make_service):
         "runtime_s": None,  # a command job: the scheduler assumed its walltime
         "restart_overhead_s": 0.0,
         "throughput": None,
+        "plan": None,
+        "nodelist": [f"h100-{i}" for i in range(32)],
     }
     pools = {p["name"]: p for p in service.get("/nodes").json()["pools"]}
     assert pools["h100"]["accelerators_allocated"] == 256

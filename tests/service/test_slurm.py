@@ -132,9 +132,10 @@ def test_batch_script_has_nodes_gres_time_and_pass_through(tmp_path):
         "slurm": {"ntasks-per-node": 8, "exclusive": "", "time": "00:30:00"},
     }
     run = _run(tmp_path, spec, Placement("h100", 2, 16, "h100-sxm", 32))
-    script = batch_script(run, EnginePool(partition="gpu", resource="h100"))
+    script = batch_script(run, EnginePool(partition="gpu", resource="h100"), ["gpu-node3", "gpu-node7"])
     header = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert "#SBATCH --nodes=2" in header
+    assert "#SBATCH --nodelist=gpu-node3,gpu-node7" in header  # the nodes the scheduler chose
     assert "#SBATCH --gres=gpu:h100:8" in header
     assert "#SBATCH --cpus-per-task=32" in header
     assert "#SBATCH --mem=500G" in header
@@ -211,6 +212,7 @@ def test_a_two_pool_cluster_goes_out_as_partitions_and_gres_types(make_service, 
         executor="slurm", executor_options={"slurm_conf": slurm_conf}, cluster_file=TWO_POOLS
     )
     body = yaml.safe_dump({**EITHER, "run": "sleep 8"})
+    host = socket.gethostname().split(".")[0]
     first = service.post("/jobs", content=body).json()
     assert wait_state(service, first["id"], {"running"}, 30)["placement"]["pool"] == "h100"
     second = service.post("/jobs", content=body).json()
@@ -219,14 +221,20 @@ def test_a_two_pool_cluster_goes_out_as_partitions_and_gres_types(make_service, 
     for job, pool in ((first, "h100"), (second, "a100")):
         script = (tmp_path / "data" / "runs" / str(job["id"]) / "1" / "job.sbatch").read_text()
         assert f"#SBATCH --partition={pool}" in script and f"#SBATCH --gres=gpu:{pool}:2" in script
+        assert f"#SBATCH --nodelist={host}" in script  # node 0 of the pool is the partition's node
         engine_id = service.get(f"/jobs/{job['id']}").json()["engine_id"]
-        queued = subprocess.run(
-            ["squeue", "-h", "-t", "all", "-j", engine_id, "-o", "%P %b"],
-            env=env,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        assert queued[0] == pool and queued[1].endswith(f"{pool}:2"), queued
+
+        def queued(engine_id: str = engine_id) -> list[str] | None:
+            out = subprocess.run(
+                ["squeue", "-h", "-t", "all", "-j", engine_id, "-o", "%P %b %N"],
+                env=env,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            return out if len(out) == 3 else None  # the node list once Slurm has started it
+
+        partition, gres, node = wait_for(queued, 30)
+        assert (partition, node) == (pool, host) and gres.endswith(f"{pool}:2")
     for job in (first, second):
         assert wait_state(service, job["id"], {"succeeded", "failed"}, 60)["state"] == "succeeded"
 

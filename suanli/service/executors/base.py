@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from suanli.spec import Cluster, JobSpec
 
@@ -33,9 +33,17 @@ class Placement:
     runtime_s: float | None = None  # the planner's predicted time to train here (None: not planned)
     restart_overhead_s: float = 0.0  # what each (re)start here costs before progress (a trace's figure)
     throughput: float | None = None  # a profiled throughput table's entry for this type (Gavel's input)
+    plan: dict[str, Any] | None = (
+        None  # the planner's best plan on this pool and count: what the run trains with
+    )
+    nodelist: list[str] = field(default_factory=list)  # the scheduler's names of the nodes it chose (pool-i)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+    def node_indices(self) -> list[int]:
+        """The chosen nodes' places in their pool (the scheduler names them `pool-i`)."""
+        return [int(name.rsplit("-", 1)[1]) for name in self.nodelist]
 
 
 @dataclass

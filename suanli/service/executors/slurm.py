@@ -39,10 +39,12 @@ def slurm_time(seconds: float) -> str:
     return f"{days}-{hours:02d}:{minutes:02d}:00"
 
 
-def sbatch_options(run: Run, engine: EnginePool | None = None) -> dict[str, str]:
+def sbatch_options(
+    run: Run, engine: EnginePool | None = None, hosts: list[str] | None = None
+) -> dict[str, str]:
     """The `#SBATCH` options for a run; `engine` names its pool's partition and GRES type (else the
-    GRES type is the accelerator's slug and the site's default partition takes it); the job's
-    `slurm:` entries override the generated ones."""
+    GRES type is the accelerator's slug and the site's default partition takes it); `hosts` are the
+    Slurm nodes the scheduler chose (`--nodelist`); the job's `slurm:` entries override the rest."""
     placement, spec = run.placement, run.spec
     options = {
         "job-name": run.key,
@@ -63,12 +65,15 @@ def sbatch_options(run: Run, engine: EnginePool | None = None) -> dict[str, str]
         options["time"] = slurm_time(spec.walltime_s)
     if engine:
         options["partition"] = engine.partition
+    if hosts:
+        options["nodelist"] = ",".join(hosts)
     options.update({key: str(value) for key, value in spec.slurm.items()})
     return options
 
 
-def batch_script(run: Run, engine: EnginePool | None = None) -> str:
-    header = "\n".join(f"#SBATCH --{key}={value}" for key, value in sbatch_options(run, engine).items())
+def batch_script(run: Run, engine: EnginePool | None = None, hosts: list[str] | None = None) -> str:
+    options = sbatch_options(run, engine, hosts)
+    header = "\n".join(f"#SBATCH --{key}={value}" for key, value in options.items())
     return f"#!/bin/bash\n{header}\n\n{job_script(sliced_run(run, 'slurm'))}"
 
 
@@ -87,6 +92,22 @@ class SlurmExecutor:
         self.pools = engine_pools(cluster) if cluster else {}
         self.default = EnginePool(partition, None) if partition else None
         self.env = {**os.environ, **({"SLURM_CONF": str(slurm_conf)} if slurm_conf else {})}
+        self._hosts: dict[str, list[str]] = {}
+
+    def hosts_of(self, run: Run, engine: EnginePool | None) -> list[str] | None:
+        """The Slurm nodes of the scheduler's choice: node i of a pool is the i-th node `sinfo` lists
+        for its partition. None (Slurm picks) without a cluster file, or when the partition has fewer
+        nodes than the pool's file says."""
+        indices = run.placement.node_indices()
+        if engine is None or run.placement.pool not in self.pools or not indices:
+            return None
+        if engine.partition not in self._hosts:
+            listed = self._run("sinfo", "-h", "-N", "-p", engine.partition, "-o", "%N")
+            self._hosts[engine.partition] = (
+                sorted(set(listed.stdout.split())) if listed.returncode == 0 else []
+            )
+        hosts = self._hosts[engine.partition]
+        return [hosts[i] for i in indices] if max(indices) < len(hosts) else None
 
     def _run(self, *command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         try:
@@ -99,7 +120,8 @@ class SlurmExecutor:
     def submit(self, run: Run) -> str:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         script = run.run_dir / "job.sbatch"
-        script.write_text(batch_script(run, self.pools.get(run.placement.pool, self.default)))
+        engine = self.pools.get(run.placement.pool, self.default)
+        script.write_text(batch_script(run, engine, self.hosts_of(run, engine)))
         result = self._run("sbatch", "--parsable", str(script), cwd=run.run_dir)
         if result.returncode != 0:
             raise ExecutorError(f"sbatch: {one_line(result.stderr or result.stdout) or 'refused the job'}")
