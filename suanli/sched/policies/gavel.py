@@ -27,6 +27,11 @@ def gavel_allocation(
     jobs, types = throughput.shape
     if jobs == 0:
         return np.zeros((0, types))
+    if (
+        objective == "max_sum"
+        and (plain := _everyone_on_their_best_type(throughput, gpus, capacity)) is not None
+    ):
+        return plain
     allowed = throughput > 0
     n = jobs * types
     row_job = np.zeros((jobs, n))
@@ -62,6 +67,24 @@ def gavel_allocation(
         bounds=[*bounds, (0.0, None)],
     )
     return x[:n].reshape(jobs, types)
+
+
+def _everyone_on_their_best_type(
+    throughput: np.ndarray, gpus: np.ndarray, capacity: np.ndarray
+) -> np.ndarray | None:
+    """The max-sum optimum without the LP when it is plain: every job has one best type and all of
+    them fit there at once. Each job then gets its largest possible term, so X = 1 on that type is
+    the only optimum. None otherwise (ties or contention: the LP decides)."""
+    best = throughput.argmax(axis=1)
+    rows = np.arange(len(best))
+    top = throughput[rows, best]
+    if not np.all(top > 0) or np.any(np.sum(throughput == top[:, None], axis=1) > 1):
+        return None
+    if np.any(np.bincount(best, weights=gpus, minlength=len(capacity)) > capacity):
+        return None
+    allocation = np.zeros_like(throughput, dtype=float)
+    allocation[rows, best] = 1.0
+    return allocation
 
 
 def _solve(objective: str, c: np.ndarray, **constraints: Any) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""One live scheduler tick at scale: a `Scheduler` over 16,384 H100s (2,048 HGX nodes, the
+1,024-GPU example's fabric) with 20,000 jobs queued or running, as the service drives it.
+
+The jobs are the first 20,000 of the Philly list (their GPU counts and durations), all submitted at
+t = 0. The first tick starts every job that fits ("fill"). Each following tick, one minute later, sees
+what a live service sees between two passes: one running job finished and one new job arrived; a
+round-based policy's pass falls on its round boundary every `round_s` (those ticks are timed apart).
+
+    .venv/bin/python benchmarks/sched_live_tick.py [--policies fifo,suanli] [--ticks 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+from suanli.sched.policies import make_policy
+from suanli.sched.scheduler import Scheduler
+from suanli.sched.traces.philly import load_philly
+from suanli.spec import Cluster, load
+
+POLICIES = "fifo,backfill,tiresias,gavel,ftf,suanli"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--policies", default=POLICIES)
+    parser.add_argument("--nodes", type=int, default=2048, help="HGX H100 nodes (8 GPUs each)")
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--ticks", type=int, default=30)
+    args = parser.parse_args()
+    base = load(Cluster, "examples/clusters/hgx-h100-1024.yaml")
+    pools = [{"name": "h100", "node_type": "hgx-h100", "nodes": args.nodes}]
+    cluster = Cluster.model_validate(base.model_dump() | {"name": "live", "pools": pools})
+    trace = load_philly(None, ["h100-sxm"], args.jobs + args.ticks)
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    for name in args.policies.split(","):
+        scheduler = Scheduler(cluster, make_policy(name))
+        for job in trace[: args.jobs]:
+            scheduler.submit(job)
+        started = time.perf_counter()
+        scheduler.tick(0.0)
+        fill_ms = (time.perf_counter() - started) * 1e3
+        running = [s for s in scheduler.jobs.values() if s.status == "running"]
+        steady, rounds = [], []
+        round_s = scheduler.policy.round_s
+        for i in range(args.ticks):
+            now_s = 60.0 * (i + 1)
+            if running:
+                scheduler.job_finished(running.pop().job.job_id, now_s)
+            scheduler.submit(trace[args.jobs + i])
+            started = time.perf_counter()
+            decisions = scheduler.tick(now_s)
+            elapsed_ms = (time.perf_counter() - started) * 1e3
+            is_round = round_s is not None and now_s % round_s == 0
+            (rounds if is_round else steady).append(elapsed_ms)
+            running += [scheduler.jobs[d.job_id] for d in decisions if d.action == "start"]
+        busy = sum(1 for s in scheduler.jobs.values() if s.status == "running")
+        line = (
+            f"{name}: {len(scheduler.jobs)} jobs ({busy} running) on {args.nodes * 8} GPUs;"
+            f" fill tick {fill_ms:.0f} ms; tick median {statistics.median(steady):.1f} ms,"
+            f" max {max(steady):.1f} ms"
+        )
+        if rounds:
+            line += f"; round ticks median {statistics.median(rounds):.1f} ms, max {max(rounds):.1f} ms"
+        print(line + f"; load {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
