@@ -44,7 +44,8 @@ def main() -> None:
         scheduler.tick(0.0)
         fill_ms = (time.perf_counter() - started) * 1e3
         running = [s for s in scheduler.jobs.values() if s.status == "running"]
-        steady, rounds = [], []
+        steady: list[float] = []
+        rounds: list[float] = []
         round_s = scheduler.policy.round_s
         for i in range(args.ticks):
             now_s = 60.0 * (i + 1)
