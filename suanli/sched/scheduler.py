@@ -52,6 +52,7 @@ class Scheduler:
         self.decision_s: list[float] = []
         self._changed = True  # a job arrived, ended, failed or was cancelled since the last pass
         self._next_round_s = -math.inf
+        self.wake_s = math.inf  # when the policy asked for its next pass (`Hook.NEXT_PASS`)
 
     # ---- what the service (or simulator) calls -------------------------------------------------
     def submit(self, job: SchedJob) -> None:
@@ -137,9 +138,9 @@ class Scheduler:
         round_s = self.policy.round_s
         on_events = round_s is None or self.policy.tick_on_events
         round_due = round_s is not None and now_s >= self._next_round_s
-        if not (round_due or (on_events and self._changed)):
+        if not (round_due or now_s >= self.wake_s or (on_events and self._changed)):
             return []  # nothing changed and no round is due: the policy's cadence, not the caller's
-        self._changed = False
+        self._changed, self.wake_s = False, math.inf
         if round_due:
             self._next_round_s = (math.floor(now_s / round_s) + 1) * round_s  # type: ignore[operator]
         if not self.pending and not self.policy.moves_running:
@@ -165,6 +166,9 @@ class Scheduler:
             for state in self.jobs.values():
                 if state.status == "running":
                     self.hooks.on_bound(state, view)
+        if self.hooks.next_pass_s:
+            wake_s = self.hooks.next_pass_s(view)
+            self.wake_s = wake_s if wake_s is not None and wake_s > now_s else math.inf
         self.decision_s.append(time.perf_counter() - started)
         return decisions
 

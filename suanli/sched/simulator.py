@@ -133,6 +133,8 @@ class _Simulation:
             has_active = bool(self.scheduler.jobs)
             if is_round or (on_events and (is_tick or not tick_s)):
                 colocation_changed |= self._decide(now, is_round)
+                if on_events and not tick_s and self.scheduler.wake_s < math.inf:
+                    self.push(self.scheduler.wake_s, _TICK)  # the policy's own deadline (`Hook.NEXT_PASS`)
             if colocation_changed:
                 self._apply_colocation(now)
             if round_s is not None and not self.round_pending and (has_active or self.arrivals_left):

@@ -81,6 +81,9 @@ class Hook(Enum):
     # allocate(view) -> {job_id: (type, GPUs)}: the whole allocation of the round; a running job whose
     # entry differs is resized (an elastic job) or preempted, and order/ranked_types are not used
     ALLOCATE = "allocate"
+    # next_pass_s(view) -> float | None: after a pass, when the policy wants the next one even if no
+    # event comes (a deadline of its own rules, e.g. a waiting job's fairness guard); None: on events
+    NEXT_PASS = "next_pass_s"
 
 
 class Policy(Protocol):
@@ -131,6 +134,7 @@ class PolicyHooks:
     on_round: Callable[[View], None] | None
     on_bound: Callable[[JobState, View], None] | None
     allocate: Callable[[View], dict[str, tuple[str, int]]] | None
+    next_pass_s: Callable[[View], float | None] | None
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyHooks:

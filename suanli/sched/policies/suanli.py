@@ -1,6 +1,6 @@
 """Suanli's policy: heterogeneity- and topology-aware, gang-safe, fair shortest-work-first.
 
-Rules, applied on every arrival and completion (event-driven, no fixed rounds):
+Rules, applied on every arrival and completion and at the guard's deadlines (no fixed rounds):
 
 1. Queues, quotas and fair share. A queue holding more than its quota (share of all GPUs, default:
    no limit), or whose decayed usage is above its fair share (`fair_shares`; usage in GPU-seconds
@@ -9,14 +9,20 @@ Rules, applied on every arrival and completion (event-driven, no fixed rounds):
 2. Running HPC jobs are never preempted (MPI jobs rarely checkpoint); they keep their nodes.
 3. Starvation guard. A job whose projected finish-time-fairness ρ (time in system + restart time +
    remaining time on the slowest type it may get, over its run time on a 1/N share; see
-   `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first.
+   `metrics.share_runtime_s`) exceeds `rho_guard` goes first, the worst ρ first; a guarded job that
+   runs counts its ρ times `guard_hysteresis`, so two guarded jobs do not displace each other back
+   and forth. A waiting job's ρ grows while nothing happens, so the policy asks for a pass when the
+   first one will cross the guard (`next_pass_s`), not only on arrivals and completions. Only a job
+   that declared its work is guarded: for one that declared nothing ρ would be a guess.
 4. Shortest work first. The others go by estimated remaining GPU-time on their best type
    (width × time), which minimises average JCT (SRPT on area). A running job counts its area
    divided by `stickiness`, so a newcomer preempts it only when it is clearly shorter (each restart
-   costs the job's checkpoint-restore time), and a job that started less than `min_run_s` ago is
-   preempted only for a starving one, so a policy ticked often cannot thrash.
-   Every duration comes from the estimator (`view.remaining_s`): declared work ÷ predicted
-   throughput corrected by the queue's history, or attained service for a job that declares none.
+   costs the job's checkpoint-restore time and the work since its last checkpoint), and a job still
+   restoring is not preempted. Every duration comes from the estimator (`view.remaining_s`):
+   declared work ÷ predicted throughput corrected by the queue's history. A job that declares no
+   work goes by Tiresias' 2D-LAS instead (Gu et al., NSDI'19): its queue is set by the GPU-time it
+   has attained (`las_threshold_gpu_s`), first come first served inside a queue, and it ranks as if
+   its area were that queue's boundary.
 5. Heterogeneity. Each job is offered the accelerator types on which it is at most `max_slowdown`
    times slower than on its best type, fastest first (a running job first where it already runs);
    walking jobs in rule-3/4 order, the short jobs take the fast types and the rest spill over.
@@ -38,12 +44,13 @@ from suanli.sched.policies.base import Hook, Policy, View
 @dataclass
 class SuanliPolicy(Policy):
     name = "suanli"
-    hooks = frozenset({Hook.RANK, Hook.ON_ROUND})
+    hooks = frozenset({Hook.RANK, Hook.ON_ROUND, Hook.NEXT_PASS})
     preemptive: ClassVar[bool] = True
     rho_guard: float = 1.7
     stickiness: float = 2.0
-    min_run_s: float = 1800.0  # the simulator's default checkpoint interval: a preempted job keeps one save
     max_slowdown: float = 3.0
+    guard_hysteresis: float = 1.25
+    las_threshold_gpu_s: float = 16 * 3600.0  # Tiresias' queue boundary, as Pollux's baseline sets it
     queue_quotas: dict[str, float] = field(default_factory=dict)
     fair_shares: dict[str, float] = field(default_factory=dict)  # queue → its share; empty: off
     usage_half_life_s: float = 7 * 24 * 3600.0
@@ -65,22 +72,20 @@ class SuanliPolicy(Policy):
 
         def key(s: JobState) -> tuple[bool, bool, bool, bool, float, float, str]:
             job = s.job
-            types, mean_rate = self._cache.get(job.job_id) or self._profile(s, view)
+            types = (self._cache.get(job.job_id) or self._profile(s, view))[0]
             running = s.status == "running"
-            fresh = running and view.now_s < s.busy_from_s + self.min_run_s
-            # Projected ρ: now on the slowest type it may get (pessimistic), see `share_runtime_s`.
-            share_s = max(1.0, job.width / share_gpus) / mean_rate * view.expected_work(s)
-            rho = (
-                view.now_s - job.submit_s + job.restart_overhead_s + view.remaining_s(s, types[-1])
-            ) / share_s
-            area = job.width * view.remaining_s(s, types[0]) / (self.stickiness if running else 1.0)
-            starving = rho > self.rho_guard
+            rho = self._projected_rho(s, view, share_gpus)[0]
+            starving = job.declared and rho > self.rho_guard
+            if job.declared:
+                area = job.width * view.remaining_s(s, types[0]) / (self.stickiness if running else 1.0)
+            else:  # Tiresias' 2D-LAS: queue by attained GPU-time, FIFO inside a queue
+                area = self.las_threshold_gpu_s * (1 + (s.attained_gpu_s >= self.las_threshold_gpu_s))
             return (
                 not (running and job.kind == "hpc"),
                 job.queue in over,
                 not starving,
-                not fresh,
-                -rho if starving else area,
+                not (running and view.now_s < s.busy_from_s),  # still restoring: keep it
+                -rho * (self.guard_hysteresis if running else 1.0) if starving else area,
                 job.submit_s,
                 job.job_id,
             )
@@ -128,6 +133,26 @@ class SuanliPolicy(Policy):
             self._charge_usage(view)
         if len(self._cache) > 4 * len(view.jobs) + 1024:
             self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
+
+    def _projected_rho(self, state: JobState, view: View, share_gpus: float) -> tuple[float, float]:
+        """(ρ projected from the estimator's work if the job ran from now to the end on the slowest
+        type it may get, its run time on a 1/N share): ρ grows by 1 / share per second of waiting."""
+        job = state.job
+        types, mean_rate = self._cache.get(job.job_id) or self._profile(state, view)
+        share_s = max(1.0, job.width / share_gpus) / mean_rate * view.expected_work(state)
+        elapsed_s = view.now_s - job.submit_s + job.restart_overhead_s
+        return (elapsed_s + view.remaining_s(state, types[-1])) / share_s, share_s
+
+    def next_pass_s(self, view: View) -> float | None:
+        """A second after the first waiting job that declared its work crosses `rho_guard` (N as now)."""
+        share_gpus = sum(view.capacity.values()) / max(1, len(view.jobs))
+        times = []
+        for s in view.pending():
+            if s.job.declared and (self._cache.get(s.job.job_id) or self._profile(s, view))[0]:
+                rho, share_s = self._projected_rho(s, view, share_gpus)
+                if rho <= self.rho_guard:
+                    times.append(view.now_s + (self.rho_guard - rho) * share_s + 1.0)
+        return min(times, default=None)
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         types = self._profile(state, view)[0]
