@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linprog
 
-from suanli.sched.job import JobState
+from suanli.sched.job import JobState, SchedJob
 from suanli.sched.policies.base import Hook, Policy, View
 from suanli.spec.errors import PlanInfeasible
 
@@ -114,6 +114,7 @@ class Gavel(Policy):
     _priority: dict[str, dict[str, float]] = field(default_factory=dict)
     _job_time: dict[str, dict[str, float]] = field(default_factory=dict)
     _type_time: dict[str, float] = field(default_factory=dict)
+    _rows: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
     def on_round(self, view: View) -> None:
         types = sorted(view.capacity)
@@ -124,12 +125,9 @@ class Gavel(Policy):
                 for t in types:
                     self._type_time[t] = self._type_time.get(t, 0.0) + self.round_s / 2
         capacity = np.array([view.capacity[t] for t in types], dtype=float)
-        table = np.array(
-            [
-                [s.job.table_throughput(t) if self.filter(s.job, t, view) else 0.0 for t in types]
-                for s in active
-            ]
-        ).reshape(len(active), len(types))
+        table = np.array([self._table_row(s.job, types, view) for s in active]).reshape(
+            len(active), len(types)
+        )
         gpus = np.array([s.job.width for s in active], dtype=float)
         x = gavel_allocation(table, gpus, capacity, self.objective).round(5)
         self._priority = {}
@@ -141,6 +139,15 @@ class Gavel(Policy):
                 received = self._job_time[s.job.job_id][t] / self._type_time[t]
                 row[t] = x[j, k] / received if x[j, k] > 0 else 0.0
             self._priority[s.job.job_id] = row
+
+    def _table_row(self, job: SchedJob, types: list[str], view: View) -> list[float]:
+        """A job's throughput per type (0 where it cannot run), fixed for a job and width on this cluster."""
+        row = self._rows.get((job.job_id, job.gpus))
+        if row is None:
+            row = self._rows[job.job_id, job.gpus] = [
+                job.table_throughput(t) if self.filter(job, t, view) else 0.0 for t in types
+            ]
+        return row
 
     def order(self, view: View) -> list[JobState]:
         def best(s: JobState) -> float:
