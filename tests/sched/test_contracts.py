@@ -103,7 +103,7 @@ def test_a_failed_gavel_lp_stops_the_simulation_with_one_line(monkeypatch):
         status, message, x = 4, "Numerical difficulties encountered.", None
 
     monkeypatch.setattr(gavel_module, "linprog", lambda *a, **k: Failed())
-    jobs = [job("a", 0, 1, 100.0), job("b", 5, 1, 100.0)]
+    jobs = [job("a", 0, 4, 100.0), job("b", 0, 4, 100.0)]  # contention: the LP decides
     with pytest.raises(SuanliError) as caught:
         simulate(make_cluster({"a": (1, 4)}), make_policy("gavel"), jobs)
     assert str(caught.value) == (
