@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,8 +37,19 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+@dataclass(frozen=True)
+class RayHead:
+    address: str  # the dashboard (job API)
+    gcs_port: int
+
+
 @pytest.fixture(scope="module")
-def ray_address():
+def ray_address(ray_head: RayHead) -> str:
+    return ray_head.address
+
+
+@pytest.fixture(scope="module")
+def ray_head():
     ray = Path(sys.executable).with_name("ray")
     if not ray.exists():
         pytest.skip("the `ray` command is not installed (pip install 'ray[default]')")
@@ -85,7 +98,7 @@ def ray_address():
 
     try:
         wait_for(ready, 90, 0.5)
-        yield address
+        yield RayHead(address, gcs)
     finally:
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -210,3 +223,79 @@ def test_discover_writes_the_ray_node_table_as_a_cluster_the_service_runs_on(
     done = wait_state(service, job["id"], {"succeeded", "failed"}, 90)
     assert done["state"] == "succeeded" and done["placement"]["pool"] == "h100"
     assert "on h100" in service.get(f"/jobs/{job['id']}/logs").text
+
+
+@pytest.fixture
+def second_h100_node(ray_head: RayHead):
+    """A second Ray node (a raylet of its own on this host) with two more `h100`, for this test only."""
+    from suanli.service.discover import ray_nodes
+
+    head_ip = wait_for(lambda: ray_nodes(ray_head.address), 30)[0]["node_ip"]
+    ports = _free_ports(7)
+    command = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        f"--address={head_ip}:{ray_head.gcs_port}",
+        "--block",
+        "--num-cpus=2",
+        "--num-gpus=2",
+        '--resources={"h100": 2}',
+        "--disable-usage-stats",
+        *(
+            f"--{flag}={port}"
+            for flag, port in zip(
+                (
+                    "node-manager-port",
+                    "object-manager-port",
+                    "metrics-export-port",
+                    "dashboard-agent-listen-port",
+                    "dashboard-agent-grpc-port",
+                    "runtime-env-agent-port",
+                    "ray-client-server-port",
+                ),
+                ports,
+                strict=True,
+            )
+        ),
+        "--min-worker-port=0",
+        "--max-worker-port=0",
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    try:
+        wait_for(lambda: len([n for n in ray_nodes(ray_head.address) if n["state"] == "ALIVE"]) == 2, 90, 0.5)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_a_gang_over_two_nodes_is_a_strict_spread_placement_group(
+    make_service, ray_address, second_h100_node, tmp_path
+):
+    """H100:4 on a pool of two 2-GPU nodes: the scheduler places the gang on both nodes; on Ray it is
+    one placement group, a bundle per node with the pool's `h100` resource, STRICT_SPREAD, so each
+    rank runs on a different Ray node with node 0's address to meet at; the gang ends once."""
+    cluster = yaml.safe_load(TWO_POOLS.read_text())
+    cluster["pools"][0]["nodes"] = 2  # h100: the head's two and the second node's two
+    path = tmp_path / "two-h100-nodes.yaml"
+    path.write_text(yaml.safe_dump(cluster))
+    service = make_service(executor="ray", executor_options={"address": ray_address}, cluster_file=path)
+    run = "echo rank $SUANLI_NODE_RANK of $SUANLI_NUM_NODES on $SUANLI_RAY_NODE_ID meets at $MASTER_ADDR"
+    job = service.post(
+        "/jobs", content=f"name: gang\nrun: {run}\nresources: {{accelerators: H100:4}}\n"
+    ).json()
+    done = wait_state(service, job["id"], {"succeeded", "failed"}, 120)
+    assert done["state"] == "succeeded", (done["reason"], service.get(f"/jobs/{job['id']}/logs").text[-3000:])
+    assert (done["placement"]["nodes"], done["placement"]["nodelist"]) == (2, ["h100-0", "h100-1"])
+    log = service.get(f"/jobs/{job['id']}/logs").text
+    ranks = dict(re.findall(r"rank (\d) of 2 on (\w+) meets at \S+", log))  # Ray prefixes each task's lines
+    assert set(ranks) == {"0", "1"} and ranks["0"] != ranks["1"]  # two different Ray nodes

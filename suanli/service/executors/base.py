@@ -137,7 +137,9 @@ def job_script(run: Run) -> str:
         f"( {setup}\n) && ( {run.command}\n) &\n"
         "wait $!\n"
         "code=$?\n"
-        f"echo $code > {exit_file}.tmp && mv {exit_file}.tmp {exit_file}\n"
+        # a rank of a gang spanning nodes leaves the exit status to its driver (executors/ray_gang.py)
+        '[ -n "${SUANLI_NODE_RANK:-}" ] || '
+        f"{{ echo $code > {exit_file}.tmp && mv {exit_file}.tmp {exit_file}; }}\n"
         "exit $code\n"
     )
 

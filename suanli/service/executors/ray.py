@@ -1,10 +1,13 @@
 """Ray Jobs: each run is a Ray job whose submission id is the run key, so a restarted server finds
-it again; its entrypoint is the shared job script, its resources the scheduler's placement."""
+it again; its entrypoint is the shared job script, its resources the scheduler's placement. A gang
+that spans nodes is a placement group, one bundle per node (`ray_gang`), driven by the job."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
+import sys
 
 from suanli.service.executors.base import (
     Run,
@@ -14,6 +17,7 @@ from suanli.service.executors.base import (
     job_script,
     read_exit_code,
 )
+from suanli.service.executors.ray_gang import gang_spec
 from suanli.service.executors.slices import gpus_per_node, ray_gpus, sliced_run
 from suanli.spec import Cluster
 from suanli.spec.errors import ExecutorError, one_line
@@ -44,16 +48,26 @@ class RayExecutor:
         placement = run.placement
         gpus = ray_gpus(run)
         engine = self.pools.get(placement.pool)
-        resources = {engine.resource: float(gpus_per_node(run))} if engine and engine.resource else None
+        resources = {engine.resource: float(gpus_per_node(run))} if engine and engine.resource else {}
+        resources = resources if placement.accelerators else {}
+        entry: dict[str, object] = {
+            "entrypoint": f"bash {shlex.quote(str(script))}",
+            "entrypoint_num_cpus": placement.cpus_per_node,
+            "entrypoint_num_gpus": gpus or None,
+            "entrypoint_resources": resources or None,
+        }
+        if placement.nodes > 1:  # the driver holds nothing; its placement group holds every node
+            gang = run.run_dir / "gang.json"
+            spec = gang_spec(script, run.exit_file, placement.nodes, placement.cpus_per_node, gpus, resources)
+            gang.write_text(json.dumps(spec))
+            module = "suanli.service.executors.ray_gang"
+            entry = {"entrypoint": f"{shlex.quote(sys.executable)} -m {module} {shlex.quote(str(gang))}"}
         try:
             return self.client.submit_job(
-                entrypoint=f"bash {shlex.quote(str(script))}",
                 submission_id=run.key,
                 runtime_env={"env_vars": run.env()},
-                entrypoint_num_cpus=placement.cpus_per_node,
-                entrypoint_num_gpus=gpus or None,
-                entrypoint_resources=resources if placement.accelerators else None,
                 metadata={"suanli_job": str(run.job_id), "attempt": str(run.attempt)},
+                **entry,  # type: ignore[arg-type]
             )
         except (RuntimeError, OSError) as exc:  # the job API's refusal, or the dashboard is gone
             raise ExecutorError(f"ray: submitting {run.key} failed: {one_line(str(exc))}") from None
