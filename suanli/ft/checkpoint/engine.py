@@ -40,6 +40,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
 from suanli.ft.checkpoint import manifest as mf
@@ -47,6 +48,7 @@ from suanli.ft.checkpoint.manifest import CheckpointError
 from suanli.ft.checkpoint.memory_tier import AgentClient, AgentUnavailable, SharedSlots, as_bytes
 from suanli.ft.checkpoint.replica import replica_node
 from suanli.ft.checkpoint.staging import (
+    CopyProgress,
     HostBuffer,
     Snapshot,
     accelerator_present,
@@ -179,14 +181,15 @@ class CheckpointEngine:
         snapshot, buffer, live = prepare(plain, lambda nbytes: self._acquire(nbytes, reserved))
         slot = reserved[0] if reserved else None
         ready = torch.accelerator.current_stream().record_event() if accelerator_present() else None
-        copied = self._copier.submit(self._copy, step, snapshot, buffer, live, slot, ready)
+        progress = CopyProgress()
+        copied = self._copier.submit(self._copy, step, snapshot, buffer, live, slot, ready, progress)
         self._copying = copied
-        if not overlap:
-            self.wait_for_snapshot()
         disk = None
         if step % self.disk_every == 0:
-            disk = self._to_disk.submit(self._persist_to_disk, copied, step, snapshot, buffer, live)
+            disk = self._to_disk.submit(self._persist_to_disk, copied, progress, step, snapshot, buffer, live)
             self._pending.append(disk)
+        if not overlap:
+            self.wait_for_snapshot()
         if slot is not None or self._peer is not None:
             self._pending.append(
                 self._to_peers.submit(self._replicate, copied, disk, step, snapshot, buffer, slot)
@@ -249,9 +252,13 @@ class CheckpointEngine:
         live: dict[str, torch.Tensor],
         slot: int | None,
         ready: torch.Event | None,
+        progress: CopyProgress,
     ) -> None:
         with self._costing("copy"):
-            copy_tensors(snapshot, buffer, live, ready)
+            try:
+                copy_tensors(snapshot, buffer, live, ready, progress)
+            finally:
+                progress.end()
         if slot is not None:
             assert self._local is not None  # only the local agent hands out slots (_acquire)
             try:
@@ -298,15 +305,42 @@ class CheckpointEngine:
             log.warning("rank %d: could not %s (%s)", self.rank, what, error)
 
     def _persist_to_disk(
-        self, copied: Future, step: int, snapshot: Snapshot, buffer: torch.Tensor, live: dict
+        self,
+        copied: Future,
+        progress: CopyProgress,
+        step: int,
+        snapshot: Snapshot,
+        buffer: torch.Tensor,
+        live: dict,
     ) -> None:
-        copied.result()
+        """Write the staged snapshot as a DCP checkpoint and publish it.
+
+        Starts with the copy: DCP plans from shapes alone, and each tensor is written out as
+        soon as its bytes are in the buffer (a failed copy fails the write on every rank).
+        """
         staged = staged_state(snapshot, buffer, live)
         directory = mf.partial_name(step)
-        writer = self.storage.writer(directory)
+        base, size = buffer.data_ptr(), buffer.numel()
+
+        def when_copied(tensor: torch.Tensor) -> None:
+            offset = tensor.data_ptr() - base
+            end = offset + tensor.nbytes if 0 <= offset < size else size
+            if not progress.wait_for(end):
+                copied.result()  # raises the copy's error
+
+        writer = self.storage.writer(directory, when_copied)
         with self._costing("disk_write"), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-            dcp.save(staged, storage_writer=writer, process_group=self._group, no_dist=not self._distributed)
+            try:
+                dcp.save(
+                    staged, storage_writer=writer, process_group=self._group, no_dist=not self._distributed
+                )
+            except CheckpointException as failure:  # a BaseException, with every rank's traceback
+                rank, (error, _) = min(failure.failures.items(), key=lambda item: item[0])
+                raise CheckpointError(
+                    f"{self.storage.describe(directory)}: could not write (rank {rank}: "
+                    f"{type(error).__name__}: {error})"
+                ) from None
         with self._costing("commit"):
             self._commit(step, directory, writer.checksums)
         if self.rank == 0:  # after every rank has its answer, so that none waits for the deletions
