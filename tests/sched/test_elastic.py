@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from suanli.cli import app as cli
 from suanli.sched.cluster_state import ClusterState
 from suanli.sched.goodput import ACCEL_SUFFIX, advance, app_goodput, efficiency, seconds_to, step_time_s
-from suanli.sched.job import Elastic, SchedJob
+from suanli.sched.job import Elastic, JobState, SchedJob
 from suanli.sched.policies import Hook, Policy, View, make_policy
 from suanli.sched.policies.elastic import ElasticGoodput, restart_factor, sia_widths
 from suanli.sched.scheduler import Scheduler
@@ -234,3 +234,49 @@ def test_cli_runs_sia_workloads_elastic_and_refuses_other_traces():
     bad = runner.invoke(cli, ["sim", "--trace", "philly", "--elastic", "--limit", "5"])
     assert bad.exit_code != 0
     assert "--elastic: only the Sia traces" in bad.output and "Traceback" not in bad.output
+
+
+def _random_round(rng: np.random.Generator, jobs: int) -> tuple[float, float]:
+    """(greedy objective, integer optimum) of one random round: Sia-shaped values λ − G^p with
+    G growing as width^α per job, on two pools of different node sizes."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    cluster = make_cluster({"a": (2, 8), "b": (3, 4)})
+    policy, view = ElasticGoodput(), View(0.0, {}, cluster)
+    configs = policy._configs(view)
+    speed = {t: rng.uniform(0.5, 3.0) for t in ("a", "b")}
+    rows = []
+    for _ in range(jobs):
+        alpha = rng.uniform(0.2, 1.0)
+        goodput = np.array([speed[t] * rng.uniform(0.8, 1.2) * w**alpha for t, w in configs])
+        rows.append(1.1 - (goodput / goodput.min()) ** -0.5)
+    values = np.array(rows)
+    states = [JobState(SchedJob(f"j{j}", 0.0, 1, {"a": 1.0, "b": 1.0})) for j in range(jobs)]
+    chosen = policy._ascend(states, configs, values, view)
+    greedy = sum(values[j, c] for j, c in enumerate(chosen) if c >= 0)
+    n_jobs, n_configs = values.shape
+    one_each = np.kron(np.eye(n_jobs), np.ones(n_configs))
+    types = sorted(view.capacity)
+    per_type = np.array([[w * (t == u) for t, w in configs] for u in types])
+    gpus = np.tile(per_type, (1, n_jobs))
+    exact = milp(
+        -values.ravel(),
+        constraints=[
+            LinearConstraint(one_each, 0, 1),
+            LinearConstraint(gpus, 0, [view.capacity[t] for t in types]),
+        ],
+        integrality=np.ones(values.size),
+        bounds=Bounds(0, 1),
+    )
+    return greedy, -exact.fun
+
+
+def test_the_greedy_ascent_comes_close_to_sias_integer_optimum():
+    # Sia solves the round as an integer program; the greedy reached 93 % of its optimum at worst
+    # and 98 % in the median over these seeded rounds (2–40 jobs, 28 GPUs in two pools).
+    rng = np.random.default_rng(0)
+    ratios = [
+        greedy / best for greedy, best in (_random_round(rng, int(rng.integers(2, 40))) for _ in range(40))
+    ]
+    assert min(ratios) >= 0.9 and np.median(ratios) >= 0.97
+    assert max(ratios) <= 1 + 1e-9
