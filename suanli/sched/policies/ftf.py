@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from suanli.sched.job import JobState
 from suanli.sched.metrics import share_runtime_s
-from suanli.sched.policies.base import Policy, View
+from suanli.sched.policies.base import Hook, Policy, View
 
 
 def projected_rho(state: JobState, view: View, active_jobs: int) -> float:
@@ -27,23 +27,29 @@ def projected_rho(state: JobState, view: View, active_jobs: int) -> float:
 @dataclass
 class FinishTimeFairness(Policy):
     name = "ftf"
+    hooks = frozenset({Hook.RANK})
     preemptive = True
     moves_running = True
     round_s: float | None = 360.0
     _next_round_s: float = -math.inf
 
     def order(self, view: View) -> list[JobState]:
-        active = view.active()
+        return self.rank(view.active(), view)
+
+    def rank(self, states: list[JobState], view: View) -> list[JobState]:
+        """Once per pass: the whole queue (`order`), or only the pending jobs when all of them fit on
+        their first type (a running job's first type is its own, so then no order moves anyone)."""
         round_s = self.round_s or 0.0
         leases_end = view.now_s >= self._next_round_s
         if leases_end and round_s:
             self._next_round_s = (math.floor(view.now_s / round_s) + 1) * round_s
+        active_jobs = len(view.jobs)
 
         def key(s: JobState) -> tuple[bool, float, str]:
             keeps_lease = not leases_end and s.status == "running"
-            return (not keeps_lease, -projected_rho(s, view, len(active)), s.job.job_id)
+            return (not keeps_lease, -projected_rho(s, view, active_jobs), s.job.job_id)
 
-        return sorted(active, key=key)
+        return sorted(states, key=key)
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         types = super().ranked_types(state, view)
