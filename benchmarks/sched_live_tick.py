@@ -2,7 +2,7 @@
 1,024-GPU example's fabric) with 20,000 jobs queued or running, as the service drives it.
 
 The jobs are the first 20,000 of the Philly list (their GPU counts and durations), all submitted at
-t = 0. The first tick starts every job that fits ("fill"). Each following tick, one minute later, sees
+t = 0. The first tick starts every job that fits ("fill"). Each following tick, 45 s later, sees
 what a live service sees between two passes: one running job finished and one new job arrived; a
 round-based policy's pass falls on its round boundary every `round_s` (those ticks are timed apart).
 
@@ -48,7 +48,7 @@ def main() -> None:
         rounds: list[float] = []
         round_s = scheduler.policy.round_s
         for i in range(args.ticks):
-            now_s = 60.0 * (i + 1)
+            now_s = 45.0 * (i + 1)
             if running:
                 scheduler.job_finished(running.pop().job.job_id, now_s)
             scheduler.submit(trace[args.jobs + i])
@@ -59,13 +59,11 @@ def main() -> None:
             (rounds if is_round else steady).append(elapsed_ms)
             running += [scheduler.jobs[d.job_id] for d in decisions if d.action == "start"]
         busy = sum(1 for s in scheduler.jobs.values() if s.status == "running")
-        line = (
-            f"{name}: {len(scheduler.jobs)} jobs ({busy} running) on {args.nodes * 8} GPUs;"
-            f" fill tick {fill_ms:.0f} ms; tick median {statistics.median(steady):.1f} ms,"
-            f" max {max(steady):.1f} ms"
-        )
-        if rounds:
-            line += f"; round ticks median {statistics.median(rounds):.1f} ms, max {max(rounds):.1f} ms"
+        line = f"{name}: {len(scheduler.jobs)} jobs ({busy} running) on {args.nodes * 8} GPUs"
+        line += f"; fill tick {fill_ms:.0f} ms"
+        for kind, times in (("ticks", steady), ("round ticks", rounds)):
+            if times:
+                line += f"; {kind} median {statistics.median(times):.1f} ms, max {max(times):.1f} ms"
         print(line + f"; load {os.getloadavg()[0]:.1f}")
 
 
