@@ -166,6 +166,7 @@ def _replay_to_end(settings: Any, policy: str, as_json: bool) -> None:
                     "workload": settings.trace_workload,
                     "estimate_error": settings.estimate_error,
                     "runtime_knowledge": "declared",
+                    "elastic": False,  # the service runs each job at the width it asks for
                     "tick_s": 0.0,
                     **replay.run(),
                 }

@@ -22,9 +22,10 @@ import httpx
 
 from suanli.sched.cluster_state import CPU_TYPE, ClusterState
 from suanli.sched.estimate import declare
-from suanli.sched.job import SchedJob
+from suanli.sched.job import SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import summarize
-from suanli.sched.simulator import SimConfig
+from suanli.sched.placement import placement_speed
+from suanli.sched.simulator import SECONDS_PER_MONTH
 from suanli.sched.traces import load_trace
 from suanli.service.controller import Controller
 from suanli.service.executors.base import Placement, Run
@@ -82,6 +83,7 @@ class TraceWorkload:
     declared: dict[str, SchedJob]
     truth: dict[str, SchedJob]
     estimate_error: float = DEFAULT_ESTIMATE_ERROR
+    failures_per_gpu_s: float = 0.0  # the cluster file's declared rate (what a job's checkpoints plan for)
 
     @classmethod
     def load(
@@ -103,6 +105,7 @@ class TraceWorkload:
             declared={n: seen[i] for i, n in named},
             truth={n: jobs[i] for i, n in named},
             estimate_error=estimate_error,
+            failures_per_gpu_s=(cluster.failures_per_1k_gpu_month or 0.0) / 1000.0 / SECONDS_PER_MONTH,
         )
 
     def run_times(self, spec: JobSpec, candidates: list[Placement]) -> list[Placement] | None:
@@ -117,25 +120,57 @@ class TraceWorkload:
                 runtime_s=seen.runtime_s.get(p.accelerator or CPU_TYPE),
                 restart_overhead_s=seen.restart_overhead_s,
                 throughput=seen.throughput.get(p.accelerator or CPU_TYPE),
+                checkpoint_s=seen.checkpoint_s,
+                comm_share=seen.comm_share.get(p.accelerator or CPU_TYPE, 0.0),
             )
             for p in candidates
         ]
 
     def true_run(self, run: Run) -> TrueRun | None:
-        """How long the run truly takes on the type it was placed on (None: not a trace job)."""
+        """How long the run truly takes on the type it was placed on, and how it checkpoints: at its
+        spec's interval, else Daly's for its save cost and the cluster's declared failure rate, as the
+        simulator charges it (`suanli.sched.job.checkpoint_interval_s`). None: not a trace job."""
         job = self.truth.get(run.spec.name)
         if job is None:
             return None
-        return TrueRun(job.runtime_s[run.placement.accelerator or CPU_TYPE], job.restart_overhead_s)
+        interval_s = checkpoint_interval_s(job, self.failures_per_gpu_s)
+        return TrueRun(
+            job.runtime_s[run.placement.accelerator or CPU_TYPE],
+            job.restart_overhead_s,
+            job.checkpoint_s,
+            interval_s + job.checkpoint_s if interval_s else None,
+        )
 
 
 def attach_truth(workload: TraceWorkload, executor: SimulatedExecutor, scheduler: SuanliScheduler) -> None:
-    """The simulated executor runs trace jobs for their true time, keeping a preempted run's work to its
-    last checkpoint as the simulator does (all of it under a round-based policy, which preempts where
-    its jobs checkpoint)."""
-    executor.truth = workload.true_run
-    round_based = scheduler.inner.policy.round_s is not None
-    executor.checkpoint_interval_s = None if round_based else SimConfig().checkpoint_interval_s
+    """The simulated executor runs trace jobs for their true time at the speed their placement and
+    checkpoint saves allow, keeping a preempted run's work to its last checkpoint as the simulator does
+    (all of it under a round-based policy, which preempts where its jobs checkpoint). The run's speed
+    and the work a stopped run lost reach the scheduler as a live runtime's measured step time and
+    restored step would (the simulator's `set_speed` and `_lost_progress`)."""
+
+    def truth(run: Run) -> TrueRun | None:
+        true = workload.true_run(run)
+        if true is None:
+            return None
+        job_id, accelerator = sched_id(run.job_id), run.placement.accelerator or CPU_TYPE
+        slots = scheduler.inner.cluster.held.get(job_id, ())
+        job = workload.truth[run.spec.name]
+        true = dataclasses.replace(
+            true, placement_speed=placement_speed(scheduler.inner.cluster, job, accelerator, slots)
+        )
+        if true.speed != 1.0 and job_id in scheduler.inner.jobs:
+            scheduler.inner.set_speed(job_id, true.speed, executor.clock())
+        return true
+
+    def lost_work(run: Run, lost_s: float, true: TrueRun) -> None:
+        state = scheduler.inner.jobs.get(sched_id(run.job_id))
+        if state is not None:  # the simulator's `_lost_progress`, in declared work
+            rate = state.job.rate(run.placement.accelerator or CPU_TYPE) * true.speed
+            state.progress = max(0.0, state.progress - lost_s * rate)
+
+    executor.truth, executor.on_lost_work = truth, lost_work
+    executor.keeps_all_work = scheduler.inner.policy.round_s is not None
 
 
 def submit_over_api(http: httpx.Client, spec: JobSpec) -> int:
@@ -224,6 +259,8 @@ class ReplayToEnd:
                 ahead.append(arrivals[index][0])
             if not ahead:
                 break
+            if scheduler.inner.wake_s < math.inf:  # the policy's own deadline (`Hook.NEXT_PASS`)
+                ahead.append(scheduler.inner.wake_s)
             if round_s is not None:  # a round-based policy decides at its round boundaries too
                 if scheduler.inner.jobs:
                     ahead.append((math.floor(clock() / round_s) + 1) * round_s)

@@ -92,6 +92,8 @@ class SuanliScheduler:
             job,
             restart_overhead_s=max((p.restart_overhead_s for p in cands), default=0.0),
             throughput={p.accelerator: p.throughput for p in cands if p.accelerator and p.throughput},
+            checkpoint_s=max((p.checkpoint_s for p in cands), default=0.0),
+            comm_share={p.accelerator: p.comm_share for p in cands if p.accelerator and p.comm_share},
         )
 
     def submit(self, job_id: int, spec: JobSpec, candidates: list[Placement], submit_s: float) -> None:
@@ -145,6 +147,8 @@ class SuanliScheduler:
                 runtime_s=template.runtime_s,
                 restart_overhead_s=template.restart_overhead_s,
                 throughput=template.throughput,
+                checkpoint_s=template.checkpoint_s,
+                comm_share=template.comm_share,
                 plan=template.plan,
                 nodelist=[node for node, _ in decision.placement],
             )

@@ -35,7 +35,7 @@ def test_a_preempted_simulated_run_keeps_the_work_up_to_its_last_checkpoint():
     """As the simulator's `_lost_progress`: a 10 h run preempted after 1 h 50 min of progress (past a
     20-minute start-up) keeps 1.5 h at 30-minute checkpoints, and its next run lasts start-up + 8.5 h."""
     clock = EventClock()
-    executor = SimulatedExecutor(clock, lambda run: TrueRun(36_000.0, 1_200.0), checkpoint_interval_s=1_800.0)
+    executor = SimulatedExecutor(clock, lambda run: TrueRun(36_000.0, 1_200.0, checkpoint_cycle_s=1_800.0))
     spec = JobSpec.model_validate({"name": "j", "run": "x", "resources": {"accelerators": {"V100": 4}}})
 
     def run(attempt: int) -> Run:

@@ -33,10 +33,10 @@ class Placement:
     runtime_s: float | None = None  # the planner's predicted time to train here (None: not planned)
     restart_overhead_s: float = 0.0  # what each (re)start here costs before progress (a trace's figure)
     throughput: float | None = None  # a profiled throughput table's entry for this type (Gavel's input)
-    plan: dict[str, Any] | None = (
-        None  # the planner's best plan on this pool and count: what the run trains with
-    )
-    nodelist: list[str] = field(default_factory=list)  # the scheduler's names of the nodes it chose (pool-i)
+    checkpoint_s: float = 0.0  # what one checkpoint save stalls the run (a trace's figure)
+    comm_share: float = 0.0  # its step's share in gradient sync, packed (a trace's profile)
+    plan: dict[str, Any] | None = None  # the planner's best plan on this pool and count: the run's
+    nodelist: list[str] = field(default_factory=list)  # the nodes the scheduler chose (`pool-i`)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)

@@ -45,12 +45,22 @@ class TrueRun:
 
     runtime_s: float
     restart_overhead_s: float = 0.0
+    checkpoint_s: float = 0.0  # each save stalls the run this long
+    checkpoint_cycle_s: float | None = None  # run time from one checkpoint to the next, save included
+    placement_speed: float = 1.0  # of its packed speed, where its collectives are slower (spread gangs)
+
+    @property
+    def speed(self) -> float:
+        """Its progress per wall second against running packed and never saving: the placement's
+        speed, times the share of time outside checkpoint saves (Daly's model)."""
+        cycle_s = self.checkpoint_cycle_s
+        return self.placement_speed * ((cycle_s - self.checkpoint_s) / cycle_s if cycle_s else 1.0)
 
 
 class SimulatedExecutor:
-    """`truth`: how long a run truly takes on its placement (None: its walltime). A run the policy
-    preempts keeps the work up to its last checkpoint, every `checkpoint_interval_s` of progress
-    (None: all of it, as a round-based policy preempts at the round's end), as the simulator's does."""
+    """`truth`: how long a run truly takes on its placement and how it checkpoints (None: it lasts its
+    walltime). A run the policy preempts keeps the work up to its last checkpoint (all of it with
+    `keeps_all_work`, as a round-based policy preempts at the round's end), as the simulator's does."""
 
     poll_interval_s = 0.0
     name = "simulated"
@@ -59,11 +69,14 @@ class SimulatedExecutor:
         self,
         clock: Callable[[], float],
         truth: Callable[[Run], TrueRun | None] | None = None,
-        checkpoint_interval_s: float | None = None,
+        keeps_all_work: bool = False,
     ) -> None:
         self.clock = clock
         self.truth = truth
-        self.checkpoint_interval_s = checkpoint_interval_s
+        self.keeps_all_work = keeps_all_work
+        # told the wall seconds of work a stopped run lost since its last checkpoint (its next run
+        # resumes from there, as a live runtime's restored step would show)
+        self.on_lost_work: Callable[[Run, float, TrueRun], None] | None = None
         self._ends_s: dict[str, float] = {}
         self._cancelled: set[str] = set()
         self._progress_from_s: dict[str, tuple[float, TrueRun]] = {}
@@ -77,7 +90,8 @@ class SimulatedExecutor:
             return run.key
         work_from_s = now_s + true.restart_overhead_s
         self._progress_from_s[run.key] = (work_from_s, true)
-        self._ends_s[run.key] = work_from_s + (1.0 - self._done.get(run.job_id, 0.0)) * true.runtime_s
+        left = 1.0 - self._done.get(run.job_id, 0.0)
+        self._ends_s[run.key] = work_from_s + left * true.runtime_s / true.speed
         return run.key
 
     def next_end_s(self) -> float | None:
@@ -102,9 +116,12 @@ class SimulatedExecutor:
         if started is not None and run.key not in self._cancelled:
             work_from_s, true = started
             worked_s = min(max(0.0, self.clock() - work_from_s), self._ends_s[run.key] - work_from_s)
-            if self.checkpoint_interval_s:
-                worked_s -= worked_s % self.checkpoint_interval_s
-            self._done[run.job_id] = self._done.get(run.job_id, 0.0) + worked_s / true.runtime_s
+            if true.checkpoint_cycle_s and not self.keeps_all_work:
+                lost_s = worked_s % true.checkpoint_cycle_s
+                worked_s -= lost_s
+                if self.on_lost_work:
+                    self.on_lost_work(run, lost_s, true)
+            self._done[run.job_id] = self._done.get(run.job_id, 0.0) + worked_s * true.speed / true.runtime_s
         self._cancelled.add(run.key)
 
     def logs(self, run: Run) -> str:
