@@ -29,6 +29,8 @@ def test_simulated_centre_schedules_and_drains(make_service):
         "runtime_s": None,  # a command job: the scheduler assumed its walltime
         "restart_overhead_s": 0.0,
         "throughput": None,
+        "checkpoint_s": 0.0,
+        "comm_share": 0.0,
         "plan": None,
         "nodelist": [f"h100-{i}" for i in range(32)],
     }
