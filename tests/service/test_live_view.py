@@ -99,3 +99,26 @@ def test_only_the_default_cluster_scales_a_cpu_job_down_to_this_machine():
     ].cpu_cores
     with pytest.raises(SpecError, match=r"resources\.pool: unknown pool 'cpu'"):
         admit(lammps, load(Cluster, TWO_POOLS), ServiceConfig())
+
+
+def test_the_live_loop_ticks_often_but_the_policy_decides_on_its_own_cadence(make_service):
+    """The controller ticks every 50 ms; `Scheduler.tick` runs a pass only when something changed (or
+    a round or the policy's own deadline is due), so an idle service makes no scheduling passes and a
+    submission makes one — the simulator's decisions, later by at most a tick."""
+    import time
+
+    from tests.service.conftest import job_yaml, wait_state
+
+    service = make_service(tick_s=0.05)
+    scheduler = service.app.state.controller.scheduler.inner
+    time.sleep(0.3)
+    idle = len(scheduler.decision_s)
+    time.sleep(0.5)  # about ten ticks
+    assert len(scheduler.decision_s) == idle
+    job = service.post("/jobs", content=job_yaml("one", "sleep 30")).json()
+    wait_state(service, job["id"], {"running"}, 10)
+    passes = len(scheduler.decision_s)
+    assert 1 <= passes - idle <= 2
+    time.sleep(0.3)  # running, nothing changes: no pass
+    assert len(scheduler.decision_s) == passes
+    service.post(f"/jobs/{job['id']}/cancel")
