@@ -13,9 +13,8 @@ on each event). A failed or preempted job loses the work since its last checkpoi
 interval its spec names, else at Daly's optimum for its checkpoint cost and its cluster's MTBF at its
 width; each save stalls it for its checkpoint cost) and pays its restore time when it restarts. A
 gang placed where its collectives are slower than packed on the fewest nodes (spread over nodes or
-leaf switches) runs at `placement_speed`. A
-run that cannot end (jobs waiting with nothing left to happen, a clock that stops advancing, a job
-restarted without end) is a `LivelockError`.
+leaf switches) runs at `placement_speed`. A run that cannot end (jobs waiting with nothing left to
+happen, a clock that stops advancing, a job restarted without end) is a `LivelockError`.
 """
 
 from __future__ import annotations
@@ -257,12 +256,14 @@ class _Simulation:
         return colocation_changed
 
     def _set_run_speed(self, job_id: str, accel_type: str, slots: tuple[Slot, ...], now: float) -> None:
-        """A started run's speed: slowed by its placement's collectives and by its checkpoint saves
-        (Daly's model: a save of `checkpoint_s` after every interval of work)."""
+        """A started run's speed: slowed by its placement's collectives (an elastic job's goodput
+        model prices its placement itself) and by its checkpoint saves (Daly's model: a save of
+        `checkpoint_s` after every interval of work)."""
         job = self.by_id[job_id]
         cycle_s = self._checkpoint_cycle_s(job_id)
         stalls = (cycle_s - job.checkpoint_s) / cycle_s if cycle_s else 1.0
-        speed = placement_speed(self.state, job, accel_type, slots) * stalls
+        placed = 1.0 if job.elastic else placement_speed(self.state, job, accel_type, slots)
+        speed = placed * stalls
         if speed != 1.0 or job_id in self.run_speed:
             self.run_speed[job_id] = speed
             self.scheduler.set_speed(job_id, speed, now)
