@@ -48,7 +48,6 @@ from suanli.ft.checkpoint.manifest import CheckpointError
 from suanli.ft.checkpoint.memory_tier import AgentClient, AgentUnavailable, SharedSlots, as_bytes
 from suanli.ft.checkpoint.replica import replica_node
 from suanli.ft.checkpoint.staging import (
-    CopyProgress,
     HostBuffer,
     Snapshot,
     accelerator_present,
@@ -181,12 +180,11 @@ class CheckpointEngine:
         snapshot, buffer, live = prepare(plain, lambda nbytes: self._acquire(nbytes, reserved))
         slot = reserved[0] if reserved else None
         ready = torch.accelerator.current_stream().record_event() if accelerator_present() else None
-        progress = CopyProgress()
-        copied = self._copier.submit(self._copy, step, snapshot, buffer, live, slot, ready, progress)
+        copied = self._copier.submit(self._copy, step, snapshot, buffer, live, slot, ready)
         self._copying = copied
         disk = None
         if step % self.disk_every == 0:
-            disk = self._to_disk.submit(self._persist_to_disk, copied, progress, step, snapshot, buffer, live)
+            disk = self._to_disk.submit(self._persist_to_disk, copied, step, snapshot, buffer, live)
             self._pending.append(disk)
         if not overlap:
             self.wait_for_snapshot()
@@ -252,13 +250,9 @@ class CheckpointEngine:
         live: dict[str, torch.Tensor],
         slot: int | None,
         ready: torch.Event | None,
-        progress: CopyProgress,
     ) -> None:
         with self._costing("copy"):
-            try:
-                copy_tensors(snapshot, buffer, live, ready, progress)
-            finally:
-                progress.end()
+            copy_tensors(snapshot, buffer, live, ready)
         if slot is not None:
             assert self._local is not None  # only the local agent hands out slots (_acquire)
             try:
@@ -305,30 +299,18 @@ class CheckpointEngine:
             log.warning("rank %d: could not %s (%s)", self.rank, what, error)
 
     def _persist_to_disk(
-        self,
-        copied: Future,
-        progress: CopyProgress,
-        step: int,
-        snapshot: Snapshot,
-        buffer: torch.Tensor,
-        live: dict,
+        self, copied: Future, step: int, snapshot: Snapshot, buffer: torch.Tensor, live: dict
     ) -> None:
-        """Write the staged snapshot as a DCP checkpoint and publish it.
+        """Write the staged snapshot as a DCP checkpoint and publish it, once the copy is done.
 
-        Starts with the copy: DCP plans from shapes alone, and each tensor is written out as
-        soon as its bytes are in the buffer (a failed copy fails the write on every rank).
+        Not earlier: writing the first tensors (and DCP's planning) while the copy runs takes
+        cores and the GIL from the copy and from the training thread, which then waits longer
+        for the snapshot before its optimizer step (measured: up to 0.16 s on 4 ranks / 2 cores).
         """
+        copied.result()
         staged = staged_state(snapshot, buffer, live)
         directory = mf.partial_name(step)
-        base, size = buffer.data_ptr(), buffer.numel()
-
-        def when_copied(tensor: torch.Tensor) -> None:
-            offset = tensor.data_ptr() - base
-            end = offset + tensor.nbytes if 0 <= offset < size else size
-            if not progress.wait_for(end):
-                copied.result()  # raises the copy's error
-
-        writer = self.storage.writer(directory, when_copied)
+        writer = self.storage.writer(directory)
         with self._costing("disk_write"), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             try:

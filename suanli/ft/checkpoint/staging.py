@@ -8,7 +8,6 @@ while the next forward and backward pass run (they read the parameters, they do 
 from __future__ import annotations
 
 import pickle
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -180,33 +179,6 @@ def prepare(state: Any, acquire: Callable[[int], torch.Tensor]) -> tuple[Snapsho
     return Snapshot(entries, copied_objects, skeleton, nbytes), buffer, tensors
 
 
-class CopyProgress:
-    """How much of the staging buffer, from its start, already holds the snapshot: lets a reader
-    (the disk writer) stream each tensor out as soon as it is copied instead of after the last."""
-
-    def __init__(self) -> None:
-        self._copied_bytes = 0
-        self._over = False
-        self._condition = threading.Condition()
-
-    def advance(self, copied_bytes: int) -> None:
-        with self._condition:
-            self._copied_bytes = copied_bytes
-            self._condition.notify_all()
-
-    def end(self) -> None:
-        """The copy is over, done or failed: nobody waits any longer."""
-        with self._condition:
-            self._over = True
-            self._condition.notify_all()
-
-    def wait_for(self, end_bytes: int) -> bool:
-        """Block until the first `end_bytes` are copied (True) or the copy ended short of them (False)."""
-        with self._condition:
-            self._condition.wait_for(lambda: self._copied_bytes >= end_bytes or self._over)
-            return self._copied_bytes >= end_bytes
-
-
 _side_streams: dict[torch.device, torch.Stream] = {}
 
 
@@ -215,14 +187,12 @@ def copy_tensors(
     buffer: torch.Tensor,
     tensors: dict[str, torch.Tensor],
     ready: torch.Event | None = None,
-    progress: CopyProgress | None = None,
 ) -> None:
-    """Copy the live tensors into the buffer, in buffer order; returns when the bytes are there.
+    """Copy the live tensors into the buffer; returns when the bytes are there.
 
     Device tensors are copied on a side stream that first waits for `ready` (recorded on the
     training stream when the save was asked for), so the copy overlaps the compute that follows
-    instead of queueing behind it (the CheckFreq / Gemini snapshot). `progress` learns each host
-    tensor as it lands, device tensors all at once when the stream is done.
+    instead of queueing behind it (the CheckFreq / Gemini snapshot).
     """
     device = next(
         (local_tensor(t).device for t in tensors.values() if local_tensor(t).device.type != "cpu"), None
@@ -230,8 +200,6 @@ def copy_tensors(
     if device is None:
         for entry in snapshot.entries:
             view(buffer, entry).copy_(local_tensor(tensors[entry.path]))
-            if progress is not None:
-                progress.advance(entry.offset + entry.nbytes)
         return
     if device not in _side_streams:
         _side_streams[device] = torch.Stream(device=device)
@@ -242,8 +210,6 @@ def copy_tensors(
         for entry in snapshot.entries:
             view(buffer, entry).copy_(local_tensor(tensors[entry.path]), non_blocking=True)
     stream.synchronize()
-    if progress is not None:
-        progress.advance(snapshot.nbytes)
 
 
 def stage(state: Any, acquire: Callable[[int], torch.Tensor]) -> tuple[Snapshot, torch.Tensor, dict]:

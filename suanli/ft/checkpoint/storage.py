@@ -12,7 +12,7 @@ import os
 import pickle
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, cast
 
@@ -27,7 +27,6 @@ from torch.futures import Future
 from suanli.spec.io import atomic_write_bytes
 
 READ_CHUNK_BYTES = 16 << 20
-BeforeWrite = Callable[[torch.Tensor], None]
 # Checksums are zlib's CRC-32 (same values) computed by ISA-L, which folds with carry-less multiply
 # instructions: 5.7x zlib's speed on this machine (13.5 vs 2.4 GB/s over 128 MiB at load 2; 3.6x
 # under heavy load).
@@ -49,9 +48,8 @@ class CheckpointStorage(ABC):
         """File name -> size in bytes, for one checkpoint directory."""
 
     @abstractmethod
-    def writer(self, name: str, before_write: BeforeWrite | None = None) -> ChecksummingWriter:
-        """A DCP storage writer into directory `name` that records a checksum of each file it writes
-        and calls `before_write(tensor)` before it writes each tensor's bytes."""
+    def writer(self, name: str) -> ChecksummingWriter:
+        """A DCP storage writer into directory `name` that records a checksum of each file it writes."""
 
     @abstractmethod
     def reader(self, name: str) -> StorageReader:
@@ -146,10 +144,9 @@ class ChecksummingWriter(FileSystemWriter):
     2 GB/s here): a third of the write's time on this machine, for a checksum nobody reads.
     """
 
-    def __init__(self, path: str | os.PathLike, before_write: BeforeWrite | None = None) -> None:
+    def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path, single_file_per_rank=True, sync_files=True, overwrite=True)
         self.checksums: dict[str, tuple[int, int]] = {}
-        self._before_write = before_write
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
         file_name = f"{plan.storage_data.prefix}0{DEFAULT_SUFFIX}"
@@ -162,8 +159,6 @@ class ChecksummingWriter(FileSystemWriter):
                 offset = stream.tell()
                 data = planner.resolve_data(item)
                 if isinstance(data, torch.Tensor):
-                    if self._before_write is not None:
-                        self._before_write(data)
                     _save_tensor(data.detach(), stream)
                 else:
                     stream.write(data.getbuffer())
@@ -195,8 +190,8 @@ class LocalStorage(CheckpointStorage):
             return {}
         return {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
 
-    def writer(self, name: str, before_write: BeforeWrite | None = None) -> ChecksummingWriter:
-        return ChecksummingWriter(self.root / name, before_write)
+    def writer(self, name: str) -> ChecksummingWriter:
+        return ChecksummingWriter(self.root / name)
 
     def reader(self, name: str) -> StorageReader:
         return FileSystemReader(self.root / name)
