@@ -227,7 +227,7 @@ def test_discover_writes_the_ray_node_table_as_a_cluster_the_service_runs_on(
 
 @pytest.fixture
 def second_h100_node(ray_head: RayHead):
-    """A second Ray node (a raylet of its own on this host) with two more `h100`, for this test only."""
+    """A second Ray node (a raylet of its own on this host) with four more `h100`, for this test only."""
     from suanli.service.discover import ray_nodes
 
     head_ip = wait_for(lambda: ray_nodes(ray_head.address), 30)[0]["node_ip"]
@@ -237,9 +237,9 @@ def second_h100_node(ray_head: RayHead):
         "start",
         f"--address={head_ip}:{ray_head.gcs_port}",
         "--block",
-        "--num-cpus=2",
-        "--num-gpus=2",
-        '--resources={"h100": 2}',
+        "--num-cpus=4",
+        "--num-gpus=4",
+        '--resources={"h100": 4}',  # room for the whole gang: only STRICT_SPREAD keeps it on two nodes
         "--disable-usage-stats",
         *(
             f"--{flag}={port}"
