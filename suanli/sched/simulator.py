@@ -256,14 +256,12 @@ class _Simulation:
         return colocation_changed
 
     def _set_run_speed(self, job_id: str, accel_type: str, slots: tuple[Slot, ...], now: float) -> None:
-        """A started run's speed: slowed by its placement's collectives (an elastic job's goodput
-        model prices its placement itself) and by its checkpoint saves (Daly's model: a save of
-        `checkpoint_s` after every interval of work)."""
+        """A started run's speed: slowed by its placement's collectives and by its checkpoint saves
+        (Daly's model: a save of `checkpoint_s` after every interval of work)."""
         job = self.by_id[job_id]
         cycle_s = self._checkpoint_cycle_s(job_id)
         stalls = (cycle_s - job.checkpoint_s) / cycle_s if cycle_s else 1.0
-        placed = 1.0 if job.elastic else placement_speed(self.state, job, accel_type, slots)
-        speed = placed * stalls
+        speed = placement_speed(self.state, job, accel_type, slots) * stalls
         if speed != 1.0 or job_id in self.run_speed:
             self.run_speed[job_id] = speed
             self.scheduler.set_speed(job_id, speed, now)
