@@ -122,3 +122,21 @@ def test_the_live_loop_ticks_often_but_the_policy_decides_on_its_own_cadence(mak
     time.sleep(0.3)  # running, nothing changes: no pass
     assert len(scheduler.decision_s) == passes
     service.post(f"/jobs/{job['id']}/cancel")
+
+
+def test_each_run_trains_with_the_plan_of_the_pool_it_got(make_service):
+    """Two model jobs that accept {A100: 2, H100: 2} on the simulated two-pool cluster: the first goes to
+    H100, the second to A100, and each run's trainer config carries the plan for its own pool."""
+    import yaml
+
+    from tests.service.conftest import wait_state
+
+    service = make_service(cluster_file=TWO_POOLS, simulate_speedup=60.0)
+    body = {k: v for k, v in EITHER.items() if k != "run"} | {"model": "llama3.1-8b"}
+    for pool in ("h100", "a100"):
+        job = service.post("/jobs", json=body)
+        assert job.status_code == 201, job.text
+        placed = wait_state(service, job.json()["id"], {"running"}, 20)["placement"]
+        runs = service.app.state.settings.data_dir / "runs" / str(job.json()["id"]) / "1"
+        plan = yaml.safe_load((runs / "train.yaml").read_text())["plan"]
+        assert placed["pool"] == pool and (plan["pool"], plan["gpus"]) == (pool, 2)
