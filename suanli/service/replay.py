@@ -82,7 +82,6 @@ class TraceWorkload:
     arrivals: list[tuple[float, JobSpec]]  # (trace submit time, spec), in arrival order
     declared: dict[str, SchedJob]
     truth: dict[str, SchedJob]
-    estimate_error: float = DEFAULT_ESTIMATE_ERROR
     failures_per_gpu_s: float = 0.0  # the cluster file's declared rate (what a job's checkpoints plan for)
 
     @classmethod
@@ -104,7 +103,6 @@ class TraceWorkload:
             arrivals=[(jobs[i].submit_s, spec_of_trace_job(seen[i], n, queues)) for i, n in named],
             declared={n: seen[i] for i, n in named},
             truth={n: jobs[i] for i, n in named},
-            estimate_error=estimate_error,
             failures_per_gpu_s=(cluster.failures_per_1k_gpu_month or 0.0) / 1000.0 / SECONDS_PER_MONTH,
         )
 
