@@ -280,3 +280,15 @@ def test_the_greedy_ascent_comes_close_to_sias_integer_optimum():
     ]
     assert min(ratios) >= 0.9 and np.median(ratios) >= 0.97
     assert max(ratios) <= 1 + 1e-9
+
+
+@pytest.mark.timeout(60)
+def test_rigid_jobs_of_widths_off_sias_ladder_run_under_the_elastic_policy():
+    # Sia's ladder on 8-GPU nodes is 1, 2, 4, 8, 16: a rigid gang of 3, 5 or 6 GPUs still gets its
+    # own configuration (it used to wait forever while rounds kept coming).
+    from tests.sched.conftest import job
+
+    jobs = [job(f"r{w}", 10.0 * w, w, {"a": 600.0, "b": 1200.0}) for w in (3, 5, 6, 1)]
+    result = simulate(make_cluster({"a": (1, 8), "b": (1, 8)}), make_policy("elastic"), jobs)
+    assert result.metrics["jobs_finished"] == 4
+    assert all(s.starts >= 1 and s.job.gpus == s.job.width for s in result.jobs)

@@ -75,32 +75,47 @@ class ElasticGoodput(Policy):
         return {s.job.job_id: configs[c] for s, c in zip(states, chosen, strict=True) if c != _NONE}
 
     def _configs(self, view: View) -> list[tuple[str, int]]:
+        """Sia's ladder on every pool, plus each rigid job's own width where the ladder lacks it."""
         per_node: dict[str, int] = {}
         for node in view.cluster.nodes:
             per_node[node.accel_type] = max(per_node.get(node.accel_type, 0), node.slots)
-        return [(t, w) for t, n in sorted(view.capacity.items()) for w in sia_widths(n, per_node.get(t, 1))]
+        ladder = {(t, w) for t, n in view.capacity.items() for w in sia_widths(n, per_node.get(t, 1))}
+        rigid = {
+            (t, s.job.width_on(t))
+            for s in view.active()
+            if s.job.elastic is None
+            for t in s.job.runtime_s
+            if s.job.width_on(t) <= view.capacity.get(t, 0)
+        }
+        return sorted(ladder | rigid)
 
     def _goodputs(self, state: JobState, configs: list[tuple[str, int]]) -> np.ndarray:
-        """Predicted goodput per configuration (0: not allowed), in any unit per job."""
+        """Normalised goodput G per configuration (0: not allowed). An elastic job's is relative to
+        its smallest configuration; a rigid job's is its throughput relative to its slowest type,
+        times its width (Sia's `_compute_rigid_job_goodput_single`: the slowest type is worth the
+        GPUs it holds)."""
         job = state.job
         out = np.zeros(len(configs))
+        if job.elastic is None:
+            slowest = min(job.rate(t) for t in job.runtime_s)
+            for i, (t, w) in enumerate(configs):
+                if t in job.runtime_s and w == job.width_on(t):
+                    out[i] = w * job.rate(t) / slowest
+            return out
         for i, (t, w) in enumerate(configs):
             if t not in job.runtime_s:
-                continue
-            if job.elastic is None:
-                out[i] = job.rate(t) * w if w == job.width_on(t) else 0.0
                 continue
             app = app_goodput(job.elastic.app, t)
             if job.elastic.min_gpus <= w <= min(job.gpus_max or job.gpus, app.max_replicas()):
                 out[i] = app.predicted_goodput(w, epoch_of(job, state.progress, t))
-        return out
+        allowed = out > 0
+        return out / out[allowed].min() if allowed.any() else out
 
     def _values(self, state: JobState, configs: list[tuple[str, int]], view: View) -> np.ndarray:
-        goodput = self._goodputs(state, configs)
-        allowed = goodput > 0
+        normalised = self._goodputs(state, configs)
+        allowed = normalised > 0
         if not allowed.any():
             return np.full(len(configs), -np.inf)
-        normalised = goodput / goodput[allowed].min()
         current = self._current(state, configs)
         if current != _NONE:
             age_s = view.now_s - state.job.submit_s
