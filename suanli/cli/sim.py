@@ -123,6 +123,7 @@ def compare(
     runtime_knowledge: str = typer.Option("declared", help="declared or none"),
     tick: float = typer.Option(0.0, help="decide every TICK seconds (0: on every event)"),
     limit: int = typer.Option(None, help="only the first N jobs of each workload"),
+    elastic: bool = typer.Option(False, help="Sia traces: jobs may be resized (see suanli sim --elastic)"),
     plot: Path = typer.Option(None, help="write JCT-CDF and utilisation plots into this folder"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -142,7 +143,7 @@ def compare(
     results: dict[str, list[SimResult]] = {name: [] for name in names}
     for workload in [w.strip() for w in workloads.split(",") if w.strip()]:
         for name in names:
-            results[name].append(_run(trace, workload, cluster, name, config, limit))
+            results[name].append(_run(trace, workload, cluster, name, config, limit, elastic))
     summary = {
         name: {
             key: {
