@@ -78,3 +78,19 @@ def test_jobs_declaring_nothing_are_served_in_arrival_order_not_narrowest_first(
     )
     start = {s.job.job_id: s.first_start_s for s in run.jobs}
     assert start["wide"] == pytest.approx(HOUR) and start["narrow"] >= start["wide"] + 600.0
+
+
+def test_a_running_job_is_stopped_just_after_its_save_not_just_before():
+    """SRPT with a cost: a newcomer of 32 GPU-h goes before a running job of 36.4 GPU-h (counted
+    at half, `stickiness` 2, as 72.8 / 2) only once stopping it costs less than the difference. At
+    0.9 h it would lose 0.9 h × 8 GPUs since its hourly save, so it keeps running; a second after
+    its save at 1 h it yields."""
+    running = job("running", 0.0, 8, 10 * HOUR, checkpoint_interval_s=HOUR)
+    newcomer = job("newcomer", 0.9 * HOUR, 8, 4 * HOUR)
+    run = simulate(
+        make_cluster({"a": (1, 8)}), SuanliPolicy(), [running, newcomer], SimConfig(estimate_error=0.0)
+    )
+    states = {s.job.job_id: s for s in run.jobs}
+    assert states["newcomer"].first_start_s == pytest.approx(HOUR + 1.0)
+    # 14 h of work in all, plus the one second it lost (stopped at 0.9 h it would have lost 0.9 h)
+    assert states["running"].finish_s == pytest.approx(14 * HOUR + 1.0)

@@ -1,6 +1,7 @@
 """Suanli's policy: heterogeneity- and topology-aware, gang-safe, fair shortest-work-first.
 
-Rules, applied on every arrival and completion and at the guard's deadlines (no fixed rounds):
+Rules, applied on every arrival and completion, at the guard's deadlines and just after running jobs'
+saves while jobs wait (no fixed rounds):
 
 1. Queues, quotas and fair share. A queue holding more than its quota (share of all GPUs, default:
    no limit), or whose decayed usage is above its fair share (`fair_shares`; usage in GPU-seconds
@@ -16,13 +17,16 @@ Rules, applied on every arrival and completion and at the guard's deadlines (no 
    that declared its work is guarded: for one that declared nothing ρ would be a guess.
 4. Shortest work first. The others go by estimated remaining GPU-time on their best type
    (width × time), which minimises average JCT (SRPT on area). A running job counts its area
-   divided by `stickiness`, so a newcomer preempts it only when it is clearly shorter (each restart
-   costs the job's checkpoint-restore time and the work since its last checkpoint), and a job still
-   restoring is not preempted. Every duration comes from the estimator (`view.remaining_s`):
-   declared work ÷ predicted throughput corrected by the queue's history. A job that declares no
-   work goes by Tiresias' 2D-LAS instead (Gu et al., NSDI'19): its queue is set by the GPU-time it
-   has attained (`las_threshold_gpu_s`), first come first served inside a queue, and it ranks as if
-   its area were that queue's boundary.
+   divided by `stickiness`, less what stopping it now would cost (the work since its last save, at
+   the interval its runtime plans, `job.checkpoint_interval_s`, and the restore it would pay
+   again): by the exchange argument of SRPT a newcomer P should go before a running R only if
+   area(P) + cost(R) < area(R). While jobs wait, the policy also asks for a pass just after each
+   running job's next save, when stopping it is cheapest. A job still restoring is not preempted.
+   Every duration comes from the estimator (`view.remaining_s`): declared work ÷ predicted
+   throughput corrected by the queue's history. A job that declares no work goes by Tiresias'
+   2D-LAS instead (Gu et al., NSDI'19): its queue is set by the GPU-time it has attained
+   (`las_threshold_gpu_s`), first come first served inside a queue, and it ranks as if its area
+   were that queue's boundary.
 5. Heterogeneity. Each job is offered the accelerator types on which it is at most `max_slowdown`
    times slower than on its best type, fastest first (a running job first where it already runs);
    walking jobs in rule-3/4 order, the short jobs take the fast types and the rest spill over.
@@ -33,12 +37,15 @@ Rules, applied on every arrival and completion and at the guard's deadlines (no 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from suanli.sched.job import JobState
+from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
+
+_SECONDS_PER_MONTH = 30 * 24 * 3600.0  # the month of `failures_per_1k_gpu_month`, as the simulator counts it
 
 
 @dataclass
@@ -77,7 +84,9 @@ class SuanliPolicy(Policy):
             rho = self._projected_rho(s, view, share_gpus)[0]
             starving = job.declared and rho > self.rho_guard
             if job.declared:
-                area = job.width * view.remaining_s(s, types[0]) / (self.stickiness if running else 1.0)
+                area = job.width * view.remaining_s(s, types[0])
+                if running:  # keep it unless a newcomer is shorter by what preempting it would cost
+                    area = area / self.stickiness - self._preemption_cost(s, view, types[0])
             else:  # Tiresias' 2D-LAS: queue by attained GPU-time, FIFO inside a queue
                 area = self.las_threshold_gpu_s * (1 + (s.attained_gpu_s >= self.las_threshold_gpu_s))
             return (
@@ -143,15 +152,39 @@ class SuanliPolicy(Policy):
         elapsed_s = view.now_s - job.submit_s + job.restart_overhead_s
         return (elapsed_s + view.remaining_s(state, types[-1])) / share_s, share_s
 
+    def _cycle_s(self, job: SchedJob, view: View) -> float:
+        """Wall time between the job's checkpoints as its runtime plans them (`job.checkpoint_interval_s`
+        at the cluster's declared failure rate) plus the save; 0: it loses nothing when stopped."""
+        rate = view.cluster.cluster.failures_per_1k_gpu_month if view.cluster.cluster else None
+        interval_s = checkpoint_interval_s(job, (rate or 0.0) / 1000.0 / _SECONDS_PER_MONTH)
+        return interval_s + job.checkpoint_s if interval_s else 0.0
+
+    def _preemption_cost(self, state: JobState, view: View, best_type: str) -> float:
+        """GPU-seconds on its best type a running job would lose if stopped now: the work since its
+        last checkpoint and the restore it would pay again."""
+        job = state.job
+        cycle_s = self._cycle_s(job, view)
+        lost_s = (view.now_s - state.busy_from_s) % cycle_s if cycle_s else 0.0
+        on_best = job.runtime_s[best_type] / job.runtime_s[state.accel_type or best_type] * state.speed
+        return job.width * (lost_s * on_best + job.restart_overhead_s)
+
     def next_pass_s(self, view: View) -> float | None:
-        """A second after the first waiting job that declared its work crosses `rho_guard` (N as now)."""
+        """A second after the first waiting job that declared its work crosses `rho_guard` (N as now),
+        or after a running job's next save if that comes first."""
         share_gpus = sum(view.capacity.values()) / max(1, len(view.jobs))
+        waiting = view.pending()
         times = []
-        for s in view.pending():
+        for s in waiting:
             if s.job.declared and (self._cache.get(s.job.job_id) or self._profile(s, view))[0]:
                 rho, share_s = self._projected_rho(s, view, share_gpus)
                 if rho <= self.rho_guard:
                     times.append(view.now_s + (self.rho_guard - rho) * share_s + 1.0)
+        if waiting:  # a pass just after each running job's next save, when stopping it is cheapest
+            for s in view.running():
+                cycle_s = self._cycle_s(s.job, view) if s.job.declared else 0.0
+                if cycle_s and view.now_s > s.busy_from_s:
+                    done = math.floor((view.now_s - s.busy_from_s) / cycle_s) + 1
+                    times.append(s.busy_from_s + done * cycle_s + 1.0)
         return min(times, default=None)
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
