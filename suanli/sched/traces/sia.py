@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-from typing import Any
 
 import numpy as np
 from scipy.interpolate import LinearNDInterpolator
@@ -239,8 +238,6 @@ def load_sia_workload(path: Path | str, calibrated: bool = True, elastic: bool =
                 )
             if gpus < 1 or batch < 1:
                 raise SpecError(f"{path}:{line}: num_replicas and batch_size must be >= 1")
-            shape = elastic_shape(app) if elastic else {}
-            gpus = min(gpus, shape.get("gpus_max", gpus))
             shape = elastic_shape(app) if elastic else {}
             gpus = min(gpus, shape.get("gpus_max", gpus))
             runtime, throughput, comm_share = {}, {}, {}
