@@ -49,6 +49,7 @@ class Scheduler:
         self.done: dict[str, JobState] = {}  # finished and cancelled
         self.pending: dict[str, JobState] = {}  # the pending subset of `jobs`, in submission order
         self.queue_held: dict[str, int] = {}  # queue → GPUs (or CPU nodes) its running jobs hold
+        self._needs: dict[str, tuple[SchedJob, dict[str, int]]] = {}  # see `_need_milli`
         self.decision_s: list[float] = []
         self._changed = True  # a job arrived, ended, failed or was cancelled since the last pass
         self._next_round_s = -math.inf
@@ -110,6 +111,7 @@ class Scheduler:
         state.status = "cancelled"
         self._changed = True
         self.pending.pop(job_id, None)
+        self._needs.pop(job_id, None)
         self.done[job_id] = self.jobs.pop(job_id)
 
     def job_finished(self, job_id: str, now_s: float) -> None:
@@ -120,6 +122,7 @@ class Scheduler:
         self.estimator.observe(state)
         state.status, state.finish_s = "finished", now_s
         self._changed = True
+        self._needs.pop(job_id, None)
         self.done[job_id] = self.jobs.pop(job_id)
 
     def job_failed(self, job_id: str, now_s: float, lost_progress: float) -> None:
@@ -214,23 +217,29 @@ class Scheduler:
 
     def _preemptive_pass(self, view: View) -> list[Decision]:
         """Admit jobs in policy order while their gang fits by count; preempt running jobs that
-        were not admitted (or were admitted on another type); then place the admitted new ones."""
+        were not admitted (or were admitted on another type); then place the admitted new ones.
+        Once no type has a free share left, no later job can be admitted and the walk stops."""
         free = {t: n * FULL_MILLI for t, n in view.capacity.items()}
+        open_types = sum(1 for n in free.values() if n > 0)
         admitted: dict[str, str] = {}
+        ranked_types, need_milli = self.policy.ranked_types, self._need_milli
         for state in self.policy.order(view):
-            for accel_type in self.policy.ranked_types(state, view):
-                need = (
-                    state.job.gpus_on(accel_type) * share_milli(state.job.sharing, accel_type)
-                    or state.job.width_on(accel_type) * FULL_MILLI
-                )
-                if free.get(accel_type, 0) >= need:
-                    free[accel_type] -= need
+            if not open_types:
+                break
+            for accel_type in ranked_types(state, view):
+                need = need_milli(state.job, accel_type)
+                left = free.get(accel_type, 0) - need
+                if left >= 0:
+                    free[accel_type] = left
+                    if left == 0 and need:
+                        open_types -= 1
                     admitted[state.job.job_id] = accel_type
                     break
-        decisions = []
-        for state in list(self.jobs.values()):
-            if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type:
-                decisions.append(self._preempt(state, view.now_s))
+        decisions = [
+            self._preempt(state, view.now_s)
+            for state in list(self.jobs.values())
+            if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type
+        ]
         return decisions + self._start_admitted(admitted, view)
 
     def _allocation_pass(self, view: View) -> list[Decision]:
@@ -278,10 +287,7 @@ class Scheduler:
             if not types:
                 continue
             accel_type = first_type[state.job.job_id] = types[0]
-            free[accel_type] -= (
-                state.job.gpus_on(accel_type) * share_milli(state.job.sharing, accel_type)
-                or state.job.width_on(accel_type) * FULL_MILLI
-            )
+            free[accel_type] -= self._need_milli(state.job, accel_type)
             if free[accel_type] < 0:
                 return None
         ranked = self.hooks.rank(list(self.pending.values()), view)
@@ -290,14 +296,26 @@ class Scheduler:
     def _start_admitted(self, admitted: dict[str, str], view: View) -> list[Decision]:
         """Start the admitted jobs that are pending, widest first (ties in policy order)."""
         decisions = []
-        widest = sorted(admitted.items(), key=lambda kv: -self.jobs[kv[0]].job.width_on(kv[1]))
-        for job_id, accel_type in widest:
-            state = self.jobs[job_id]
-            if state.status == "pending":
-                decision = self._try_start(state, [accel_type], view)
-                if decision:
-                    decisions.append(decision)
+        waiting = [(self.pending[j], t) for j, t in admitted.items() if j in self.pending]
+        for state, accel_type in sorted(waiting, key=lambda st: -st[0].job.width_on(st[1])):
+            decision = self._try_start(state, [accel_type], view)
+            if decision:
+                decisions.append(decision)
         return decisions
+
+    def _need_milli(self, job: SchedJob, accel_type: str) -> int:
+        """Shares of `accel_type` the job's gang takes by count (1000 per whole GPU or CPU node),
+        remembered per job (a resized elastic job is a new `SchedJob` and is priced again)."""
+        known = self._needs.get(job.job_id)
+        if known is None or known[0] is not job:
+            known = self._needs[job.job_id] = (job, {})
+        need = known[1].get(accel_type)
+        if need is None:
+            need = known[1][accel_type] = (
+                job.gpus_on(accel_type) * share_milli(job.sharing, accel_type)
+                or job.width_on(accel_type) * FULL_MILLI
+            )
+        return need
 
     def _try_start(self, state: JobState, types: list[str], view: View) -> Decision | None:
         for accel_type in types:
@@ -367,22 +385,23 @@ class Scheduler:
     # ---- progress accounting --------------------------------------------------------------------
     def _account(self, state: JobState, now_s: float) -> None:
         """Credit progress and GPU time for [last accounting, now) of a running job."""
-        if state.status != "running" or now_s <= state.segment_start_s:
+        start_s = state.segment_start_s
+        if state.status != "running" or now_s <= start_s:
             return
-        width = state.job.width_on(state.accel_type)
-        state.attained_gpu_s += (now_s - state.segment_start_s) * width
-        busy = max(0.0, now_s - max(state.segment_start_s, state.busy_from_s))
+        job, accel_type = state.job, state.accel_type or ""
+        state.attained_gpu_s += (now_s - start_s) * job.width_on(accel_type)
+        busy_from_s = state.busy_from_s
+        busy = now_s - (busy_from_s if busy_from_s > start_s else start_s)
+        if busy < 0.0:  # still restoring
+            busy = 0.0
         state.run_s += busy
-        if state.job.elastic is None:
-            rate = state.job.rate(state.accel_type or "") * state.speed
-            state.progress += busy * rate
+        if job.elastic is None:
+            state.progress += busy * (1.0 / job.runtime_s[accel_type] * state.speed)
         else:  # its goodput changes with its width, batch and epoch
             from suanli.sched.goodput import advance
 
             per_node = tuple(n for _, n in state.placement)
-            state.progress = advance(
-                state.job, state.accel_type or "", per_node, state.progress, busy * state.speed
-            )
+            state.progress = advance(job, accel_type, per_node, state.progress, busy * state.speed)
         state.segment_start_s = now_s
 
     def _state(self, job_id: str) -> JobState:

@@ -3,6 +3,7 @@ priority queues; FIFO inside a queue; preemptive. No run-time estimates needed."
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from suanli.sched.job import JobState
@@ -20,14 +21,14 @@ class Tiresias(Policy):
     round_s: float | None = 60.0
     _types: dict[str, list[str]] = field(default_factory=dict)  # per job: allowed types, most GPUs first
 
-    def queue_of(self, state: JobState) -> int:
-        return sum(state.attained_gpu_s >= t for t in self.thresholds_gpu_s)
-
     def order(self, view: View) -> list[JobState]:
         return self.rank(view.active(), view)
 
     def rank(self, states: list[JobState], view: View) -> list[JobState]:
-        return sorted(states, key=lambda s: (self.queue_of(s), s.job.submit_s, s.job.job_id))
+        bounds = sorted(self.thresholds_gpu_s)  # a job's queue: how many boundaries it has passed
+        return sorted(
+            states, key=lambda s: (bisect_right(bounds, s.attained_gpu_s), s.job.submit_s, s.job.job_id)
+        )
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         # Heterogeneity-unaware: the type with the most GPUs first; a running job stays where it is.
