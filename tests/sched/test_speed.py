@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,9 +11,16 @@ from scipy.optimize import linprog
 
 from suanli.comm.estimate import placed_collective_time_s
 from suanli.sched.cluster_state import ClusterState, Slot
+from suanli.sched.fractional import FULL_MILLI
+from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import REFERENCE_BYTES, REFERENCE_COLLECTIVE, placement_time_s
+from suanli.sched.policies import Policy, View, make_policy
+from suanli.sched.policies.ftf import FinishTimeFairness, projected_rho
 from suanli.sched.policies.gavel import gavel_allocation
+from suanli.sched.scheduler import Decision, Scheduler
+from suanli.sched.simulator import SimConfig, simulate
 from suanli.spec import Cluster
+from tests.sched.conftest import job, make_cluster
 
 
 @settings(max_examples=40, deadline=None)
@@ -70,3 +79,73 @@ def test_on_nvswitch_nodes_any_k_gpus_price_alike():
         )
         slots = tuple(Slot(node, gpu) for node, gpus in enumerate(members) for gpu in gpus)
         assert placement_time_s(state, slots) == direct
+
+
+def _full_walk(self: Scheduler, view: View) -> list[Decision]:
+    """The preemptive pass as specified, without its early stop: every job in policy order is offered
+    its types until one has room by count."""
+    free = {t: n * FULL_MILLI for t, n in view.capacity.items()}
+    admitted: dict[str, str] = {}
+    for state in self.policy.order(view):
+        for accel_type in self.policy.ranked_types(state, view):
+            need = self._need_milli(state.job, accel_type)
+            if free.get(accel_type, 0) >= need:
+                free[accel_type] -= need
+                admitted[state.job.job_id] = accel_type
+                break
+    preempted = [
+        self._preempt(state, view.now_s)
+        for state in list(self.jobs.values())
+        if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type
+    ]
+    return preempted + self._start_admitted(admitted, view)
+
+
+class _FtfRankingLeaseHolders(FinishTimeFairness):
+    """FTF ranking every job by ρ, lease holders too (the tick skips their ρ: it moves no one)."""
+
+    def rank(self, states: list[JobState], view: View) -> list[JobState]:
+        leases_end = view.now_s >= self._next_round_s
+        ranked = super().rank(states, view)
+        if leases_end:
+            return ranked
+        n = len(view.jobs)
+        return sorted(
+            ranked,
+            key=lambda s: (s.status != "running", -projected_rho(s, view, n), s.job.job_id),
+        )
+
+
+def _outcome(policy: Policy, jobs: list[SchedJob]) -> dict[str, tuple]:
+    cluster = make_cluster({"a": (2, 8), "b": (1, 4)}, nodes_per_leaf=2)
+    result = simulate(cluster, policy, jobs, SimConfig(estimate_error=0.5, seed=3))
+    return {
+        s.job.job_id: (s.finish_s, s.accel_type, s.preemptions, s.first_start_s, s.placement)
+        for s in result.jobs
+    }
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 4000), st.sampled_from([1, 2, 4, 8]), st.floats(60, 20000), st.floats(1.0, 3.0)
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from(["tiresias", "suanli", "ftf"]),
+)
+def test_live_tick_shortcuts_change_no_decision(rows, name):
+    """The preemptive pass stops once no type has a free share, and FTF leaves lease holders'
+    ρ uncomputed between rounds; on random workloads over two types, every job starts, runs where,
+    is preempted and finishes exactly as with the full walk and full ranking."""
+    jobs = [
+        job(f"j{i}", submit_s, gpus, {"a": run_s, "b": run_s * slower})
+        for i, (submit_s, gpus, run_s, slower) in enumerate(rows)
+    ]
+    fast = _outcome(make_policy(name), jobs)
+    slow_policy = _FtfRankingLeaseHolders() if name == "ftf" else make_policy(name)
+    with patch.object(Scheduler, "_preemptive_pass", _full_walk):
+        slow = _outcome(slow_policy, jobs)
+    assert fast == slow

@@ -109,7 +109,7 @@ class Policy(Protocol):
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         job = state.job
         types = [t for t in job.runtime_s if self.filter(job, t, view)]
-        return sorted(types, key=lambda t: (-self.score(job, t, view), t))
+        return sorted(types, key=lambda t: (-self.score(job, t, view), t)) if len(types) > 1 else types
 
     @abstractmethod
     def order(self, view: View) -> list[JobState]:

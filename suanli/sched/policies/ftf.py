@@ -46,11 +46,17 @@ class FinishTimeFairness(Policy):
         active_jobs = len(view.jobs)
 
         def key(s: JobState) -> tuple[bool, float, str]:
-            keeps_lease = not leases_end and s.status == "running"
-            return (not keeps_lease, -projected_rho(s, view, active_jobs), s.job.job_id)
+            if not leases_end and s.status == "running":
+                # Lease holders come first and each is admitted where it runs whatever their order
+                # (they hold their GPUs), so their ρ would change no decision: not computed.
+                return (False, 0.0, s.job.job_id)
+            return (True, -projected_rho(s, view, active_jobs), s.job.job_id)
 
         return sorted(states, key=key)
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         types = super().ranked_types(state, view)
-        return sorted(types, key=lambda t: t != state.accel_type) if state.status == "running" else types
+        own = state.accel_type
+        if state.status == "running" and own in types and types[0] != own:
+            return [own, *(t for t in types if t != own)]
+        return types
