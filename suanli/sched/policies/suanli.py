@@ -62,6 +62,7 @@ class SuanliPolicy(Policy):
     fair_shares: dict[str, float] = field(default_factory=dict)  # queue → its share; empty: off
     usage_half_life_s: float = 7 * 24 * 3600.0
     _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
+    _cycles: dict[str, tuple[SchedJob, float]] = field(default_factory=dict)  # see `_cycle_s`
     _usage_gpu_s: dict[str, float] = field(default_factory=dict)
     _usage_at_s: float | None = None
 
@@ -142,6 +143,8 @@ class SuanliPolicy(Policy):
             self._charge_usage(view)
         if len(self._cache) > 4 * len(view.jobs) + 1024:
             self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
+        if len(self._cycles) > 4 * len(view.jobs) + 1024:
+            self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
 
     def _projected_rho(self, state: JobState, view: View, share_gpus: float) -> tuple[float, float]:
         """(ρ projected from the estimator's work if the job ran from now to the end on the slowest
@@ -155,9 +158,14 @@ class SuanliPolicy(Policy):
     def _cycle_s(self, job: SchedJob, view: View) -> float:
         """Wall time between the job's checkpoints as its runtime plans them (`job.checkpoint_interval_s`
         at the cluster's declared failure rate) plus the save; 0: it loses nothing when stopped."""
+        known = self._cycles.get(job.job_id)
+        if known is not None and known[0] is job:
+            return known[1]
         rate = view.cluster.cluster.failures_per_1k_gpu_month if view.cluster.cluster else None
         interval_s = checkpoint_interval_s(job, (rate or 0.0) / 1000.0 / _SECONDS_PER_MONTH)
-        return interval_s + job.checkpoint_s if interval_s else 0.0
+        cycle_s = interval_s + job.checkpoint_s if interval_s else 0.0
+        self._cycles[job.job_id] = (job, cycle_s)  # the job and the cluster's failure rate are fixed
+        return cycle_s
 
     def _preemption_cost(self, state: JobState, view: View, best_type: str) -> float:
         """GPU-seconds on its best type a running job would lose if stopped now: the work since its
