@@ -141,8 +141,9 @@ class SuanliPolicy(Policy):
     def on_round(self, view: View) -> None:
         if self.fair_shares:
             self._charge_usage(view)
-        if len(self._cache) > 4 * len(view.jobs) + 1024:
+        if len(self._cache) + len(self._cycles) > 8 * len(view.jobs) + 2048:  # forget finished jobs
             self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
+            self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
         if len(self._cycles) > 4 * len(view.jobs) + 1024:
             self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
 
