@@ -161,6 +161,8 @@ class Scheduler:
             decisions = self._allocation_pass(view)
         elif first_choice is not None:
             decisions = self._start_admitted(first_choice, view)
+        elif self.policy.preemptive and self.hooks.keeps_running and self.hooks.keeps_running(view):
+            decisions = self._fill_pass(view)
         elif self.policy.preemptive:
             decisions = self._preemptive_pass(view)
         else:
@@ -241,6 +243,24 @@ class Scheduler:
             if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type
         ]
         return decisions + self._start_admitted(admitted, view)
+
+    def _fill_pass(self, view: View) -> list[Decision]:
+        """`_preemptive_pass` for a pass that keeps every running job (`Hook.KEEPS_RUNNING`): each one
+        would be admitted where it runs and take what it holds, so the pending jobs, ranked alone,
+        are admitted by count into the free shares; nobody is preempted."""
+        assert self.hooks.rank is not None
+        free = dict(self.cluster.free_milli_by_type)
+        admitted: dict[str, str] = {}
+        for state in self.hooks.rank(list(self.pending.values()), view):
+            if not any(free.values()):
+                break
+            for accel_type in self.policy.ranked_types(state, view):
+                need = self._need_milli(state.job, accel_type)
+                if free.get(accel_type, 0) >= need:
+                    free[accel_type] -= need
+                    admitted[state.job.job_id] = accel_type
+                    break
+        return self._start_admitted(admitted, view)
 
     def _allocation_pass(self, view: View) -> list[Decision]:
         """Follow the policy's whole allocation (`Hook.ALLOCATE`): release every running job whose

@@ -84,6 +84,10 @@ class Hook(Enum):
     # next_pass_s(view) -> float | None: after a pass, when the policy wants the next one even if no
     # event comes (a deadline of its own rules, e.g. a waiting job's fairness guard); None: on events
     NEXT_PASS = "next_pass_s"
+    # keeps_running(view) -> bool: this pass moves no running job (e.g. leases until the round ends),
+    # so only the pending jobs are ranked (`rank`, which a policy declaring this must declare too),
+    # into the room the running ones leave
+    KEEPS_RUNNING = "keeps_running"
 
 
 class Policy(Protocol):
@@ -135,6 +139,7 @@ class PolicyHooks:
     on_bound: Callable[[JobState, View], None] | None
     allocate: Callable[[View], dict[str, tuple[str, int]]] | None
     next_pass_s: Callable[[View], float | None] | None
+    keeps_running: Callable[[View], bool] | None
 
     @classmethod
     def of(cls, policy: Policy) -> PolicyHooks:
@@ -142,4 +147,6 @@ class PolicyHooks:
         missing = sorted(h.value for h in policy.hooks if not callable(getattr(policy, h.value, None)))
         if missing:
             raise TypeError(f"policy {policy.name}: declares hook(s) {', '.join(missing)} without the method")
+        if Hook.KEEPS_RUNNING in policy.hooks and Hook.RANK not in policy.hooks:
+            raise TypeError(f"policy {policy.name}: declares keeps_running without rank")
         return cls(**{h.value: getattr(policy, h.value) if h in policy.hooks else None for h in Hook})

@@ -27,7 +27,7 @@ def projected_rho(state: JobState, view: View, active_jobs: int) -> float:
 @dataclass
 class FinishTimeFairness(Policy):
     name = "ftf"
-    hooks = frozenset({Hook.RANK})
+    hooks = frozenset({Hook.RANK, Hook.KEEPS_RUNNING})
     preemptive = True
     moves_running = True
     round_s: float | None = 360.0
@@ -46,13 +46,14 @@ class FinishTimeFairness(Policy):
         active_jobs = len(view.jobs)
 
         def key(s: JobState) -> tuple[bool, float, str]:
-            if not leases_end and s.status == "running":
-                # Lease holders come first and each is admitted where it runs whatever their order
-                # (they hold their GPUs), so their ρ would change no decision: not computed.
-                return (False, 0.0, s.job.job_id)
-            return (True, -projected_rho(s, view, active_jobs), s.job.job_id)
+            keeps_lease = not leases_end and s.status == "running"
+            return (not keeps_lease, -projected_rho(s, view, active_jobs), s.job.job_id)
 
         return sorted(states, key=key)
+
+    def keeps_running(self, view: View) -> bool:
+        """Until the round ends every running job holds its lease."""
+        return view.now_s < self._next_round_s
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         types = super().ranked_types(state, view)
