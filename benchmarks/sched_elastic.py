@@ -27,13 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from cell_grid import add_grid_arguments, run_grid
 
 from suanli.sched.cluster_state import ClusterState
 from suanli.sched.policies import make_policy
 from suanli.sched.simulator import SimConfig, simulate
 from suanli.sched.traces.sia import load_sia_workload, workload_path
 from suanli.spec import Cluster, load
-from suanli.spec.io import atomic_write_text
 
 CLUSTER = Path("examples/clusters/sia-64gpu.yaml")
 WORKLOADS = {"philly": range(1, 7), "saturn": range(1, 8), "newtrace": range(1, 8)}
@@ -109,28 +109,14 @@ def table(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("build/sched_elastic"))
-    parser.add_argument("--shard", default="0/1", help="i/k: run every k-th cell from the i-th")
-    parser.add_argument("--budget-s", type=float, default=float("inf"), help="stop starting cells after this")
+    add_grid_arguments(parser, "build/sched_elastic")
     parser.add_argument("--traces", default="philly,saturn,newtrace", help="comma-separated, in run order")
     parser.add_argument("--setups", default=",".join(SETUPS), help="comma-separated, in run order")
-    parser.add_argument("--table", action="store_true", help="print the tables of the cells done")
     args = parser.parse_args()
     if args.table:
         table(args.out)
         return
-    args.out.mkdir(parents=True, exist_ok=True)
-    index, count = (int(x) for x in args.shard.split("/"))
-    started = time.perf_counter()
-    for i, cell in enumerate(cells(args.traces.split(","), args.setups.split(","))):
-        path = path_of(args.out, cell)
-        if i % count != index or path.exists():
-            continue
-        if time.perf_counter() - started > args.budget_s:
-            break
-        metrics = run_cell(cell)
-        atomic_write_text(path, json.dumps(metrics))
-        print(path.name, {k: round(float(metrics[k]), 3) for k in KEYS if k in metrics}, flush=True)
+    run_grid(cells(args.traces.split(","), args.setups.split(",")), args, path_of, run_cell, KEYS)
 
 
 if __name__ == "__main__":
