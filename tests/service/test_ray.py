@@ -48,6 +48,17 @@ def ray_address(ray_head: RayHead) -> str:
     return ray_head.address
 
 
+def _start_ray(command: list[str]) -> subprocess.Popen:
+    """A Ray node in its own session (so its workers can be killed as a group), usage stats off."""
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+
+
 @pytest.fixture(scope="module")
 def ray_head():
     ray = Path(sys.executable).with_name("ray")
@@ -81,13 +92,7 @@ def ray_head():
         "--min-worker-port=0",
         "--max-worker-port=0",
     ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-    )
+    process = _start_ray(command)
     address = f"http://127.0.0.1:{dashboard}"
 
     def ready() -> bool:
@@ -260,13 +265,7 @@ def second_h100_node(ray_head: RayHead):
         "--min-worker-port=0",
         "--max-worker-port=0",
     ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-    )
+    process = _start_ray(command)
     try:
         wait_for(lambda: len([n for n in ray_nodes(ray_head.address) if n["state"] == "ALIVE"]) == 2, 90, 0.5)
         yield
@@ -296,6 +295,11 @@ def test_a_gang_over_two_nodes_is_a_strict_spread_placement_group(
     done = wait_state(service, job["id"], {"succeeded", "failed"}, 120)
     assert done["state"] == "succeeded", (done["reason"], service.get(f"/jobs/{job['id']}/logs").text[-3000:])
     assert (done["placement"]["nodes"], done["placement"]["nodelist"]) == (2, ["h100-0", "h100-1"])
-    log = service.get(f"/jobs/{job['id']}/logs").text
-    ranks = dict(re.findall(r"rank (\d) of 2 on (\w+) meets at \S+", log))  # Ray prefixes each task's lines
-    assert set(ranks) == {"0", "1"} and ranks["0"] != ranks["1"]  # two different Ray nodes
+
+    def both_ranks() -> dict[str, str] | None:  # Ray prefixes each task's lines; the last may lag the end
+        log = service.get(f"/jobs/{job['id']}/logs").text
+        ranks = dict(re.findall(r"rank (\d) of 2 on (\w+) meets at \S+", log))
+        return ranks if set(ranks) == {"0", "1"} else None
+
+    seen = wait_for(both_ranks, 30, 0.5)
+    assert seen["0"] != seen["1"]  # two different Ray nodes
