@@ -107,11 +107,11 @@ def test_the_live_loop_ticks_often_but_the_policy_decides_on_its_own_cadence(mak
     submission makes one — the simulator's decisions, later by at most a tick."""
     import time
 
-    from tests.service.conftest import job_yaml, wait_state
+    from tests.service.conftest import job_yaml, wait_for, wait_state
 
     service = make_service(tick_s=0.05)
     scheduler = service.app.state.controller.scheduler.inner
-    time.sleep(0.3)
+    wait_for(lambda: scheduler.decision_s, 20)  # a new scheduler passes once, when the loop first runs
     idle = len(scheduler.decision_s)
     time.sleep(0.5)  # about ten ticks
     assert len(scheduler.decision_s) == idle
