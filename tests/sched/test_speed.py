@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from unittest.mock import patch
 
 import numpy as np
@@ -13,11 +14,12 @@ from scipy.optimize import linprog
 from suanli.comm.estimate import placed_collective_time_s
 from suanli.sched.cluster_state import ClusterState, Slot
 from suanli.sched.fractional import FULL_MILLI
-from suanli.sched.job import SchedJob
+from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import REFERENCE_BYTES, REFERENCE_COLLECTIVE, placement_time_s
 from suanli.sched.policies import Hook, Policy, View, make_policy
 from suanli.sched.policies.ftf import FinishTimeFairness
 from suanli.sched.policies.gavel import gavel_allocation
+from suanli.sched.policies.suanli import SuanliPolicy
 from suanli.sched.scheduler import Decision, Scheduler
 from suanli.sched.simulator import SimConfig, simulate
 from suanli.spec import Cluster
@@ -142,3 +144,108 @@ def test_live_tick_shortcuts_change_no_decision(name, rows):
     with patch.object(Scheduler, "_preemptive_pass", _full_walk):
         slow = _outcome(slow_policy, jobs)
     assert fast == slow
+
+
+class _ScalarSuanli(SuanliPolicy):
+    """Suanli's rank and wake-up as per-job key functions (the code before `np.lexsort`), frozen here
+    as the reference the column-wise version must reproduce decision for decision."""
+
+    def rank(self, states: list[JobState], view: View) -> list[JobState]:
+        total = sum(view.capacity.values()) or 1
+        over = {
+            q
+            for q, n in view.held_by_queue().items()
+            if q in self.queue_quotas and n / total > self.queue_quotas[q]
+        } | self._over_fair_share()
+        share_gpus = total / max(1, len(view.jobs))
+
+        def key(s: JobState) -> tuple:
+            job = s.job
+            types = self._profile(s, view)[0]
+            running = s.status == "running"
+            rho = self._rho(s, view, share_gpus)[0]
+            starving = job.declared and rho > self.rho_guard
+            if job.declared:
+                area = job.width * view.remaining_s(s, types[0])
+                if running:
+                    cycle_s = self._cycle_s(job, view)
+                    lost_s = (view.now_s - s.busy_from_s) % cycle_s if cycle_s else 0.0
+                    on_best = job.runtime_s[types[0]] / job.runtime_s[s.accel_type or types[0]] * s.speed
+                    area = area / self.stickiness - job.width * (lost_s * on_best + job.restart_overhead_s)
+            else:
+                area = self.las_threshold_gpu_s * (1 + (s.attained_gpu_s >= self.las_threshold_gpu_s))
+            return (
+                not (running and job.kind == "hpc"),
+                job.queue in over,
+                not starving,
+                not (running and view.now_s < s.busy_from_s),
+                -rho * (self.guard_hysteresis if running else 1.0) if starving else area,
+                job.submit_s,
+                job.job_id,
+            )
+
+        return sorted(states, key=key)
+
+    def _rho(self, state: JobState, view: View, share_gpus: float) -> tuple[float, float]:
+        job = state.job
+        types, mean_rate = self._profile(state, view)
+        share_s = max(1.0, job.width / share_gpus) / mean_rate * view.expected_work(state)
+        elapsed_s = view.now_s - job.submit_s + job.restart_overhead_s
+        return (elapsed_s + view.remaining_s(state, types[-1])) / share_s, share_s
+
+    def next_pass_s(self, view: View) -> float | None:
+        share_gpus = sum(view.capacity.values()) / max(1, len(view.jobs))
+        waiting = view.pending()
+        times = []
+        for s in waiting:
+            if s.job.declared and self._profile(s, view)[0]:
+                rho, share_s = self._rho(s, view, share_gpus)
+                if rho <= self.rho_guard:
+                    times.append(view.now_s + (self.rho_guard - rho) * share_s + 1.0)
+        if waiting:
+            for s in view.running():
+                cycle_s = self._cycle_s(s.job, view) if s.job.declared else 0.0
+                if cycle_s and view.now_s > s.busy_from_s:
+                    done = math.floor((view.now_s - s.busy_from_s) / cycle_s) + 1
+                    times.append(s.busy_from_s + done * cycle_s + 1.0)
+        return min(times, default=None)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 4000),
+            st.sampled_from([1, 2, 4, 8]),
+            st.floats(60, 20000),
+            st.floats(1.0, 3.0),
+            st.booleans(),
+            st.sampled_from(["training", "hpc"]),
+            st.sampled_from(["q1", "q2"]),
+            st.sampled_from([0.0, 30.0, 900.0]),
+        ),
+        min_size=8,
+        max_size=40,
+    ),
+    st.sampled_from([{}, {"q1": 0.3}]),
+)
+def test_suanli_columnwise_rank_changes_no_decision(rows, quotas):
+    """Suanli's rank as one `np.lexsort` over columns and its wake-up over arrays give, on random
+    workloads (declared and undeclared work, HPC jobs, two queues, a quota, restore costs, checkpoint
+    cycles), every job the same start, type, preemptions, finish and placement as the per-job keys."""
+    jobs = [
+        job(
+            f"j{i}",
+            submit_s,
+            gpus,
+            {"a": run_s, "b": run_s * slower},
+            declared=declared,
+            kind=kind,
+            queue=queue,
+            restart_overhead_s=restart_s,
+            checkpoint_s=restart_s / 3,
+        )
+        for i, (submit_s, gpus, run_s, slower, declared, kind, queue, restart_s) in enumerate(rows)
+    ]
+    fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)
+    assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas), jobs)

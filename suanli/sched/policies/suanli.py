@@ -41,11 +41,30 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+
+from suanli.sched.estimate import HistoryEstimator
 from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
 
 _SECONDS_PER_MONTH = 30 * 24 * 3600.0  # the month of `failures_per_1k_gpu_month`, as the simulator counts it
+
+
+@dataclass(frozen=True)
+class _Row:
+    """What the rank key reads of a job that does not change while the job is the same object."""
+
+    job: SchedJob
+    declared: bool  # declared its work and may run on some type
+    hpc: bool
+    width: float
+    submit_s: float
+    restart_overhead_s: float
+    best_type: str
+    slow_type: str
+    mean_rate: float
+    cycle_s: float
 
 
 @dataclass
@@ -63,6 +82,7 @@ class SuanliPolicy(Policy):
     usage_half_life_s: float = 7 * 24 * 3600.0
     _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
     _cycles: dict[str, tuple[SchedJob, float]] = field(default_factory=dict)  # see `_cycle_s`
+    _rows: dict[str, _Row] = field(default_factory=dict)
     _usage_gpu_s: dict[str, float] = field(default_factory=dict)
     _usage_at_s: float | None = None
 
@@ -70,37 +90,139 @@ class SuanliPolicy(Policy):
         return self.rank(view.active(), view)
 
     def rank(self, states: list[JobState], view: View) -> list[JobState]:
+        """The rules' order as one `np.lexsort` over per-job columns. Each key is the float expression
+        a per-job key function would compute, term for term in the same order (numpy's float64
+        arithmetic is Python's), so the order is the same at a fraction of the cost."""
+        if not states:
+            return []
+        n = len(states)
         total = sum(view.capacity.values()) or 1
         over = {
             q
             for q, n in view.held_by_queue().items()
             if q in self.queue_quotas and n / total > self.queue_quotas[q]
         } | self._over_fair_share()
-        share_gpus = total / max(1, len(view.jobs))
+        rows = [self._row(s, view) for s in states]
+        running = np.fromiter((s.status == "running" for s in states), bool, n)
+        busy_from_s = np.fromiter((s.busy_from_s for s in states), float, n)
+        remaining_best_s, rho, _ = self._estimates(states, rows, view)
+        starving = np.fromiter((r.declared for r in rows), bool, n) & (rho > self.rho_guard)
+        area = self._areas(states, rows, view, remaining_best_s, running, busy_from_s)
+        keys = (
+            np.array([s.job.job_id for s in states]),
+            np.fromiter((r.submit_s for r in rows), float, n),
+            np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area),
+            ~(running & (view.now_s < busy_from_s)),  # still restoring: keep it
+            ~starving,
+            np.fromiter((s.job.queue in over for s in states), bool, n),
+            ~(running & np.fromiter((r.hpc for r in rows), bool, n)),
+        )
+        return [states[i] for i in np.lexsort(keys)]
 
-        def key(s: JobState) -> tuple[bool, bool, bool, bool, float, float, str]:
-            job = s.job
-            types = (self._cache.get(job.job_id) or self._profile(s, view))[0]
-            running = s.status == "running"
-            rho = self._projected_rho(s, view, share_gpus)[0]
-            starving = job.declared and rho > self.rho_guard
-            if job.declared:
-                area = job.width * view.remaining_s(s, types[0])
-                if running:  # keep it unless a newcomer is shorter by what preempting it would cost
-                    area = area / self.stickiness - self._preemption_cost(s, view, types[0])
-            else:  # Tiresias' 2D-LAS: queue by attained GPU-time, FIFO inside a queue
-                area = self.las_threshold_gpu_s * (1 + (s.attained_gpu_s >= self.las_threshold_gpu_s))
-            return (
-                not (running and job.kind == "hpc"),
-                job.queue in over,
-                not starving,
-                not (running and view.now_s < s.busy_from_s),  # still restoring: keep it
-                -rho * (self.guard_hysteresis if running else 1.0) if starving else area,
-                job.submit_s,
-                job.job_id,
+    def _row(self, state: JobState, view: View) -> _Row:
+        job = state.job
+        row = self._rows.get(job.job_id)
+        if row is None or row.job is not job:
+            types, mean_rate = self._cache.get(job.job_id) or self._profile(state, view)
+            row = self._rows[job.job_id] = _Row(
+                job=job,
+                declared=job.declared and bool(types),
+                hpc=job.kind == "hpc",
+                width=float(job.width),
+                submit_s=job.submit_s,
+                restart_overhead_s=job.restart_overhead_s,
+                best_type=types[0] if types else "",
+                slow_type=types[-1] if types else "",
+                mean_rate=mean_rate,
+                cycle_s=self._cycle_s(job, view),
             )
+        return row
 
-        return sorted(states, key=key)
+    def _estimates(
+        self, states: list[JobState], rows: list[_Row], view: View
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per job, the estimator's time left on its best type, and (nan for a job that declared no
+        work) ρ projected from the estimator's work if the job ran from now to the end on the slowest
+        type it may get, and its run time on a 1/N share: ρ grows by 1 / share per second of waiting."""
+        n = len(states)
+        declared = np.fromiter((r.declared for r in rows), bool, n)
+        best_runtime_s, slow_runtime_s, first_runtime_s = (
+            np.fromiter(
+                (
+                    s.job.runtime_s[t] if r.declared else math.nan
+                    for s, r, t in zip(states, rows, types, strict=True)
+                ),
+                float,
+                n,
+            )
+            for types in (
+                [r.best_type for r in rows],
+                [r.slow_type for r in rows],
+                [next(iter(s.job.runtime_s)) for s in states],
+            )
+        )
+        progress = np.fromiter((s.progress for s in states), float, n)
+        estimator = view.estimator
+        if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
+            ratios = {q: estimator.ratio(q) for q in {s.job.queue for s in states}}
+            left = np.maximum(
+                np.fromiter((ratios[s.job.queue] for s in states), float, n) - progress,
+                estimator.overrun_fraction * progress,
+            )
+            remaining_best_s, remaining_slow_s, remaining_first_s = (
+                left * best_runtime_s,
+                left * slow_runtime_s,
+                left * first_runtime_s,
+            )
+        else:
+            remaining_best_s, remaining_slow_s, remaining_first_s = (
+                np.array(
+                    [
+                        estimator.remaining_s(s, t) if r.declared else math.nan
+                        for s, r, t in zip(states, rows, types, strict=True)
+                    ]
+                )
+                for types in (
+                    [r.best_type for r in rows],
+                    [r.slow_type for r in rows],
+                    [next(iter(s.job.runtime_s)) for s in states],
+                )
+            )
+        share_gpus = sum(view.capacity.values()) / max(1, len(view.jobs))
+        width = np.fromiter((r.width for r in rows), float, n)
+        mean_rate = np.fromiter((r.mean_rate for r in rows), float, n)
+        share_s = (
+            np.maximum(1.0, width / share_gpus) / mean_rate * (progress + remaining_first_s / first_runtime_s)
+        )
+        elapsed_s = view.now_s - np.fromiter((r.submit_s for r in rows), float, n)
+        elapsed_s = elapsed_s + np.fromiter((r.restart_overhead_s for r in rows), float, n)
+        rho = (elapsed_s + remaining_slow_s) / share_s
+        return remaining_best_s, np.where(declared, rho, math.nan), share_s
+
+    def _areas(
+        self,
+        states: list[JobState],
+        rows: list[_Row],
+        view: View,
+        remaining_best_s: np.ndarray,
+        running: np.ndarray,
+        busy_from_s: np.ndarray,
+    ) -> np.ndarray:
+        """Rule 4's area per job: a declared job's estimated GPU-time left on its best type (a running
+        one's divided by `stickiness`, less what stopping it now would cost); Tiresias' queue
+        boundary for one that declared nothing."""
+        n = len(states)
+        declared = np.fromiter((r.declared for r in rows), bool, n)
+        width = np.fromiter((r.width for r in rows), float, n)
+        area = width * remaining_best_s
+        stopping = np.flatnonzero(declared & running)
+        if len(stopping):
+            area[stopping] = area[stopping] / self.stickiness - self._preemption_cost(
+                [states[i] for i in stopping], [rows[i] for i in stopping], view, busy_from_s[stopping]
+            )
+        attained = np.fromiter((s.attained_gpu_s for s in states), float, n)
+        las = self.las_threshold_gpu_s * (1 + (attained >= self.las_threshold_gpu_s))
+        return np.where(declared, area, las)
 
     def _profile(self, state: JobState, view: View) -> tuple[list[str], float]:
         """Per job, cached: usable types (fastest first) and the capacity-weighted mean speed over
@@ -144,17 +266,9 @@ class SuanliPolicy(Policy):
         if len(self._cache) + len(self._cycles) > 8 * len(view.jobs) + 2048:  # forget finished jobs
             self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
             self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
+            self._rows = {k: v for k, v in self._rows.items() if k in view.jobs}
         if len(self._cycles) > 4 * len(view.jobs) + 1024:
             self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
-
-    def _projected_rho(self, state: JobState, view: View, share_gpus: float) -> tuple[float, float]:
-        """(ρ projected from the estimator's work if the job ran from now to the end on the slowest
-        type it may get, its run time on a 1/N share): ρ grows by 1 / share per second of waiting."""
-        job = state.job
-        types, mean_rate = self._cache.get(job.job_id) or self._profile(state, view)
-        share_s = max(1.0, job.width / share_gpus) / mean_rate * view.expected_work(state)
-        elapsed_s = view.now_s - job.submit_s + job.restart_overhead_s
-        return (elapsed_s + view.remaining_s(state, types[-1])) / share_s, share_s
 
     def _cycle_s(self, job: SchedJob, view: View) -> float:
         """Wall time between the job's checkpoints as its runtime plans them (`job.checkpoint_interval_s`
@@ -168,33 +282,46 @@ class SuanliPolicy(Policy):
         self._cycles[job.job_id] = (job, cycle_s)  # the job and the cluster's failure rate are fixed
         return cycle_s
 
-    def _preemption_cost(self, state: JobState, view: View, best_type: str) -> float:
-        """GPU-seconds on its best type a running job would lose if stopped now: the work since its
-        last checkpoint and the restore it would pay again."""
-        job = state.job
-        cycle_s = self._cycle_s(job, view)
-        lost_s = (view.now_s - state.busy_from_s) % cycle_s if cycle_s else 0.0
-        on_best = job.runtime_s[best_type] / job.runtime_s[state.accel_type or best_type] * state.speed
-        return job.width * (lost_s * on_best + job.restart_overhead_s)
+    def _preemption_cost(
+        self, states: list[JobState], rows: list[_Row], view: View, busy_from_s: np.ndarray
+    ) -> np.ndarray:
+        """GPU-seconds on its best type each running job would lose if stopped now: the work since
+        its last checkpoint and the restore it would pay again."""
+        n = len(states)
+        cycle_s = np.fromiter((r.cycle_s for r in rows), float, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lost_s = np.where(cycle_s > 0, np.remainder(view.now_s - busy_from_s, cycle_s), 0.0)
+        best_runtime_s = np.fromiter(
+            (s.job.runtime_s[r.best_type] for s, r in zip(states, rows, strict=True)), float, n
+        )
+        here_runtime_s = np.fromiter(
+            (s.job.runtime_s[s.accel_type or r.best_type] for s, r in zip(states, rows, strict=True)),
+            float,
+            n,
+        )
+        on_best = best_runtime_s / here_runtime_s * np.fromiter((s.speed for s in states), float, n)
+        width = np.fromiter((r.width for r in rows), float, n)
+        restart_s = np.fromiter((r.restart_overhead_s for r in rows), float, n)
+        return width * (lost_s * on_best + restart_s)
 
     def next_pass_s(self, view: View) -> float | None:
         """A second after the first waiting job that declared its work crosses `rho_guard` (N as now),
         or after a running job's next save if that comes first."""
-        share_gpus = sum(view.capacity.values()) / max(1, len(view.jobs))
         waiting = view.pending()
-        times = []
-        for s in waiting:
-            if s.job.declared and (self._cache.get(s.job.job_id) or self._profile(s, view))[0]:
-                rho, share_s = self._projected_rho(s, view, share_gpus)
-                if rho <= self.rho_guard:
-                    times.append(view.now_s + (self.rho_guard - rho) * share_s + 1.0)
-        if waiting:  # a pass just after each running job's next save, when stopping it is cheapest
-            for s in view.running():
-                cycle_s = self._cycle_s(s.job, view) if s.job.declared else 0.0
-                if cycle_s and view.now_s > s.busy_from_s:
-                    done = math.floor((view.now_s - s.busy_from_s) / cycle_s) + 1
-                    times.append(s.busy_from_s + done * cycle_s + 1.0)
-        return min(times, default=None)
+        if not waiting:
+            return None
+        rows = [self._row(s, view) for s in waiting]
+        _, rho, share_s = self._estimates(waiting, rows, view)
+        crossing = rho <= self.rho_guard  # nan (declared nothing) is never crossing
+        times = view.now_s + (self.rho_guard - rho[crossing]) * share_s[crossing] + 1.0
+        running = [s for s in view.running() if s.job.declared]  # a pass just after each one's next save
+        cycle_s = np.fromiter((self._row(s, view).cycle_s for s in running), float, len(running))
+        busy_from_s = np.fromiter((s.busy_from_s for s in running), float, len(running))
+        saving = (cycle_s > 0) & (view.now_s > busy_from_s)
+        busy_from_s, cycle_s = busy_from_s[saving], cycle_s[saving]
+        saves = busy_from_s + (np.floor((view.now_s - busy_from_s) / cycle_s) + 1) * cycle_s + 1.0
+        first = min(times.min(initial=math.inf), saves.min(initial=math.inf))
+        return None if math.isinf(first) else float(first)
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         types = self._profile(state, view)[0]
