@@ -51,20 +51,16 @@ from suanli.sched.policies.base import Hook, Policy, View
 _SECONDS_PER_MONTH = 30 * 24 * 3600.0  # the month of `failures_per_1k_gpu_month`, as the simulator counts it
 
 
+# columns of `SuanliPolicy._table`: what the rank key reads of a job that is fixed while it is the same job
+_DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE, _BEST_RT, _SLOW_RT, _FIRST_RT = range(10)
+
+
 @dataclass(frozen=True)
 class _Row:
-    """What the rank key reads of a job that does not change while the job is the same object."""
-
     job: SchedJob
-    declared: bool  # declared its work and may run on some type
-    hpc: bool
-    width: float
-    submit_s: float
-    restart_overhead_s: float
     best_type: str
     slow_type: str
-    mean_rate: float
-    cycle_s: float
+    slot: int  # its row in `SuanliPolicy._table`
 
 
 @dataclass
@@ -83,6 +79,9 @@ class SuanliPolicy(Policy):
     _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
     _cycles: dict[str, tuple[SchedJob, float]] = field(default_factory=dict)  # see `_cycle_s`
     _rows: dict[str, _Row] = field(default_factory=dict)
+    _table: np.ndarray = field(default_factory=lambda: np.empty((0, 10)))  # `_DECLARED`: declared, has a type
+    _ids: np.ndarray = field(default_factory=lambda: np.empty(0, "<U1"))  # job ids by slot
+    _used: int = 0  # slots taken
     _usage_gpu_s: dict[str, float] = field(default_factory=dict)
     _usage_at_s: float | None = None
 
@@ -95,107 +94,110 @@ class SuanliPolicy(Policy):
         arithmetic is Python's), so the order is the same at a fraction of the cost."""
         if not states:
             return []
-        n = len(states)
         total = sum(view.capacity.values()) or 1
         over = {
             q
             for q, n in view.held_by_queue().items()
             if q in self.queue_quotas and n / total > self.queue_quotas[q]
         } | self._over_fair_share()
-        rows = [self._row(s, view) for s in states]
+        rows = self._rows_of(states, view)
+        job, ids = self._columns(rows)
+        n = len(states)
         running = np.fromiter((s.status == "running" for s in states), bool, n)
         busy_from_s = np.fromiter((s.busy_from_s for s in states), float, n)
-        remaining_best_s, rho, _ = self._estimates(states, rows, view)
-        starving = np.fromiter((r.declared for r in rows), bool, n) & (rho > self.rho_guard)
-        area = self._areas(states, rows, view, remaining_best_s, running, busy_from_s)
+        progress = np.fromiter((s.progress for s in states), float, n)
+        remaining_best_s, rho, _ = self._estimates(states, job, progress, view)
+        starving = (job[:, _DECLARED] > 0) & (rho > self.rho_guard)
+        area = self._areas(states, rows, job, view, remaining_best_s, running, busy_from_s)
         keys = (
-            np.array([s.job.job_id for s in states]),
-            np.fromiter((r.submit_s for r in rows), float, n),
+            ids,
+            job[:, _SUBMIT],
             np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area),
             ~(running & (view.now_s < busy_from_s)),  # still restoring: keep it
             ~starving,
-            np.fromiter((s.job.queue in over for s in states), bool, n),
-            ~(running & np.fromiter((r.hpc for r in rows), bool, n)),
+            np.fromiter((s.job.queue in over for s in states), bool, n) if over else np.zeros(n, bool),
+            ~(running & (job[:, _HPC] > 0)),
         )
         return [states[i] for i in np.lexsort(keys)]
 
+    def _rows_of(self, states: list[JobState], view: View) -> list[_Row]:
+        known = self._rows.get
+        return [
+            row if (row := known(s.job.job_id)) is not None and row.job is s.job else self._row(s, view)
+            for s in states
+        ]
+
     def _row(self, state: JobState, view: View) -> _Row:
         job = state.job
-        row = self._rows.get(job.job_id)
-        if row is None or row.job is not job:
-            types, mean_rate = self._cache.get(job.job_id) or self._profile(state, view)
-            row = self._rows[job.job_id] = _Row(
-                job=job,
-                declared=job.declared and bool(types),
-                hpc=job.kind == "hpc",
-                width=float(job.width),
-                submit_s=job.submit_s,
-                restart_overhead_s=job.restart_overhead_s,
-                best_type=types[0] if types else "",
-                slow_type=types[-1] if types else "",
-                mean_rate=mean_rate,
-                cycle_s=self._cycle_s(job, view),
+        types, mean_rate = self._cache.get(job.job_id) or self._profile(state, view)
+        best, slow = (types[0], types[-1]) if types else ("", "")
+        numbers = (
+            float(job.declared and bool(types)),
+            float(job.kind == "hpc"),
+            float(job.width),
+            job.submit_s,
+            job.restart_overhead_s,
+            mean_rate,
+            self._cycle_s(job, view),
+            job.runtime_s[best] if types else math.nan,
+            job.runtime_s[slow] if types else math.nan,
+            next(iter(job.runtime_s.values())),
+        )
+        slot, self._used = self._used, self._used + 1
+        if slot == len(self._table):
+            self._table = np.concatenate([self._table, np.empty((max(1024, slot), self._table.shape[1]))])
+            self._ids = np.concatenate(
+                [self._ids, np.empty(len(self._table) - len(self._ids), self._ids.dtype)]
             )
+        if len(job.job_id) > self._ids.dtype.itemsize // 4:  # a longer id than any before: widen
+            self._ids = self._ids.astype(f"<U{len(job.job_id)}")
+        self._table[slot], self._ids[slot] = numbers, job.job_id
+        row = self._rows[job.job_id] = _Row(job=job, best_type=best, slow_type=slow, slot=slot)
         return row
 
+    def _columns(self, rows: list[_Row]) -> tuple[np.ndarray, np.ndarray]:
+        """The jobs' `_table` rows and their ids."""
+        slots = np.fromiter((r.slot for r in rows), np.intp, len(rows))
+        return self._table[slots], self._ids[slots]
+
     def _estimates(
-        self, states: list[JobState], rows: list[_Row], view: View
+        self, states: list[JobState], job: np.ndarray, progress: np.ndarray, view: View
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per job, the estimator's time left on its best type, and (nan for a job that declared no
-        work) ρ projected from the estimator's work if the job ran from now to the end on the slowest
-        type it may get, and its run time on a 1/N share: ρ grows by 1 / share per second of waiting."""
-        n = len(states)
-        declared = np.fromiter((r.declared for r in rows), bool, n)
-        best_runtime_s, slow_runtime_s, first_runtime_s = (
-            np.fromiter(
-                (
-                    s.job.runtime_s[t] if r.declared else math.nan
-                    for s, r, t in zip(states, rows, types, strict=True)
-                ),
-                float,
-                n,
-            )
-            for types in (
-                [r.best_type for r in rows],
-                [r.slow_type for r in rows],
-                [next(iter(s.job.runtime_s)) for s in states],
-            )
-        )
-        progress = np.fromiter((s.progress for s in states), float, n)
+        """Per job (rows of `job`, their `_table` rows), the estimator's time left on its best type,
+        and (nan for a job that declared no work) ρ projected from the estimator's work if the job
+        ran from now to the end on the slowest type it may get, and its run time on a 1/N share:
+        ρ grows by 1 / share per second of waiting."""
+        declared = job[:, _DECLARED] > 0
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
             ratios = {q: estimator.ratio(q) for q in {s.job.queue for s in states}}
             left = np.maximum(
-                np.fromiter((ratios[s.job.queue] for s in states), float, n) - progress,
+                np.fromiter((ratios[s.job.queue] for s in states), float, len(states)) - progress,
                 estimator.overrun_fraction * progress,
             )
             remaining_best_s, remaining_slow_s, remaining_first_s = (
-                left * best_runtime_s,
-                left * slow_runtime_s,
-                left * first_runtime_s,
+                left * job[:, _BEST_RT],
+                left * job[:, _SLOW_RT],
+                left * job[:, _FIRST_RT],
             )
         else:
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 np.array(
                     [
-                        estimator.remaining_s(s, t) if r.declared else math.nan
-                        for s, r, t in zip(states, rows, types, strict=True)
+                        estimator.remaining_s(s, pick(s, r)) if self._table[r.slot, _DECLARED] else math.nan
+                        for s, r in zip(states, self._rows_of(states, view), strict=True)
                     ]
                 )
-                for types in (
-                    [r.best_type for r in rows],
-                    [r.slow_type for r in rows],
-                    [next(iter(s.job.runtime_s)) for s in states],
+                for pick in (
+                    lambda s, r: r.best_type,
+                    lambda s, r: r.slow_type,
+                    lambda s, r: next(iter(s.job.runtime_s)),
                 )
             )
         share_gpus = sum(view.capacity.values()) / max(1, len(view.jobs))
-        width = np.fromiter((r.width for r in rows), float, n)
-        mean_rate = np.fromiter((r.mean_rate for r in rows), float, n)
-        share_s = (
-            np.maximum(1.0, width / share_gpus) / mean_rate * (progress + remaining_first_s / first_runtime_s)
-        )
-        elapsed_s = view.now_s - np.fromiter((r.submit_s for r in rows), float, n)
-        elapsed_s = elapsed_s + np.fromiter((r.restart_overhead_s for r in rows), float, n)
+        work = progress + remaining_first_s / job[:, _FIRST_RT]
+        share_s = np.maximum(1.0, job[:, _WIDTH] / share_gpus) / job[:, _MEAN_RATE] * work
+        elapsed_s = view.now_s - job[:, _SUBMIT] + job[:, _RESTART]
         rho = (elapsed_s + remaining_slow_s) / share_s
         return remaining_best_s, np.where(declared, rho, math.nan), share_s
 
@@ -203,26 +205,36 @@ class SuanliPolicy(Policy):
         self,
         states: list[JobState],
         rows: list[_Row],
+        job: np.ndarray,
         view: View,
         remaining_best_s: np.ndarray,
         running: np.ndarray,
         busy_from_s: np.ndarray,
     ) -> np.ndarray:
         """Rule 4's area per job: a declared job's estimated GPU-time left on its best type (a running
-        one's divided by `stickiness`, less what stopping it now would cost); Tiresias' queue
-        boundary for one that declared nothing."""
-        n = len(states)
-        declared = np.fromiter((r.declared for r in rows), bool, n)
-        width = np.fromiter((r.width for r in rows), float, n)
-        area = width * remaining_best_s
-        stopping = np.flatnonzero(declared & running)
-        if len(stopping):
-            area[stopping] = area[stopping] / self.stickiness - self._preemption_cost(
-                [states[i] for i in stopping], [rows[i] for i in stopping], view, busy_from_s[stopping]
+        one's divided by `stickiness`, less what stopping it now would cost: the work since its last
+        checkpoint and the restore it would pay again, in GPU-seconds on its best type); Tiresias'
+        queue boundary for one that declared nothing."""
+        declared = job[:, _DECLARED] > 0
+        area = job[:, _WIDTH] * remaining_best_s
+        stop = np.flatnonzero(declared & running)
+        if len(stop):
+            cycle_s = job[stop, _CYCLE]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lost_s = np.where(cycle_s > 0, np.remainder(view.now_s - busy_from_s[stop], cycle_s), 0.0)
+            here_runtime_s = np.fromiter(
+                (states[i].job.runtime_s[states[i].accel_type or rows[i].best_type] for i in stop),
+                float,
+                len(stop),
             )
-        attained = np.fromiter((s.attained_gpu_s for s in states), float, n)
-        las = self.las_threshold_gpu_s * (1 + (attained >= self.las_threshold_gpu_s))
-        return np.where(declared, area, las)
+            speed = np.fromiter((states[i].speed for i in stop), float, len(stop))
+            on_best = job[stop, _BEST_RT] / here_runtime_s * speed
+            cost = job[stop, _WIDTH] * (lost_s * on_best + job[stop, _RESTART])
+            area[stop] = area[stop] / self.stickiness - cost
+        las = np.flatnonzero(~declared)
+        attained = np.fromiter((states[i].attained_gpu_s for i in las), float, len(las))
+        area[las] = self.las_threshold_gpu_s * (1 + (attained >= self.las_threshold_gpu_s))
+        return area
 
     def _profile(self, state: JobState, view: View) -> tuple[list[str], float]:
         """Per job, cached: usable types (fastest first) and the capacity-weighted mean speed over
@@ -266,7 +278,7 @@ class SuanliPolicy(Policy):
         if len(self._cache) + len(self._cycles) > 8 * len(view.jobs) + 2048:  # forget finished jobs
             self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
             self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
-            self._rows = {k: v for k, v in self._rows.items() if k in view.jobs}
+            self._rows, self._used = {}, 0  # rebuilt, in fresh slots, as jobs are ranked
         if len(self._cycles) > 4 * len(view.jobs) + 1024:
             self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
 
@@ -282,41 +294,19 @@ class SuanliPolicy(Policy):
         self._cycles[job.job_id] = (job, cycle_s)  # the job and the cluster's failure rate are fixed
         return cycle_s
 
-    def _preemption_cost(
-        self, states: list[JobState], rows: list[_Row], view: View, busy_from_s: np.ndarray
-    ) -> np.ndarray:
-        """GPU-seconds on its best type each running job would lose if stopped now: the work since
-        its last checkpoint and the restore it would pay again."""
-        n = len(states)
-        cycle_s = np.fromiter((r.cycle_s for r in rows), float, n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lost_s = np.where(cycle_s > 0, np.remainder(view.now_s - busy_from_s, cycle_s), 0.0)
-        best_runtime_s = np.fromiter(
-            (s.job.runtime_s[r.best_type] for s, r in zip(states, rows, strict=True)), float, n
-        )
-        here_runtime_s = np.fromiter(
-            (s.job.runtime_s[s.accel_type or r.best_type] for s, r in zip(states, rows, strict=True)),
-            float,
-            n,
-        )
-        on_best = best_runtime_s / here_runtime_s * np.fromiter((s.speed for s in states), float, n)
-        width = np.fromiter((r.width for r in rows), float, n)
-        restart_s = np.fromiter((r.restart_overhead_s for r in rows), float, n)
-        return width * (lost_s * on_best + restart_s)
-
     def next_pass_s(self, view: View) -> float | None:
         """A second after the first waiting job that declared its work crosses `rho_guard` (N as now),
         or after a running job's next save if that comes first."""
         waiting = view.pending()
         if not waiting:
             return None
-        rows = [self._row(s, view) for s in waiting]
-        _, rho, share_s = self._estimates(waiting, rows, view)
+        job = self._columns(self._rows_of(waiting, view))[0]
+        _, rho, share_s = self._estimates(waiting, job, np.array([s.progress for s in waiting]), view)
         crossing = rho <= self.rho_guard  # nan (declared nothing) is never crossing
         times = view.now_s + (self.rho_guard - rho[crossing]) * share_s[crossing] + 1.0
         running = [s for s in view.running() if s.job.declared]  # a pass just after each one's next save
-        cycle_s = np.fromiter((self._row(s, view).cycle_s for s in running), float, len(running))
-        busy_from_s = np.fromiter((s.busy_from_s for s in running), float, len(running))
+        cycle_s = self._columns(self._rows_of(running, view))[0][:, _CYCLE]
+        busy_from_s = np.array([s.busy_from_s for s in running])
         saving = (cycle_s > 0) & (view.now_s > busy_from_s)
         busy_from_s, cycle_s = busy_from_s[saving], cycle_s[saving]
         saves = busy_from_s + (np.floor((view.now_s - busy_from_s) / cycle_s) + 1) * cycle_s + 1.0
@@ -324,7 +314,7 @@ class SuanliPolicy(Policy):
         return None if math.isinf(first) else float(first)
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
-        types = self._profile(state, view)[0]
+        types = (self._cache.get(state.job.job_id) or self._profile(state, view))[0]
         if state.accel_type in types and types[0] != state.accel_type:
             return [state.accel_type, *(t for t in types if t != state.accel_type)]
         return types
