@@ -52,7 +52,9 @@ _SECONDS_PER_MONTH = 30 * 24 * 3600.0  # the month of `failures_per_1k_gpu_month
 
 
 # columns of `SuanliPolicy._table`: what the rank key reads of a job that is fixed while it is the same job
-_DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE, _BEST_RT, _SLOW_RT, _FIRST_RT = range(10)
+_DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE, _BEST_RT, _SLOW_RT, _FIRST_RT, _QUEUE = range(
+    11
+)
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,10 @@ class SuanliPolicy(Policy):
     _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
     _cycles: dict[str, tuple[SchedJob, float]] = field(default_factory=dict)  # see `_cycle_s`
     _rows: dict[str, _Row] = field(default_factory=dict)
-    _table: np.ndarray = field(default_factory=lambda: np.empty((0, 10)))  # `_DECLARED`: declared, has a type
+    _table: np.ndarray = field(default_factory=lambda: np.empty((0, 11)))  # `_DECLARED`: declared, has a type
     _ids: np.ndarray = field(default_factory=lambda: np.empty(0, "<U1"))  # job ids by slot
     _used: int = 0  # slots taken
+    _queues: dict[str, int] = field(default_factory=dict)  # queue → its code in column `_QUEUE`
     _usage_gpu_s: dict[str, float] = field(default_factory=dict)
     _usage_at_s: float | None = None
 
@@ -115,7 +118,7 @@ class SuanliPolicy(Policy):
             np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area),
             ~(running & (view.now_s < busy_from_s)),  # still restoring: keep it
             ~starving,
-            np.fromiter((s.job.queue in over for s in states), bool, n) if over else np.zeros(n, bool),
+            np.isin(job[:, _QUEUE], [self._queues[q] for q in over if q in self._queues]),
             ~(running & (job[:, _HPC] > 0)),
         )
         return [states[i] for i in np.lexsort(keys)]
@@ -142,6 +145,7 @@ class SuanliPolicy(Policy):
             job.runtime_s[best] if types else math.nan,
             job.runtime_s[slow] if types else math.nan,
             next(iter(job.runtime_s.values())),
+            self._queues.setdefault(job.queue, len(self._queues)),
         )
         slot, self._used = self._used, self._used + 1
         if slot == len(self._table):
@@ -170,10 +174,9 @@ class SuanliPolicy(Policy):
         declared = job[:, _DECLARED] > 0
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
-            ratios = {q: estimator.ratio(q) for q in {s.job.queue for s in states}}
+            ratios = np.array([estimator.ratio(q) for q in self._queues])  # in code order
             left = np.maximum(
-                np.fromiter((ratios[s.job.queue] for s in states), float, len(states)) - progress,
-                estimator.overrun_fraction * progress,
+                ratios[job[:, _QUEUE].astype(np.intp)] - progress, estimator.overrun_fraction * progress
             )
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 left * job[:, _BEST_RT],
