@@ -307,10 +307,11 @@ class SuanliPolicy(Policy):
         _, rho, share_s = self._estimates(waiting, job, np.array([s.progress for s in waiting]), view)
         crossing = rho <= self.rho_guard  # nan (declared nothing) is never crossing
         times = view.now_s + (self.rho_guard - rho[crossing]) * share_s[crossing] + 1.0
-        running = [s for s in view.running() if s.job.declared]  # a pass just after each one's next save
+        running = view.running()  # a pass just after each declared one's next save
         cycle_s = self._columns(self._rows_of(running, view))[0][:, _CYCLE]
-        busy_from_s = np.array([s.busy_from_s for s in running])
-        saving = (cycle_s > 0) & (view.now_s > busy_from_s)
+        busy_from_s = np.fromiter((s.busy_from_s for s in running), float, len(running))
+        declared = np.fromiter((s.job.declared for s in running), bool, len(running))
+        saving = declared & (cycle_s > 0) & (view.now_s > busy_from_s)
         busy_from_s, cycle_s = busy_from_s[saving], cycle_s[saving]
         saves = busy_from_s + (np.floor((view.now_s - busy_from_s) / cycle_s) + 1) * cycle_s + 1.0
         first = min(times.min(initial=math.inf), saves.min(initial=math.inf))
