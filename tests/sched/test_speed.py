@@ -13,6 +13,7 @@ from scipy.optimize import linprog
 
 from suanli.comm.estimate import placed_collective_time_s
 from suanli.sched.cluster_state import ClusterState, Slot
+from suanli.sched.estimate import HistoryEstimator
 from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import REFERENCE_BYTES, REFERENCE_COLLECTIVE, placement_time_s
@@ -211,7 +212,12 @@ class _ScalarSuanli(SuanliPolicy):
         return min(times, default=None)
 
 
-@settings(max_examples=25, deadline=None)
+class _EstimatorAskedJobByJob(HistoryEstimator):
+    """The same estimates through the `Estimator` protocol only: Suanli asks it job by job."""
+
+
+@pytest.mark.parametrize("estimator", [HistoryEstimator, _EstimatorAskedJobByJob])
+@settings(max_examples=20, deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -229,7 +235,7 @@ class _ScalarSuanli(SuanliPolicy):
     ),
     st.sampled_from([{}, {"q1": 0.3}]),
 )
-def test_suanli_columnwise_rank_changes_no_decision(rows, quotas):
+def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
     """Suanli's rank as one `np.lexsort` over columns and its wake-up over arrays give, on random
     workloads (declared and undeclared work, HPC jobs, two queues, a quota, restore costs, checkpoint
     cycles), every job the same start, type, preemptions, finish and placement as the per-job keys."""
@@ -247,5 +253,6 @@ def test_suanli_columnwise_rank_changes_no_decision(rows, quotas):
         )
         for i, (submit_s, gpus, run_s, slower, declared, kind, queue, restart_s) in enumerate(rows)
     ]
-    fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)
+    with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
+        fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)
     assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas), jobs)

@@ -52,9 +52,8 @@ _SECONDS_PER_MONTH = 30 * 24 * 3600.0  # the month of `failures_per_1k_gpu_month
 
 
 # columns of `SuanliPolicy._table`: what the rank key reads of a job that is fixed while it is the same job
-_DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE, _BEST_RT, _SLOW_RT, _FIRST_RT, _QUEUE = range(
-    11
-)
+_DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE = range(7)
+_BEST_RT, _SLOW_RT, _FIRST_RT, _QUEUE = range(7, 11)  # run time on its best, slowest, first type; queue code
 
 
 @dataclass(frozen=True)
