@@ -65,17 +65,11 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 
 def _rank_main(rank: int, world_size: int, port: int, config_path: str) -> None:
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    from suanli.ft.checkpoint.launcher import rank_environment
     from suanli.runtime.config import load_config
     from suanli.runtime.train import run
 
+    os.environ.update(rank_environment(rank, world_size, port))
     run(load_config(config_path))
 
 

@@ -47,17 +47,24 @@ class _Stopped(Exception):
     """The launcher itself was asked to stop (SIGTERM)."""
 
 
+def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
+    """What torchrun sets for one rank of a single-node job whose store listens on `port`."""
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(world_size),
+        "LOCAL_WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+
+
 def _worker(
     target: str, module: bool, args: list[str], rank: int, world_size: int, ports: Any, attempt: int
 ) -> None:
     port = ports.get()  # the store is started after the fork (see _attempt)
     os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
+        rank_environment(rank, world_size, port),
         TORCHELASTIC_RESTART_COUNT=str(attempt),
         TORCHELASTIC_USE_AGENT_STORE="True",
     )
