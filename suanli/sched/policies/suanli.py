@@ -108,7 +108,7 @@ class SuanliPolicy(Policy):
         running = np.fromiter((s.status == "running" for s in states), bool, n)
         busy_from_s = np.fromiter((s.busy_from_s for s in states), float, n)
         progress = np.fromiter((s.progress for s in states), float, n)
-        remaining_best_s, rho, _ = self._estimates(states, job, progress, view)
+        remaining_best_s, rho, _ = self._estimates(states, rows, job, progress, view)
         starving = (job[:, _DECLARED] > 0) & (rho > self.rho_guard)
         area = self._areas(states, rows, job, view, remaining_best_s, running, busy_from_s)
         keys = (
@@ -164,7 +164,7 @@ class SuanliPolicy(Policy):
         return self._table[slots], self._ids[slots]
 
     def _estimates(
-        self, states: list[JobState], job: np.ndarray, progress: np.ndarray, view: View
+        self, states: list[JobState], rows: list[_Row], job: np.ndarray, progress: np.ndarray, view: View
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per job (rows of `job`, their `_table` rows), the estimator's time left on its best type,
         and (nan for a job that declared no work) ρ projected from the estimator's work if the job
@@ -186,8 +186,8 @@ class SuanliPolicy(Policy):
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 np.array(
                     [
-                        estimator.remaining_s(s, pick(s, r)) if self._table[r.slot, _DECLARED] else math.nan
-                        for s, r in zip(states, self._rows_of(states, view), strict=True)
+                        estimator.remaining_s(s, pick(s, r)) if declared[i] else math.nan
+                        for i, (s, r) in enumerate(zip(states, rows, strict=True))
                     ]
                 )
                 for pick in (
@@ -277,12 +277,11 @@ class SuanliPolicy(Policy):
     def on_round(self, view: View) -> None:
         if self.fair_shares:
             self._charge_usage(view)
-        if len(self._cache) + len(self._cycles) > 8 * len(view.jobs) + 2048:  # forget finished jobs
+        if max(len(self._cache), len(self._cycles), len(self._rows)) > 4 * len(view.jobs) + 1024:
+            # forget finished jobs
             self._cache = {k: v for k, v in self._cache.items() if k in view.jobs}
             self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
             self._rows, self._used = {}, 0  # rebuilt, in fresh slots, as jobs are ranked
-        if len(self._cycles) > 4 * len(view.jobs) + 1024:
-            self._cycles = {k: v for k, v in self._cycles.items() if k in view.jobs}
 
     def _cycle_s(self, job: SchedJob, view: View) -> float:
         """Wall time between the job's checkpoints as its runtime plans them (`job.checkpoint_interval_s`
@@ -302,8 +301,9 @@ class SuanliPolicy(Policy):
         waiting = view.pending()
         if not waiting:
             return None
-        job = self._columns(self._rows_of(waiting, view))[0]
-        _, rho, share_s = self._estimates(waiting, job, np.array([s.progress for s in waiting]), view)
+        rows = self._rows_of(waiting, view)
+        job = self._columns(rows)[0]
+        _, rho, share_s = self._estimates(waiting, rows, job, np.array([s.progress for s in waiting]), view)
         crossing = rho <= self.rho_guard  # nan (declared nothing) is never crossing
         times = view.now_s + (self.rho_guard - rho[crossing]) * share_s[crossing] + 1.0
         running = view.running()  # a pass just after each declared one's next save
