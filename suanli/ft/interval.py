@@ -27,13 +27,16 @@ from collections.abc import Callable
 
 from scipy.optimize import brentq
 
-from suanli.perf.checkpoint_interval import check_non_negative, check_positive, daly_interval_s
+from suanli.perf.checkpoint_interval import (
+    MONTH_S,
+    check_non_negative,
+    check_positive,
+    daly_interval_s,
+    failures_per_gpu_s,
+)
 from suanli.spec.errors import SpecError
 
 HOUR_S = 3600.0
-# Llama 3 reports failures per 1,000 GPUs per 30-day month: 419 interruptions in 54 days on
-# 16,384 GPUs gives its published 14.2 only with 30-day months (Dubey et al. 2024, sec. 3.3.4).
-MONTH_S = 30 * 24 * HOUR_S
 
 
 def check_predictor(recall: float, precision: float) -> None:
@@ -62,8 +65,7 @@ def job_mtbf_s(
         return mtbf_per_gpu_h * HOUR_S / gpus
     assert failures_per_1k_gpu_month is not None
     check_positive("failures_per_1k_gpu_month", failures_per_1k_gpu_month)
-    failures_per_gpu_s = failures_per_1k_gpu_month / 1000.0 / MONTH_S
-    return 1.0 / (failures_per_gpu_s * gpus)
+    return 1.0 / (failures_per_gpu_s(failures_per_1k_gpu_month) * gpus)
 
 
 def failures_per_1k_gpu_month(failures: int, gpus: int, period_days: float) -> float:

@@ -11,9 +11,18 @@ import math
 
 from suanli.spec.errors import SpecError
 
+# Llama 3 reports failures per 1,000 GPUs per 30-day month: 419 interruptions in 54 days on
+# 16,384 GPUs gives its published 14.2 only with 30-day months (Dubey et al. 2024, sec. 3.3.4).
+MONTH_S = 30 * 24 * 3600.0
+
 # The job-level mean time between failures a job plans with when its cluster declares no failure
 # rate: the runtime's checkpoint planner default (`suanli.runtime.config.CheckpointConfig.mtbf_s`).
 DEFAULT_JOB_MTBF_S = 24 * 3600.0
+
+
+def failures_per_gpu_s(failures_per_1k_gpu_month: float) -> float:
+    """A failure rate in Llama 3's unit (failures per 1,000 GPUs per 30-day month) per GPU-second."""
+    return failures_per_1k_gpu_month / 1000.0 / MONTH_S
 
 
 def check_positive(name: str, value: float) -> None:

@@ -24,6 +24,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from suanli.perf.checkpoint_interval import failures_per_gpu_s
 from suanli.sched.cluster_state import ClusterState, Slot
 from suanli.sched.estimate import Knowledge, declare
 from suanli.sched.fractional import shared_gpu_speeds
@@ -35,7 +36,6 @@ from suanli.sched.scheduler import Scheduler
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError, SuanliError
 
-SECONDS_PER_MONTH = 30 * 24 * 3600.0
 _FINISH, _FAILURE, _ARRIVAL, _ROUND, _TICK = 0, 1, 2, 3, 4
 
 
@@ -92,10 +92,10 @@ class _Simulation:
         self.rng = random.Random(config.seed)
         self.scheduler = Scheduler(cluster, policy)
         self.state = self.scheduler.cluster
-        self.fail_rate_per_gpu_s = config.failures_per_1k_gpu_month / 1000.0 / SECONDS_PER_MONTH
+        self.fail_rate_per_gpu_s = failures_per_gpu_s(config.failures_per_1k_gpu_month)
         declared_rate = self.state.cluster.failures_per_1k_gpu_month if self.state.cluster else None
         self.planned_rate_per_gpu_s = (
-            declared_rate / 1000.0 / SECONDS_PER_MONTH if declared_rate else self.fail_rate_per_gpu_s
+            failures_per_gpu_s(declared_rate) if declared_rate else self.fail_rate_per_gpu_s
         )
         self.checkpoint_every_s: dict[str, float] = {}
         self.run_speed: dict[str, float] = {}  # of a run before co-location: placement × checkpoint stalls

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from suanli.perf.checkpoint_interval import failures_per_gpu_s
 from suanli.sched.cluster_state import CPU_TYPE, ClusterState
 from suanli.sched.estimate import declare
 from suanli.sched.job import SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import summarize
 from suanli.sched.placement import placement_speed
-from suanli.sched.simulator import SECONDS_PER_MONTH
 from suanli.sched.traces import load_trace
 from suanli.service.controller import Controller
 from suanli.service.executors.base import Placement, Run
@@ -103,7 +103,7 @@ class TraceWorkload:
             arrivals=[(jobs[i].submit_s, spec_of_trace_job(seen[i], n, queues)) for i, n in named],
             declared={n: seen[i] for i, n in named},
             truth={n: jobs[i] for i, n in named},
-            failures_per_gpu_s=(cluster.failures_per_1k_gpu_month or 0.0) / 1000.0 / SECONDS_PER_MONTH,
+            failures_per_gpu_s=failures_per_gpu_s(cluster.failures_per_1k_gpu_month or 0.0),
         )
 
     def run_times(self, spec: JobSpec, candidates: list[Placement]) -> list[Placement] | None:

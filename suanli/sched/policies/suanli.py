@@ -43,13 +43,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from suanli.perf.checkpoint_interval import failures_per_gpu_s
 from suanli.sched.estimate import HistoryEstimator
 from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
-
-_SECONDS_PER_MONTH = 30 * 24 * 3600.0  # the month of `failures_per_1k_gpu_month`, as the simulator counts it
-
 
 # columns of `SuanliPolicy._table`: what the rank key reads of a job that is fixed while it is the same job
 _DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE = range(7)
@@ -290,7 +288,7 @@ class SuanliPolicy(Policy):
         if known is not None and known[0] is job:
             return known[1]
         rate = view.cluster.cluster.failures_per_1k_gpu_month if view.cluster.cluster else None
-        interval_s = checkpoint_interval_s(job, (rate or 0.0) / 1000.0 / _SECONDS_PER_MONTH)
+        interval_s = checkpoint_interval_s(job, failures_per_gpu_s(rate or 0.0))
         cycle_s = interval_s + job.checkpoint_s if interval_s else 0.0
         self._cycles[job.job_id] = (job, cycle_s)  # the job and the cluster's failure rate are fixed
         return cycle_s
