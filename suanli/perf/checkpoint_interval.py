@@ -15,8 +15,8 @@ from suanli.spec.errors import SpecError
 # 16,384 GPUs gives its published 14.2 only with 30-day months (Dubey et al. 2024, sec. 3.3.4).
 MONTH_S = 30 * 24 * 3600.0
 
-# The job-level mean time between failures a job plans with when its cluster declares no failure
-# rate: the runtime's checkpoint planner default (`suanli.runtime.config.CheckpointConfig.mtbf_s`).
+# The job-level mean time between failures a job plans with when nothing declares a failure rate:
+# the runtime's checkpoint planner default (`CheckpointConfig.mtbf_s`) and the simulator's.
 DEFAULT_JOB_MTBF_S = 24 * 3600.0
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from suanli.perf.checkpoint_interval import DEFAULT_JOB_MTBF_S
 from suanli.spec.base import Spec
 from suanli.spec.catalog import CATALOG
 from suanli.spec.errors import SpecError
@@ -47,7 +48,9 @@ class OptimizerConfig(Spec):
 class CheckpointConfig(Spec):
     folder: str = Field(description="where the disk tier lives; relative to the config file")
     every_steps: int | None = Field(default=None, gt=0, description="fixed interval; None = interval planner")
-    mtbf_s: float = Field(default=24 * 3600, gt=0, description="job-level mean time between failures")
+    mtbf_s: float = Field(
+        default=DEFAULT_JOB_MTBF_S, gt=0, description="job-level mean time between failures"
+    )
     keep_last: int = Field(default=2, gt=0, description="committed disk checkpoints kept")
     disk_every: int = Field(
         default=1, gt=0, description="every k-th save also goes to disk; others memory only"
