@@ -15,6 +15,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 _LOSS = re.compile(r"\bloss\b['\"]?[\s:=]+([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)", re.IGNORECASE)
 LOSS_REL_TOL = 1e-4
@@ -67,12 +68,20 @@ def run_script(
     """Run `script` with this interpreter (under torchrun when nproc > 1, reading rank 0's output), in
     `cwd` (default: its own folder), until it ends or has printed `steps` losses."""
     path = str(script) if cwd else script.name
-    command = [sys.executable, path, *args]
-    if nproc > 1:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-        command += ["--local-ranks-filter=0", path, *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryFile(mode="w+") as stderr:
+    with tempfile.TemporaryDirectory() as log_dir, tempfile.TemporaryFile(mode="w+") as stderr:
+        command = [sys.executable, path, *args]
+        if nproc > 1:
+            # Every rank's streams are kept in log_dir (--tee), so a failure names the rank that failed
+            # and its own last line, not torchrun's summary banner.
+            command = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={nproc}",
+            ]
+            command += ["--local-ranks-filter=0", f"--log-dir={log_dir}", "--tee=3", path, *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
             command, cwd=cwd or script.parent, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
         )
@@ -91,11 +100,21 @@ def run_script(
             process.wait()
         finally:
             timer.cancel()
-        stderr.seek(0)
-        lines = [line for line in stderr.read().splitlines() if line.strip()]
-    ran = stopped or process.returncode == 0
-    error = "" if ran else (lines[-1] if lines else f"exit status {process.returncode}")
+        ran = stopped or process.returncode == 0
+        error = "" if ran else _failure(stderr, Path(log_dir), process.returncode)
     return RunOutcome(str(script), ran, losses, error)
+
+
+def _failure(stderr: IO[str], log_dir: Path, returncode: int) -> str:
+    """The line that says why the run failed: the last line a failing rank wrote to its stderr (torchrun
+    keeps them under `log_dir`), else the last line of the launcher's own stderr."""
+    for rank_log in sorted(log_dir.glob("*/attempt_*/*/stderr.log")):
+        lines = [line for line in rank_log.read_text(errors="replace").splitlines() if line.strip()]
+        if lines and any("Error" in line or "error" in line for line in lines):
+            return f"rank {rank_log.parent.name}: {lines[-1].strip()}"
+    stderr.seek(0)
+    lines = [line for line in stderr.read().splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit status {returncode}"
 
 
 def compare(original: RunOutcome, ported: RunOutcome, steps: int | None) -> CheckResult:

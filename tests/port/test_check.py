@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from suanli.port.check import RunOutcome, compare, parse_losses
+from suanli.port.check import RunOutcome, compare, parse_losses, run_script
 from suanli.port.engine import Verdict, port, read_sources
 from suanli.port.support import support_matrix
 
@@ -33,3 +33,18 @@ def test_a_folder_reports_its_cuda_kernels_and_skips_hidden_folders(tmp_path: Pa
     assert [f.file for f in result.files] == ["train.py"]
     assert [(f.file, f.what, f.action) for f in result.findings] == [("ops/fused.cu", "fused.cu", "manual")]
     assert result.verdict is Verdict.MANUAL
+
+
+def test_a_failing_rank_is_named_with_its_own_error(tmp_path: Path) -> None:
+    """torchrun's summary banner is not the cause: the failing rank and its last stderr line are."""
+    script = tmp_path / "fails_on_rank_1.py"
+    script.write_text(
+        "import os\n"
+        "print('step 0 loss 1.0')\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    raise ValueError('rank one cannot read its shard')\n"
+    )
+    outcome = run_script(script, nproc=2, timeout_s=120)
+    assert not outcome.ran
+    assert outcome.losses == [1.0]
+    assert outcome.error == "rank 1: ValueError: rank one cannot read its shard"
