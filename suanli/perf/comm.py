@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suanli.comm.estimate import collective_time_s, p2p_time_s
+from suanli.spec.calibration import load_calibration
 from suanli.spec.cluster import Cluster
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
@@ -76,6 +77,19 @@ class ContextParallelRing:
     grad_bytes: int  # bytes per element of the dK/dV passed around the ring in the backward pass
     merge_forward_bytes: float  # HBM bytes per output element to merge one ring step's partial result
     merge_backward_bytes: float  # ... and to accumulate one step's dQ/dK/dV
+
+
+def context_parallel_ring(stack: str) -> ContextParallelRing:
+    """How `stack` runs ring attention (calibration/perf_model.yaml `context_parallel`)."""
+    table = load_calibration("perf_model.yaml")["context_parallel"]
+    entry = table["default"] | table.get(stack, {})
+    return ContextParallelRing(
+        method=entry["method"],
+        kv_repeated=entry["kv"] == "repeated",
+        grad_bytes=entry["grad_bytes"],
+        merge_forward_bytes=entry["merge_bytes"]["forward"],
+        merge_backward_bytes=entry["merge_bytes"]["backward"],
+    )
 
 
 def ring_kv_width(model: ModelSpec, tp: int, repeated: bool) -> float:

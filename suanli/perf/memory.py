@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suanli.perf.calibration import STACK_AGNOSTIC
+from suanli.perf.comm import context_parallel_ring, ring_kv_width
 from suanli.perf.flops import span_kinds
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.model import ModelSpec
@@ -219,6 +220,19 @@ def logits_bytes(
     return seq_len / cp * micro_batch * model.vocab / tp * per_logit
 
 
+def ring_buffer_bytes(model: ModelSpec, layout: Layout, seq_len: int, stack: str = STACK_AGNOSTIC) -> float:
+    """What an all-gather ring holds while one layer's attention runs: every CP rank's K/V (16-bit,
+    gathered once per pass by PyTorch's _AllGatherRotater) and the fp32 dQ, dK, dV accumulators of
+    the rank's own tokens (_templated_ring_attention_backward with convert_to_f32)."""
+    ring = context_parallel_ring(stack)
+    if layout.cp == 1 or ring.method != "all_gather":
+        return 0.0
+    tokens = seq_len / layout.cp * layout.micro_batch
+    kv = ring_kv_width(model, layout.tp, ring.kv_repeated)
+    q = model.n_heads / layout.tp * model.dim_per_head
+    return layout.cp * tokens * kv * BYTES_16BIT + tokens * (q + kv) * 4
+
+
 def in_flight_micro_batches(layout: Layout, n_micro: int) -> float:
     """Micro-batches whose activations the first pipeline stage holds at its peak.
 
@@ -272,6 +286,7 @@ def stage_memory_bytes(
     recomputed = 0.0
     if layout.recompute == "full" and layers:
         recomputed = layer_activation_bytes(model, layers[-1], seq_len, mb, tp, cp, sp, "none")
+        recomputed += ring_buffer_bytes(model, layout, seq_len, stack)
     activations += max(loss, recomputed)
     assert accelerator.memory_gb is not None
     return {**states, "activations": activations, "reserve": reserve_bytes(accelerator.memory_gb)}

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from suanli.perf import memory as mem
 from suanli.perf.calibration import STACK_AGNOSTIC, efficiency_factor
 from suanli.perf.comm import (
-    ContextParallelRing,
     Placement,
     context_parallel_layer_s,
+    context_parallel_ring,
     data_parallel_s,
     expert_parallel_layer_s,
     exposed_after_overlap_s,
@@ -150,19 +150,6 @@ def stage_cost(
         cp_s=len(layers) * cp_layer,
         ep_s=ep * exposed["ep"],
         pp_s=pp * exposed["pp"],
-    )
-
-
-def context_parallel_ring(stack: str) -> ContextParallelRing:
-    """How `stack` runs ring attention (calibration/perf_model.yaml `context_parallel`)."""
-    table = perf_constants()["context_parallel"]
-    entry = table["default"] | table.get(stack, {})
-    return ContextParallelRing(
-        method=entry["method"],
-        kv_repeated=entry["kv"] == "repeated",
-        grad_bytes=entry["grad_bytes"],
-        merge_forward_bytes=entry["merge_bytes"]["forward"],
-        merge_backward_bytes=entry["merge_bytes"]["backward"],
     )
 
 

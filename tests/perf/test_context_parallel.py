@@ -5,9 +5,8 @@ dK/dV ring), against the torchtitan and Llama 3 long-sequence rows."""
 
 import pytest
 
-from suanli.perf.comm import Placement, context_parallel_layer_s, ring_kv_width
+from suanli.perf.comm import Placement, context_parallel_layer_s, context_parallel_ring, ring_kv_width
 from suanli.perf.runs import parse_row, predict_case, read_runs, reference_cluster
-from suanli.perf.step import context_parallel_ring
 from suanli.spec import CATALOG, Layout
 from suanli.spec.datasets import dataset_path
 
