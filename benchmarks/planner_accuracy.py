@@ -87,7 +87,7 @@ def infeasible_line(rows: list[Evaluated]) -> str:
     """How many runs that ran the model calls "does not fit": margin-free, and by the planner's rule."""
     over = [r for r in rows if not ran_within_memory(r.prediction, r.case.accelerator)]
     planning = sum(not r.prediction.fits for r in rows)
-    names = f" ({', '.join(r.case.id for r in over)})" if len(over) <= 5 else ""
+    names = f" ({', '.join(r.case.id for r in over)})" if 0 < len(over) <= 5 else ""
     return (
         f'{len(over)} of {len(rows)} runs that ran called "does not fit" '
         f"({100 * len(over) / len(rows):.0f} %)"

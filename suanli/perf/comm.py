@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suanli.comm.estimate import collective_time_s, p2p_time_s
+from suanli.spec.calibration import load_calibration
 from suanli.spec.cluster import Cluster
+from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
 
 BYTES_16BIT = 2
@@ -38,6 +40,14 @@ class Placement:
             self.cluster, self.pool, name, message_bytes, group, self.ranks_per_node(group, stride)
         )
 
+    def p2p(self, message_bytes: float, same_node: bool) -> float:
+        """One send to a neighbour rank of the same pool."""
+        return (
+            p2p_time_s(self.cluster, self.pool, self.pool, message_bytes, same_node)
+            if message_bytes > 0
+            else 0.0
+        )
+
 
 def tensor_parallel_layer_s(
     place: Placement, layout: Layout, tokens: float, hidden: int, recompute: str
@@ -58,14 +68,90 @@ def tensor_parallel_layer_s(
     return passes * one_pass
 
 
-def context_parallel_layer_s(place: Placement, layout: Layout, tokens: float, kv_dim: int) -> float:
-    """CP (ring attention) per layer and micro-batch: all-gather K and V forward, all-gather and
-    reduce-scatter their gradients backward."""
+@dataclass(frozen=True)
+class ContextParallelRing:
+    """How a software stack runs ring attention (calibration/perf_model.yaml `context_parallel`)."""
+
+    method: str  # "p2p": KV chunks passed around the ring; "all_gather": KV gathered once per pass
+    kv_repeated: bool  # K and V widened to the query heads before attention (repeat_kv)
+    grad_bytes: int  # bytes per element of the dK/dV passed around the ring in the backward pass
+    merge_forward_bytes: float  # HBM bytes per output element to merge one ring step's partial result
+    merge_backward_bytes: float  # ... and to accumulate one step's dQ/dK/dV
+
+
+def context_parallel_ring(stack: str) -> ContextParallelRing:
+    """How `stack` runs ring attention (calibration/perf_model.yaml `context_parallel`)."""
+    table = load_calibration("perf_model.yaml")["context_parallel"]
+    entry = table["default"] | table.get(stack, {})
+    return ContextParallelRing(
+        method=entry["method"],
+        kv_repeated=entry["kv"] == "repeated",
+        grad_bytes=entry["grad_bytes"],
+        merge_forward_bytes=entry["merge_bytes"]["forward"],
+        merge_backward_bytes=entry["merge_bytes"]["backward"],
+    )
+
+
+def ring_kv_width(model: ModelSpec, tp: int, repeated: bool) -> float:
+    """Elements per token of K plus V that one TP rank holds for attention: its own KV heads (GQA
+    groups; a TP rank holds at least one), or its query heads when the stack repeats K and V."""
+    if model.mla:
+        return (
+            model.n_heads
+            / tp
+            * (model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim)
+        )
+    heads = model.n_heads / tp if repeated else max(1.0, model.kv_heads / tp)
+    return 2 * heads * model.dim_per_head
+
+
+def context_parallel_layer_s(
+    place: Placement,
+    layout: Layout,
+    ring: ContextParallelRing,
+    tokens: float,
+    kv_width: float,
+    attention_fwd_s: float,
+    attention_bwd_s: float,
+) -> float:
+    """Exposed CP communication of one layer and micro-batch (forward, any recomputed forward,
+    backward), each transfer hidden behind the attention block it overlaps.
+
+    The causal load balancing of both stacks (Megatron-Core/TE and PyTorch: each rank holds chunks
+    i and 2·cp−1−i) gives every ring step 1/cp of the rank's attention work.
+    p2p (Megatron-Core `--cp-comm-type p2p`, TransformerEngine AttnFuncWithCPAndKVP2P): each of the
+    cp−1 steps sends the rank's KV chunk to the next rank while computing a block; backward sends KV
+    and dKV. all_gather (PyTorch `_AllGatherRotater`, torchtitan's default rotate method): the KV
+    of all ranks is gathered once per pass, issued before the first block and awaited after it;
+    backward gathers again and passes dK/dV around the ring in `grad_bytes` (PyTorch accumulates
+    them in fp32), each send hidden behind the next block, the last one exposed."""
     if layout.cp == 1:
         return 0.0
-    message = tokens * layout.cp * 2 * kv_dim * BYTES_16BIT
-    gather = place.collective("all_gather", message, layout.cp, layout.tp)
-    return 2 * gather + place.collective("reduce_scatter", message, layout.cp, layout.tp)
+    chunk_bytes = tokens * kv_width * BYTES_16BIT
+    grad_bytes = tokens * kv_width * ring.grad_bytes
+    block_fwd, block_bwd = attention_fwd_s / layout.cp, attention_bwd_s / layout.cp
+    steps = layout.cp - 1
+    same_node = layout.tp * layout.cp <= place.per_node
+    if ring.method == "all_gather":
+        gather = place.collective("all_gather", chunk_bytes * layout.cp, layout.cp, layout.tp)
+        grad_send = place.p2p(grad_bytes, same_node)
+        forward = max(0.0, gather - block_fwd)
+        backward = max(0.0, gather - block_bwd) + steps * max(0.0, grad_send - block_bwd) + grad_send
+    else:
+        send = place.p2p(chunk_bytes, same_node)
+        forward = steps * max(0.0, send - block_fwd)
+        backward = steps * max(0.0, send + place.p2p(grad_bytes, same_node) - block_bwd)
+    passes = 2 if layout.recompute == "full" else 1
+    return passes * forward + backward
+
+
+def ring_merge_bytes(ring: ContextParallelRing, layout: Layout, tokens: float, q_width: float) -> float:
+    """HBM traffic of merging the cp partial results of one layer (forward and backward, per TP
+    rank): cp−1 merges of the running output, and cp accumulations of the gradients."""
+    if layout.cp == 1:
+        return 0.0
+    elements = tokens * q_width
+    return elements * ((layout.cp - 1) * ring.merge_forward_bytes + layout.cp * ring.merge_backward_bytes)
 
 
 def expert_replicas(layout: Layout) -> int:

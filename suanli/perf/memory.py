@@ -30,12 +30,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from suanli.perf.calibration import STACK_AGNOSTIC
+from suanli.perf.comm import context_parallel_ring, ring_kv_width
 from suanli.perf.flops import span_kinds
 from suanli.spec.accelerator import Accelerator
 from suanli.spec.model import ModelSpec
 from suanli.spec.plan import Layout
 
 GB = 1e9
+BYTES_16BIT = 2
 WEIGHT_BYTES = 2  # bf16/fp16 working copy
 GRAD_BYTES = 4  # fp32 main gradients (Megatron default, FSDP with fp32 reduce)
 OPTIMIZER_BYTES = 12  # fp32 master weights + Adam m and v
@@ -124,6 +127,7 @@ def layer_activation_bytes(
     recompute: str,
     flash_attention: bool = True,
     dropout: bool = False,
+    stack: str = STACK_AGNOSTIC,
 ) -> float:
     """Activation bytes one layer keeps for the backward pass, per accelerator, one micro-batch.
 
@@ -134,6 +138,8 @@ def layer_activation_bytes(
     h = model.hidden
     if recompute == "full":
         return 2 * sb * h / (tp if sequence_parallel else 1)  # only the layer input
+    if recompute == "selective" and stack in SAVES_EVERY_OTHER_MATMUL and not model.is_moe_layer(index):
+        return sb * every_other_matmul_bytes_per_token(model, tp, sequence_parallel)
     q = model.n_heads * model.dim_per_head
     kv = model.kv_heads * model.dim_per_head
     drop = 1 if dropout else 0
@@ -158,6 +164,28 @@ def layer_activation_bytes(
     return sb * (replicated / replicated_div + split / tp)
 
 
+# Stacks whose selective recompute is an op policy that saves the outputs of every other matmul, of
+# the attention kernel and of the TP reduce-scatters, and recomputes the rest (torchtitan's
+# selective_ac_option "op", the default of its Llama presets: torchtitan activation checkpointing,
+# `_save_list` and "Saves output of all compute ops, except every second mm").
+SAVES_EVERY_OTHER_MATMUL = frozenset({"torchtitan"})
+
+
+def every_other_matmul_bytes_per_token(model: ModelSpec, tp: int, sequence_parallel: bool) -> float:
+    """16-bit bytes per token a dense layer keeps under torchtitan's op policy: of its matmuls in
+    call order (wq, wk, wv, wo, w1, w3, w2) the 1st, 3rd, 5th and 7th outputs — Q, V, the gate
+    projection and the row-parallel w2 output (whole hidden width before its reduce-scatter) — the
+    attention output and its fp32 log-sum-exp, the TP reduce-scatter outputs and the layer input."""
+    h = model.hidden
+    q = model.n_heads * model.dim_per_head / tp
+    v = max(1.0, model.kv_heads / tp) * model.dim_per_head
+    gate = model.ffn_hidden / tp
+    lse = 2 * model.n_heads / tp  # fp32: 4 bytes, counted here in 16-bit units
+    scattered = 2 * h / tp if tp > 1 else 0.0
+    layer_input = h / (tp if sequence_parallel else 1)
+    return BYTES_16BIT * (q + v + gate + h + q + lse + scattered + layer_input)
+
+
 def mlp_stored_bytes_per_token(gated: bool, ffn_hidden: int, selective: bool) -> int:
     """16-bit MLP tensors kept per token: the up-projection output(s), and the activation output
     (the down-projection's input) unless selective recompute rebuilds it from them."""
@@ -174,9 +202,35 @@ def korthikanti_layer_activation_bytes(
     return s * b * h * (34 / tp + 5 * a * s / (h * tp))
 
 
-def logits_bytes(model: ModelSpec, seq_len: int, micro_batch: int, tp: int, cp: int) -> float:
-    """The last stage's vocabulary logits: 16-bit output plus the fp32 copy the loss keeps."""
-    return seq_len / cp * micro_batch * model.vocab / tp * (2 + 4)
+# Bytes per vocabulary logit the last stage holds at the loss's peak, by software stack. Megatron-Core's
+# fused vocab-parallel cross entropy (megatron/core/tensor_parallel/cross_entropy.py) keeps the 16-bit
+# logits and one fp32 softmax it overwrites in place with the gradient: 2 + 4. PyTorch's
+# F.cross_entropy on `logits.float()` (torchtitan's loss, run eagerly) saves the fp32 log-softmax for
+# the backward pass; log_softmax's backward then reads it and the fp32 gradient nll_loss's backward
+# wrote, and writes a third fp32 tensor: 3 · 4 at the start of the backward pass.
+LOSS_BYTES_PER_LOGIT = {"torchtitan": 12}
+DEFAULT_LOSS_BYTES_PER_LOGIT = 6
+
+
+def logits_bytes(
+    model: ModelSpec, seq_len: int, micro_batch: int, tp: int, cp: int, stack: str = STACK_AGNOSTIC
+) -> float:
+    """The last stage's vocabulary logits and loss buffers at their peak (LOSS_BYTES_PER_LOGIT)."""
+    per_logit = LOSS_BYTES_PER_LOGIT.get(stack, DEFAULT_LOSS_BYTES_PER_LOGIT)
+    return seq_len / cp * micro_batch * model.vocab / tp * per_logit
+
+
+def ring_buffer_bytes(model: ModelSpec, layout: Layout, seq_len: int, stack: str = STACK_AGNOSTIC) -> float:
+    """What an all-gather ring holds while one layer's attention runs: every CP rank's K/V (16-bit,
+    gathered once per pass by PyTorch's _AllGatherRotater) and the fp32 dQ, dK, dV accumulators of
+    the rank's own tokens (_templated_ring_attention_backward with convert_to_f32)."""
+    ring = context_parallel_ring(stack)
+    if layout.cp == 1 or ring.method != "all_gather":
+        return 0.0
+    tokens = seq_len / layout.cp * layout.micro_batch
+    kv = ring_kv_width(model, layout.tp, ring.kv_repeated)
+    q = model.n_heads / layout.tp * model.dim_per_head
+    return layout.cp * tokens * kv * BYTES_16BIT + tokens * (q + kv) * 4
 
 
 def in_flight_micro_batches(layout: Layout, n_micro: int) -> float:
@@ -211,6 +265,7 @@ def stage_memory_bytes(
     n_micro: int,
     accelerator: Accelerator,
     precision: str,
+    stack: str = STACK_AGNOSTIC,
 ) -> dict[str, float]:
     """Memory of one accelerator of pipeline stage `stage`: model states, activations of the
     micro-batches in flight (stage i of 1F1B holds pp − i), the logits, and the reserve."""
@@ -219,15 +274,20 @@ def stage_memory_bytes(
     states = model_state_bytes(params, layout, runs_fp8(accelerator, precision))
     mb, tp, cp, sp = layout.micro_batch, layout.tp, layout.cp, layout.sequence_parallel
     per_micro = sum(
-        count * layer_activation_bytes(model, index, seq_len, mb, tp, cp, sp, layout.recompute)
+        count * layer_activation_bytes(model, index, seq_len, mb, tp, cp, sp, layout.recompute, stack=stack)
         for index, count in span_kinds(model, layers)
         if count
     )
     activations = per_micro * max(1.0, in_flight_micro_batches(layout, n_micro) - stage)
-    if layout.recompute == "full" and layers:  # the layer being recomputed is whole again
-        activations += layer_activation_bytes(model, layers[-1], seq_len, mb, tp, cp, sp, "none")
-    if last:
-        activations += logits_bytes(model, seq_len, mb, tp, cp)
+    # Beyond what is stored, two transients that never coexist: the loss's buffers (forward end and
+    # backward start, before any layer is recomputed) and, under full recompute, the layer being
+    # recomputed, whole again (the loss's buffers are freed by then).
+    loss = logits_bytes(model, seq_len, mb, tp, cp, stack) if last else 0.0
+    recomputed = 0.0
+    if layout.recompute == "full" and layers:
+        recomputed = layer_activation_bytes(model, layers[-1], seq_len, mb, tp, cp, sp, "none")
+        recomputed += ring_buffer_bytes(model, layout, seq_len, stack)
+    activations += max(loss, recomputed)
     assert accelerator.memory_gb is not None
     return {**states, "activations": activations, "reserve": reserve_bytes(accelerator.memory_gb)}
 
@@ -257,6 +317,7 @@ def pipeline_fit(
     seq_len: int,
     n_micro: int,
     precision: str,
+    stack: str = STACK_AGNOSTIC,
 ) -> MemoryFit:
     """The memory-fit rule: stage i runs `layer_counts[i]` layers on `accelerators[i]`. The fullest
     accelerator is the first stage of each run of one accelerator type (the most micro-batches in
@@ -268,7 +329,9 @@ def pipeline_fit(
         boundary = stage in (0, layout.pp - 1) or accelerator.slug != accelerators[stage - 1].slug
         if boundary:
             layers = list(range(start, start + count))
-            used = stage_memory_bytes(model, layers, stage, layout, seq_len, n_micro, accelerator, precision)
+            used = stage_memory_bytes(
+                model, layers, stage, layout, seq_len, n_micro, accelerator, precision, stack
+            )
             assert accelerator.memory_gb is not None
             fit = MemoryFit(stage, used, accelerator.memory_gb * GB)
             if (

@@ -18,14 +18,18 @@ from suanli.perf.calibration import STACK_AGNOSTIC, efficiency_factor
 from suanli.perf.comm import (
     Placement,
     context_parallel_layer_s,
+    context_parallel_ring,
     data_parallel_s,
     expert_parallel_layer_s,
     exposed_after_overlap_s,
     pipeline_p2p_s,
+    ring_kv_width,
+    ring_merge_bytes,
     tensor_parallel_layer_s,
 )
 from suanli.perf.compute import (
     Hardware,
+    attention_time_s,
     hardware,
     kernel_overhead_s,
     layer_time,
@@ -110,7 +114,7 @@ def stage_cost(
     exposed = exposed_fractions(stack)
     routed = tokens / layout.tp if layout.sequence_parallel else tokens
     tp_layer = tensor_parallel_layer_s(place, layout, tokens, model.hidden, layout.recompute)
-    cp_layer = context_parallel_layer_s(place, layout, tokens, model.kv_heads * model.dim_per_head)
+    cp_layer = ring_attention_layer_s(model, tokens, work.seq_len, layout, hw, place, efficiency, stack)
     compute = forward = ep = 0.0
     for index, count in span_kinds(model, layers):
         moe_layer = model.is_moe_layer(index)
@@ -143,10 +147,35 @@ def stage_cost(
         compute_s=compute,
         forward_s=forward,
         tp_s=len(layers) * tp_layer * exposed["tp"],
-        cp_s=len(layers) * cp_layer * exposed["cp"],
+        cp_s=len(layers) * cp_layer,
         ep_s=ep * exposed["ep"],
         pp_s=pp * exposed["pp"],
     )
+
+
+def ring_attention_layer_s(
+    model: ModelSpec,
+    tokens: float,
+    seq_len: int,
+    layout: Layout,
+    hw: Hardware,
+    place: Placement,
+    efficiency: float,
+    stack: str,
+) -> float:
+    """What context parallelism adds to one layer and micro-batch: the exposed KV (and dKV)
+    transfers and the HBM traffic of merging the ring steps' partial results."""
+    if layout.cp == 1:
+        return 0.0
+    ring = context_parallel_ring(stack)
+    attention_fwd, attention_bwd = (
+        t / efficiency for t in attention_time_s(model, tokens, seq_len, layout.tp, hw)
+    )
+    width = ring_kv_width(model, layout.tp, ring.kv_repeated)
+    exposed = context_parallel_layer_s(place, layout, ring, tokens, width, attention_fwd, attention_bwd)
+    q_width = model.n_heads / layout.tp * (model.mla.v_head_dim if model.mla else model.dim_per_head)
+    merge = ring_merge_bytes(ring, layout, tokens, q_width) / (hw.memory_bw_gb_s * 1e9)
+    return exposed + merge
 
 
 def exposed_fractions(stack: str) -> dict[str, float]:
@@ -214,7 +243,9 @@ def estimate_step(
     dp_exposed, optimizer_s = _data_parallel_and_optimizer_s(
         model, layout, stages, kinds, costs, places, stage_hw, n_micro
     )
-    memory = mem.pipeline_fit(model, layout, counts, accelerators, work.seq_len, n_micro, work.precision)
+    memory = mem.pipeline_fit(
+        model, layout, counts, accelerators, work.seq_len, n_micro, work.precision, stack
+    )
     return _step_estimate(model, work, layout, stage_hw, costs, timing, dp_exposed, optimizer_s, memory)
 
 

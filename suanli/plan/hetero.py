@@ -127,7 +127,9 @@ def _first_fitting_pipeline(
         )
         counts = layer_split(model, layout, work, stage_hw)
         n_micro = micro_batches(layout, work.global_batch)
-        if not pipeline_fit(model, layout, counts, accelerators, work.seq_len, n_micro, work.precision).fits:
+        if not pipeline_fit(
+            model, layout, counts, accelerators, work.seq_len, n_micro, work.precision, stack
+        ).fits:
             continue
         estimate = estimate_step(
             model, work, layout, cluster, pools[0], stack=stack, stage_pools=pools, layer_counts=counts

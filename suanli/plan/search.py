@@ -30,7 +30,9 @@ def _score(
 ) -> Plan | None:
     """The layout with its cheapest fitting memory saver, scored; None if nothing fits."""
     hw = hardware(target.accelerator, shape.work.precision, stack)
-    fitting = cheapest_fitting(shape.model, shape.work, layout, hw, target.accelerator, job.parallelism)
+    fitting = cheapest_fitting(
+        shape.model, shape.work, layout, hw, target.accelerator, job.parallelism, stack
+    )
     if fitting is None:
         return None
     estimate = estimate_step(shape.model, shape.work, fitting, cluster, target.pool, stack=stack)

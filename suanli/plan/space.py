@@ -189,9 +189,10 @@ def cheapest_fitting(
     hw: Hardware,
     accelerator: Accelerator,
     fixed: Parallelism,
+    stack: str,
 ) -> Layout | None:
     """The layout with the cheapest memory saver that fits (`perf.memory.pipeline_fit`, on the
-    layer split the step estimate uses), or None."""
+    layer split the step estimate uses, with `stack`'s loss and recompute buffers), or None."""
     savers = MEMORY_SAVERS
     if fixed.activation_checkpoint != "auto":
         savers = tuple(s for s in savers if s[0] == fixed.activation_checkpoint)
@@ -203,7 +204,9 @@ def cheapest_fitting(
     n_micro = micro_batches(layout, work.global_batch)
     for recompute, zero in savers:
         candidate = layout.model_copy(update={"recompute": recompute, "zero_stage": zero})
-        if mem.pipeline_fit(model, candidate, counts, stages, work.seq_len, n_micro, work.precision).fits:
+        if mem.pipeline_fit(
+            model, candidate, counts, stages, work.seq_len, n_micro, work.precision, stack
+        ).fits:
             return candidate
     return None
 

@@ -145,3 +145,32 @@ def test_pipeline_fit_checks_the_stage_that_starts_each_accelerator_type():
     assert fit.needed_bytes / mem.GB == pytest.approx(stage_gb(1, mixed)) and fit.fits
     alone = mem.pipeline_fit(model, layout, [8] * 4, [big] * 4, 4096, 16, "bf16")
     assert alone.stage == 0 and alone.needed_bytes / mem.GB == pytest.approx(stage_gb(0, [big] * 4))
+
+
+@pytest.mark.parametrize("stack", ["any", "torchtitan"])
+def test_the_loss_buffers_and_the_recomputed_layer_never_coexist(stack):
+    """The loss's buffers live from the end of the forward pass to the start of the backward pass;
+    the recomputed layer only afterwards. Under full recompute the last stage adds the larger of
+    the two to its stored layer inputs, never their sum."""
+    layout = Layout(tp=1, pp=1, dp=8, zero_stage=3, micro_batch=1, recompute="full")
+    accelerator = CATALOG.accelerator("h100-sxm")
+    model = CATALOG.model("llama3.1-8b")
+    layers = list(range(model.n_layers))
+    used = mem.stage_memory_bytes(model, layers, 0, layout, 32768, 1, accelerator, "bf16", stack)
+    stored = model.n_layers * layer_activation_bytes(model, 0, 32768, 1, 1, 1, False, "full")
+    loss = mem.logits_bytes(model, 32768, 1, 1, 1, stack)
+    layer = layer_activation_bytes(model, 0, 32768, 1, 1, 1, False, "none")
+    assert used["activations"] == pytest.approx(stored + max(loss, layer))
+
+
+def test_an_all_gather_ring_holds_every_ranks_kv_while_a_layer_runs():
+    """PyTorch's _AllGatherRotater (torchtitan) materialises the K/V of all CP ranks for the layer
+    being computed — 2.1 GB for Llama 3.1 405B at 256k on TP8 CP8 (repeat_kv: 16 heads of 128 per
+    rank) — plus fp32 gradient accumulators; Megatron-Core's p2p ring holds one chunk in flight."""
+    model = CATALOG.model("llama3.1-405b")
+    cp8 = Layout(tp=8, pp=8, dp=1, cp=8, micro_batch=1, recompute="full")
+    gathered = 262144 * 2 * 16 * 128 * 2
+    accumulators = 32768 * (16 * 128 + 2 * 16 * 128) * 4
+    assert mem.ring_buffer_bytes(model, cp8, 262144, "torchtitan") == pytest.approx(gathered + accumulators)
+    assert mem.ring_buffer_bytes(model, cp8, 262144, "megatron") == 0
+    assert mem.ring_buffer_bytes(model, cp8.model_copy(update={"cp": 1}), 32768, "torchtitan") == 0

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from suanli.cli import app
+from suanli.perf.calibration import STACK_AGNOSTIC
 from suanli.perf.compute import hardware
 from suanli.perf.step import estimate_step
 from suanli.plan.export import emit, megatron_args
@@ -230,7 +231,9 @@ def test_memory_pruning_and_the_step_estimate_apply_one_rule(mixed):
     layouts = structural_layouts(shape.model, shape.work, target, job.parallelism)
     kept = 0
     for layout in (x for x in layouts if x.pp == 2 and x.micro_batch == 2):
-        fitting = cheapest_fitting(shape.model, shape.work, layout, hw, target.accelerator, job.parallelism)
+        fitting = cheapest_fitting(
+            shape.model, shape.work, layout, hw, target.accelerator, job.parallelism, STACK_AGNOSTIC
+        )
         chosen = (fitting.recompute, fitting.zero_stage) if fitting else None
         tried = MEMORY_SAVERS[: MEMORY_SAVERS.index(chosen) + 1] if chosen else MEMORY_SAVERS
         for recompute, zero in tried:
