@@ -96,7 +96,7 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """libc's `sync_file_range` (Linux; `os` does not expose it), or None where there is none."""
     try:
         function = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).sync_file_range
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no libc found, or a libc without it
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     function.restype = ctypes.c_int
