@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import suanli.ft.checkpoint.storage as storage_module
 from suanli.ft.checkpoint import manifest as mf
 from suanli.ft.checkpoint.agent import start_agent
 from suanli.ft.checkpoint.engine import CheckpointEngine
@@ -171,6 +173,51 @@ def test_the_writer_records_each_files_checksum_and_plain_dcp_reads_it_back(tmp_
     assert loaded["extra"] == state["extra"]
 
 
+def _write_shard(folder: Path, state: dict) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    import torch.distributed.checkpoint as dcp
+
+    writer = LocalStorage(folder).writer("step-1")
+    dcp.save(state, storage_writer=writer, no_dist=True)
+    (shard,) = (folder / "step-1").glob("*.distcp")
+    return shard.read_bytes(), writer.checksums
+
+
+def test_early_writeback_covers_each_shard_in_order_and_changes_no_byte(tmp_path, monkeypatch):
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemReader
+
+    state = {"w": torch.randn(3000, 7), "ids": torch.arange(5000, dtype=torch.int64), "extra": {"epoch": 3}}
+    monkeypatch.setattr(storage_module, "WRITEBACK_BYTES", 4096)
+    platform_writeback = storage_module._start_writeback_fn
+    ranges: list[tuple[int, int]] = []
+
+    def recorded(fd: int, offset: int, nbytes: int, flags: int) -> int:
+        ranges.append((offset, nbytes))
+        return platform_writeback(fd, offset, nbytes, flags) if platform_writeback else 0
+
+    monkeypatch.setattr(storage_module, "_start_writeback_fn", recorded)
+    written_back, checksums = _write_shard(tmp_path / "writeback", state)
+    monkeypatch.setattr(storage_module, "_start_writeback_fn", None)  # a platform without it
+    assert not storage_module.start_writeback(0, 0, 4096)
+    plain, plain_checksums = _write_shard(tmp_path / "plain", state)
+
+    assert written_back == plain and checksums == plain_checksums
+    assert ranges[0][0] == 0
+    assert all(offset + nbytes == after for (offset, nbytes), (after, _) in itertools.pairwise(ranges))
+    assert all(nbytes >= 4096 for _, nbytes in ranges)
+    assert 0 <= len(plain) - sum(nbytes for _, nbytes in ranges) < 4096  # the tail is the fsync's
+    for folder in ("writeback", "plain"):
+        loaded = {"w": torch.zeros(3000, 7), "ids": torch.zeros(5000, dtype=torch.int64), "extra": {}}
+        dcp.load(loaded, storage_reader=FileSystemReader(tmp_path / folder / "step-1"), no_dist=True)
+        assert torch.equal(loaded["w"], state["w"]) and torch.equal(loaded["ids"], state["ids"])
+
+
+@pytest.mark.skipif(storage_module._start_writeback_fn is None, reason="no sync_file_range here")
+def test_a_refused_writeback_is_an_error_not_ignored():
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        storage_module.start_writeback(-1, 0, 4096)
+
+
 def test_fresh_start_returns_none(tmp_path):
     state, _ = _training()
     assert CheckpointEngine(tmp_path / "empty").load(state) is None
@@ -262,6 +309,37 @@ def test_overlapped_save_snapshots_the_state_as_it_was_when_save_was_called(tmp_
     restored = {"w": torch.zeros(1_000_000)}
     assert CheckpointEngine(tmp_path / "ckpt").load(restored) == 1
     assert torch.equal(restored["w"], torch.arange(1_000_000, dtype=torch.float32))
+
+
+def test_dcp_plans_while_the_copy_runs_and_writes_no_byte_before_it_is_done(tmp_path, monkeypatch):
+    import suanli.ft.checkpoint.engine as engine_module
+
+    copy_may_run, writing_waits = threading.Event(), threading.Event()
+    copy_tensors, finish_plan = engine_module.copy_tensors, engine_module._WritesAfterCopy.finish_plan
+
+    def held_copy(*args, **kwargs):
+        assert copy_may_run.wait(timeout=60)
+        copy_tensors(*args, **kwargs)
+
+    def finish_plan_reached(self, plan):
+        writing_waits.set()  # DCP's plan is made: all that is left is to write
+        return finish_plan(self, plan)
+
+    monkeypatch.setattr(engine_module, "copy_tensors", held_copy)
+    monkeypatch.setattr(engine_module._WritesAfterCopy, "finish_plan", finish_plan_reached)
+    weights = torch.arange(100_000, dtype=torch.float32)
+    engine = CheckpointEngine(tmp_path / "ckpt")
+    engine.save(1, {"w": weights}, overlap=True)
+    assert writing_waits.wait(timeout=60)  # planned while the copy had not even started
+    time.sleep(0.2)
+    assert not list((tmp_path / "ckpt").glob("*/*.distcp"))
+    copy_may_run.set()
+    engine.wait_for_snapshot()
+    weights.add_(1)
+    engine.close()
+    restored = {"w": torch.zeros(100_000)}
+    assert CheckpointEngine(tmp_path / "ckpt").load(restored) == 1
+    assert torch.equal(restored["w"], torch.arange(100_000, dtype=torch.float32))
 
 
 class _FullDisk(LocalStorage):
@@ -402,6 +480,31 @@ def test_memory_tier_survives_a_worker_restart(tmp_path, agent_dir):
     assert resumed.load(restarted) == 3
     assert resumed.restored.tier == "memory"
     assert [restarted_step() for _ in range(3)] == expected
+
+
+def test_save_returns_before_the_agent_hands_out_the_slot_that_still_holds_the_snapshot(
+    tmp_path, agent_dir, monkeypatch
+):
+    slot_may_be_reserved = threading.Event()
+    reserve = AgentClient.reserve
+
+    def held_reserve(self, owner: int, size_bytes: int):
+        assert slot_may_be_reserved.wait(timeout=10)  # save() itself would wait here, and time out
+        return reserve(self, owner, size_bytes)
+
+    monkeypatch.setattr(AgentClient, "reserve", held_reserve)
+    weights = torch.arange(1000, dtype=torch.float32)
+    engine = CheckpointEngine(tmp_path / "ckpt", agent_dir=agent_dir, disk_every=1000)
+    engine.save(1, {"w": weights}, overlap=True)
+    assert engine.busy()
+    slot_may_be_reserved.set()
+    engine.wait_for_snapshot()
+    weights.add_(1)
+    engine.close()
+    restored = {"w": torch.zeros(1000)}
+    resumed = CheckpointEngine(tmp_path / "ckpt", agent_dir=agent_dir)
+    assert resumed.load(restored) == 1 and resumed.restored.tier == "memory"
+    assert torch.equal(restored["w"], torch.arange(1000, dtype=torch.float32))
 
 
 def test_memory_snapshot_of_another_model_falls_back_to_disk(tmp_path, agent_dir):

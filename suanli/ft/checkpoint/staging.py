@@ -165,18 +165,16 @@ class HostBuffer:
         return self._buffer
 
 
-def prepare(state: Any, acquire: Callable[[int], torch.Tensor]) -> tuple[Snapshot, torch.Tensor, dict]:
-    """Lay `state` out in the buffer `acquire(nbytes)` returns and copy its non-tensor leaves.
+def prepare(state: Any) -> tuple[Snapshot, dict[str, torch.Tensor]]:
+    """Lay `state` out in a flat buffer and copy its non-tensor leaves.
 
-    Returns the snapshot's description, the buffer and the live tensors (by path); the tensors are
-    not copied yet (`copy_tensors`). `acquire` is a `HostBuffer` or a slot of shared memory owned by
-    the node agent, in which case the staged copy already is the in-memory tier.
+    Returns the snapshot's description and the live tensors (by path); the tensors are not copied
+    yet (`copy_tensors`, into a buffer of `snapshot.nbytes`).
     """
     skeleton, tensors, objects = flatten(state)
     entries, nbytes = layout(tensors)
-    buffer = acquire(nbytes)
     copied_objects = pickle.loads(pickle.dumps(objects))
-    return Snapshot(entries, copied_objects, skeleton, nbytes), buffer, tensors
+    return Snapshot(entries, copied_objects, skeleton, nbytes), tensors
 
 
 _side_streams: dict[torch.device, torch.Stream] = {}
@@ -213,7 +211,8 @@ def copy_tensors(
 
 
 def stage(state: Any, acquire: Callable[[int], torch.Tensor]) -> tuple[Snapshot, torch.Tensor, dict]:
-    """`prepare` and `copy_tensors` in one blocking call."""
-    snapshot, buffer, tensors = prepare(state, acquire)
+    """`prepare`, a buffer from `acquire(nbytes)` and `copy_tensors` in one blocking call."""
+    snapshot, tensors = prepare(state)
+    buffer = acquire(snapshot.nbytes)
     copy_tensors(snapshot, buffer, tensors)
     return snapshot, buffer, tensors

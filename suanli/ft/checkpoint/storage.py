@@ -7,12 +7,14 @@ a checkpoint that is still being written.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import os
 import pickle
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, cast
 
@@ -27,6 +29,7 @@ from torch.futures import Future
 from suanli.spec.io import atomic_write_bytes
 
 READ_CHUNK_BYTES = 16 << 20
+WRITEBACK_BYTES = 16 << 20
 # Checksums are zlib's CRC-32 (same values) computed by ISA-L, which folds with carry-less multiply
 # instructions: 5.7x zlib's speed on this machine (13.5 vs 2.4 GB/s over 128 MiB at load 2; 3.6x
 # under heavy load).
@@ -86,8 +89,43 @@ def crc32_of(chunks: Iterator[bytes]) -> tuple[int, int]:
     return crc, size
 
 
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range's dirty pages, do not wait
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's `sync_file_range` (Linux; `os` does not expose it), or None where there is none."""
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).sync_file_range
+    except (OSError, AttributeError, TypeError):  # no libc found, or a libc without it
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function
+
+
+_start_writeback_fn = _sync_file_range()
+
+
+def start_writeback(fd: int, offset: int, nbytes: int) -> bool:
+    """Ask the kernel to start writing a range of a file to the device now, without waiting for it.
+
+    Without it, a shard's dirty pages stay in the page cache (far below `vm.dirty_background_ratio`)
+    until the final fsync, which then waits for the whole file while the device sat idle during the
+    writes; started every `WRITEBACK_BYTES`, the device writes while the rest of the file is still
+    being copied, and the fsync waits only for the tail (RocksDB's `bytes_per_sync`). False where
+    the platform has no `sync_file_range` (the fsync alone then makes the file durable).
+    """
+    if _start_writeback_fn is None:
+        return False
+    if _start_writeback_fn(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+    return True
+
+
 class _ChecksummingStream(io.RawIOBase):
-    """A write-only file that updates a CRC-32 as bytes pass through, so no file is read back."""
+    """A write-only file that updates a CRC-32 as bytes pass through, so no file is read back, and
+    starts the device writing every `WRITEBACK_BYTES` (`start_writeback`)."""
 
     def __init__(self, raw: io.BufferedWriter, record: dict[str, tuple[int, int]], name: str) -> None:
         self._raw = raw
@@ -95,15 +133,23 @@ class _ChecksummingStream(io.RawIOBase):
         self._name = name
         self._crc = 0
         self._size = 0
+        self._written_back = 0  # bytes before this offset are being (or have been) written back
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
-        self._crc = crc32(view, self._crc)
-        self._size += view.nbytes
-        return self._raw.write(view)
+        for start in range(0, view.nbytes, WRITEBACK_BYTES):
+            chunk = view[start : start + WRITEBACK_BYTES]
+            self._crc = crc32(chunk, self._crc)
+            self._raw.write(chunk)
+            self._size += chunk.nbytes
+            if self._size - self._written_back >= WRITEBACK_BYTES:
+                self._raw.flush()
+                start_writeback(self._raw.fileno(), self._written_back, self._size - self._written_back)
+                self._written_back = self._size
+        return view.nbytes
 
     def tell(self) -> int:
         return self._raw.tell()
