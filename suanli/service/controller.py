@@ -83,6 +83,14 @@ def suanli_command() -> str:
     return f"{shlex.quote(sys.executable)} -c 'from suanli.cli import app; app()'"
 
 
+def _shape(placement: Placement | None) -> str:
+    """`8 × a100 on pool a100`, or the CPU nodes of a command job."""
+    if placement is None:
+        return "?"
+    what = f"{placement.accelerators} × {placement.accelerator}" if placement.accelerator else "CPU"
+    return f"{what} on {placement.nodes} node(s) of {placement.pool}"
+
+
 @dataclass
 class Controller:
     store: Store
@@ -312,6 +320,8 @@ class Controller:
         for decision in decisions:
             if decision.placement is None:
                 self._preempt(decision.job_id)
+            elif decision.action == "resize":
+                self._resize(decision.job_id, decision.placement)
             else:
                 self._launch(decision.job_id, decision.placement)
         allocation = self.pool_allocation()
@@ -417,6 +427,24 @@ class Controller:
         self.store.transition(
             job_id, "running", "pending", self.clock(), f"preempted by {self.scheduler.policy}"
         )
+
+    def _resize(self, job_id: int, placement: Placement) -> None:
+        """The policy moved a running job to another width or type: stop the run (its next attempt
+        resumes from the job's newest checkpoint, as after a preemption), record the move, and start
+        the next attempt on `placement`. Every engine does it as a stop and a start."""
+        job = self.store.get(job_id)
+        if job is not None and job.state == "running":
+            before = Placement(**job.placement) if job.placement else None
+            self.executor.cancel(self.run_of(job))
+            self.store.transition(
+                job_id,
+                "running",
+                "pending",
+                self.clock(),
+                f"resized by {self.scheduler.policy}: {_shape(before)} → {_shape(placement)},"
+                " restarting from its last checkpoint",
+            )
+        self._launch(job_id, placement)
 
     def _launch(self, job_id: int, placement: Placement) -> None:
         job = self.store.get(job_id)
