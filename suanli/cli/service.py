@@ -58,7 +58,7 @@ def up(
     ),
     elastic: bool = typer.Option(
         False,
-        help="with --trace (Sia): jobs may be resized, 1 to 64 GPUs (as `suanli sim --elastic`; --policy elastic)",
+        help="with --trace (Sia): jobs may be resized, 1 to 64 GPUs (as `suanli sim --elastic`)",
     ),
     exit_when_done: bool = typer.Option(
         False,
@@ -94,7 +94,9 @@ def up(
     if trace and not simulate:
         raise SpecError("--trace: replaying a trace needs --simulate CLUSTER.yaml")
     if elastic and not trace:
-        raise SpecError("--elastic: resizable jobs come from a Sia trace (--simulate CLUSTER.yaml --trace sia-…)")
+        raise SpecError(
+            "--elastic: resizable jobs come from a Sia trace (--simulate CLUSTER.yaml --trace sia-…)"
+        )
     if exit_when_done and not trace:
         raise SpecError("--exit-when-done: needs a trace to replay (--simulate CLUSTER.yaml --trace NAME)")
     service_config = load(ServiceConfig, config) if config else ServiceConfig()

@@ -104,7 +104,9 @@ class TraceWorkload:
         if elastic:
             if not trace.startswith("sia-"):
                 raise SpecError(f"--elastic: only the Sia traces have goodput profiles, not {trace!r}")
-            jobs = load_sia_workload(workload_path(trace.removeprefix("sia-"), workload), elastic=True)[:limit]
+            jobs = load_sia_workload(workload_path(trace.removeprefix("sia-"), workload), elastic=True)[
+                :limit
+            ]
         else:
             jobs = load_trace(trace, workload, ClusterState.from_cluster(cluster), limit)
         seen, work = declare(jobs, estimate_error, "declared", seed)  # in trace order, as `suanli sim`
@@ -275,7 +277,8 @@ class ReplayToEnd:
             and isinstance(scheduler, SuanliScheduler)
         ):
             raise SpecError("--exit-when-done: needs a trace, the event clock and the simulated executor")
-        round_s = scheduler.inner.policy.round_s
+        policy = scheduler.inner.policy
+        round_s = policy.round_s
         arrivals, index, ids = workload.arrivals, 0, {}
         while True:
             while index < len(arrivals) and arrivals[index][0] <= clock():
@@ -297,7 +300,12 @@ class ReplayToEnd:
                 if scheduler.inner.jobs:
                     ahead.append((math.floor(clock() / round_s) + 1) * round_s)
                 else:  # idle: the first boundary at or after the next event, as the simulator's
-                    ahead.append(math.ceil(min(ahead) / round_s) * round_s)
+                    next_s = min(ahead)
+                    ahead.append(math.ceil(next_s / round_s) * round_s)
+                    skipped_s = math.floor(next_s / round_s) * round_s
+                    if not policy.tick_on_events and skipped_s > clock():  # and step at the last one
+                        # before it, so the scheduler's round clock skips the idle ones, as it does
+                        ahead.append(skipped_s)
             clock.advance_to(min(ahead))
         states = scheduler.inner.all_jobs()
         by_sched_id = {sched_id(job_id): workload.truth[name] for name, job_id in ids.items()}
