@@ -122,3 +122,58 @@ def test_an_elastic_sia_replay_through_the_service_gives_suanli_sims_figures(tmp
     assert sim["restarts_per_job"] > 1  # the jobs are resized, so the comparison covers resizes
     assert abs(service["avg_jct_h"] - sim["avg_jct_h"]) <= 0.05 * sim["avg_jct_h"]
     assert service["restarts_per_job"] == pytest.approx(sim["restarts_per_job"])
+
+
+# each attempt logs its width and the step it resumes from (the job's own checkpoint file, shared by
+# its attempts), then counts steps into it until it is stopped
+COUNTING_JOB = (
+    'ckpt="$SUANLI_RUN_DIR/../step"; n=$(cat "$ckpt" 2>/dev/null || echo 0); '
+    'echo "$SUANLI_ATTEMPT $SUANLI_NUM_ACCELERATORS $n" >> "$SUANLI_RUN_DIR/../attempts"; '
+    'while true; do n=$((n+1)); echo $n > "$ckpt.tmp" && mv "$ckpt.tmp" "$ckpt"; sleep 0.05; done'
+)
+
+
+def test_the_local_executor_relaunches_a_resized_job_at_its_new_width_from_its_checkpoint(tmp_path):
+    from suanli.service.executors.local import LocalExecutor
+    from tests.service.conftest import process_alive, wait_for
+
+    cluster = load(Cluster, SIA)
+    clock = EventClock()  # the policy's 60 s rounds, stepped by hand; the runs are real processes
+    controller = Controller(
+        Store(str(tmp_path / "jobs.db")),
+        LocalExecutor(),
+        SuanliScheduler(cluster, "elastic"),
+        cluster,
+        tmp_path / "runs",
+        clock=clock,
+    )
+    spec = JobSpec.model_validate(
+        {"name": "counter", "run": COUNTING_JOB, "resources": {"accelerators": {"a100-sxm-40gb": "1..16"}}}
+    )
+    job = controller.submit(spec, with_profile(admit(spec, cluster, ServiceConfig())), None)
+    attempts = tmp_path / "runs" / str(job.id) / "attempts"
+    checkpoint = tmp_path / "runs" / str(job.id) / "step"
+    try:
+        controller.step()
+        wide = controller.store.get(job.id).placement["accelerators"]
+        wait_for(lambda: checkpoint.exists() and int(checkpoint.read_text() or 0) >= 3)
+        for i in range(6):
+            other = elastic_spec(f"other{i}")
+            controller.submit(
+                other.model_copy(update={"run": "sleep 600"}),
+                with_profile(admit(other, cluster, ServiceConfig())),
+                None,
+            )
+        clock.advance_to(60.0)
+        controller.step()
+        resized = controller.store.get(job.id)
+        narrow = resized.placement["accelerators"]
+        assert resized.attempt == 2 and narrow < wide
+        wait_for(lambda: attempts.exists() and len(attempts.read_text().splitlines()) == 2)
+        first, second = (line.split() for line in attempts.read_text().splitlines())
+        assert first == ["1", str(wide), "0"]
+        assert second[:2] == ["2", str(narrow)] and int(second[2]) >= 3  # resumed, not from scratch
+        assert not process_alive(int((tmp_path / "runs" / str(job.id) / "1" / "pid").read_text()))
+    finally:
+        for running in controller.store.list_jobs(states={"running"}):
+            controller.executor.cancel(controller.run_of(running))
