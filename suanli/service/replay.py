@@ -46,8 +46,8 @@ DEFAULT_SEED = 0
 
 def spec_of_trace_job(job: SchedJob, name: str, queues: set[str]) -> JobSpec:
     """A JobSpec for one trace job as its user declares it: its gang on any of its accelerator types
-    (or whole CPU nodes; an elastic job's width range `min..max`), with the trace's walltime limit
-    where it has one (HPC), never its run time."""
+    (or whole CPU nodes; an elastic job's requested width and its most, `count..count_max`), with the
+    trace's walltime limit where it has one (HPC), never its run time."""
     common: dict[str, Any] = {
         "name": name,
         "queue": job.queue if job.queue in queues else "default",
@@ -56,7 +56,7 @@ def spec_of_trace_job(job: SchedJob, name: str, queues: set[str]) -> JobSpec:
         "run": f"trace job {job.job_id}",
     }
     if job.gpus:
-        width = f"{job.elastic.min_gpus}..{job.gpus_max or job.gpus}" if job.elastic else job.gpus
+        width = f"{job.gpus}..{job.gpus_max}" if job.elastic and job.gpus_max else job.gpus
         accelerators = {t: width for t in job.runtime_s if t != CPU_TYPE}
         return JobSpec.model_validate(
             {**common, "kind": job.kind, "resources": {"accelerators": accelerators}}

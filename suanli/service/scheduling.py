@@ -85,7 +85,7 @@ def _elastic(job: SchedJob, cands: list[Placement]) -> Elastic | None:
             f"job {job.job_id}: goodput profile {app!r} has no measurements on {unprofiled[0]}"
             f" (profiled: {sorted(ACCEL_SUFFIX)})"
         )
-    return Elastic(app, profiled.goodput_steps, min_gpus=job.gpus)
+    return Elastic(app, profiled.goodput_steps)  # from one GPU, accumulating gradients, as Sia's jobs
 
 
 class SuanliScheduler:
@@ -103,7 +103,9 @@ class SuanliScheduler:
     def _sched_job(self, job_id: int, spec: JobSpec, cands: list[Placement], submit_s: float) -> SchedJob:
         """Run time per accelerator type as the simulator's policies see it: the planner's time to
         train on that type (`Placement.runtime_s`), else the user's walltime, else an hour. A job with
-        a goodput profile is elastic from its spec's `count` (its least width) to `count_max`."""
+        a goodput profile is elastic: it asks for its spec's `count` (what a policy that does not resize
+        gives it) and may run on 1 to `count_max` GPUs, choosing its batch per width (Sia's adaptive
+        jobs, as `suanli sim --elastic` loads them)."""
         runtime_s = {
             p.accelerator or CPU_TYPE: p.runtime_s or spec.walltime_s or DEFAULT_RUNTIME_S for p in cands
         }
