@@ -79,7 +79,7 @@ def test_a_job_alone_grows_then_shrinks_for_newcomers_and_each_move_is_recorded(
     )
     assert [t["to"] for t in job.history][-2:] == ["starting", "running"]
     # the scheduler holds the new width, and the simulated engine runs the new attempt only
-    state = controller.scheduler.inner.jobs[sched_id(first.id)]  # type: ignore[attr-defined]
+    state = controller.scheduler.inner.jobs[sched_id(first.id)]
     assert state.job.width_on("a100-sxm-40gb") == narrow and state.starts == 2
     assert controller.executor.poll(controller.run_of(job)).state == "running"
     old = dataclasses.replace(controller.run_of(job), attempt=1)
