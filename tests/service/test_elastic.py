@@ -88,6 +88,32 @@ def test_a_job_alone_grows_then_shrinks_for_newcomers_and_each_move_is_recorded(
     assert in_use <= 16
 
 
+def test_a_restarted_server_holds_a_resized_job_at_the_width_it_runs(tmp_path):
+    controller, clock, cluster = elastic_controller(tmp_path)
+    spec = elastic_spec("first")
+    first = controller.submit(spec, with_profile(admit(spec, cluster, ServiceConfig())), None)
+    controller.step()
+    for i in range(6):
+        other = elastic_spec(f"other{i}")
+        controller.submit(other, with_profile(admit(other, cluster, ServiceConfig())), None)
+    clock.advance_to(60.0)
+    controller.step()
+    narrow = controller.store.get(first.id).placement["accelerators"]
+    assert 1 < narrow < 16  # neither the width it asks for nor the one it had
+
+    restarted = Controller(
+        controller.store,
+        SimulatedExecutor(clock),
+        SuanliScheduler(cluster, "elastic"),
+        cluster,
+        tmp_path / "runs",
+    )
+    restarted.recover()
+    state = restarted.scheduler.inner.jobs[sched_id(first.id)]
+    assert state.status == "running" and state.job.width_on("a100-sxm-40gb") == narrow
+    assert state.job.elastic is not None  # still resizable
+
+
 def test_without_a_goodput_profile_a_width_range_runs_rigid_at_its_count(tmp_path):
     controller, _, cluster = elastic_controller(tmp_path)
     spec = elastic_spec("rigid", "4..16")
