@@ -90,7 +90,7 @@ def suanli_command() -> str:
 
 
 def _shape(placement: Placement | None) -> str:
-    """`8 × a100 on pool a100`, or the CPU nodes of a command job."""
+    """`8 × a100-sxm-40gb on 1 node(s) of a100` (`CPU on …` for a CPU pool), for a job's history."""
     if placement is None:
         return "?"
     what = f"{placement.accelerators} × {placement.accelerator}" if placement.accelerator else "CPU"
