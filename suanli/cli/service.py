@@ -56,6 +56,10 @@ def up(
     estimate_error: float = typer.Option(
         0.5, help="with --trace: σ of the lognormal error of each job's declared work (as `suanli sim`)"
     ),
+    elastic: bool = typer.Option(
+        False,
+        help="with --trace (Sia): jobs may be resized, 1 to 64 GPUs (as `suanli sim --elastic`)",
+    ),
     exit_when_done: bool = typer.Option(
         False,
         "--exit-when-done",
@@ -89,6 +93,10 @@ def up(
         raise SpecError("--cluster: --simulate CLUSTER.yaml already names the cluster")
     if trace and not simulate:
         raise SpecError("--trace: replaying a trace needs --simulate CLUSTER.yaml")
+    if elastic and not trace:
+        raise SpecError(
+            "--elastic: resizable jobs come from a Sia trace (--simulate CLUSTER.yaml --trace sia-…)"
+        )
     if exit_when_done and not trace:
         raise SpecError("--exit-when-done: needs a trace to replay (--simulate CLUSTER.yaml --trace NAME)")
     service_config = load(ServiceConfig, config) if config else ServiceConfig()
@@ -113,6 +121,7 @@ def up(
         trace_workload=workload,
         trace_limit=limit,
         estimate_error=estimate_error,
+        elastic=elastic,
         config=service_config,
     )
     if exit_when_done:
@@ -166,7 +175,7 @@ def _replay_to_end(settings: Any, policy: str, as_json: bool) -> None:
                     "workload": settings.trace_workload,
                     "estimate_error": settings.estimate_error,
                     "runtime_knowledge": "declared",
-                    "elastic": False,  # the service runs each job at the width it asks for
+                    "elastic": settings.elastic,
                     "tick_s": 0.0,
                     **replay.run(),
                 }

@@ -64,6 +64,7 @@ class Settings:
     trace_workload: str = ""
     trace_limit: int | None = None
     estimate_error: float = 0.5  # σ of a replayed trace job's declared work, as `suanli sim --estimate-error`
+    elastic: bool = False  # a replayed Sia trace's jobs may be resized, as `suanli sim --elastic`
     config: ServiceConfig = field(default_factory=ServiceConfig)
     tick_s: float = 0.1
 
@@ -231,6 +232,7 @@ def _workload(controller: Controller, settings: Settings) -> TraceWorkload | Non
         settings.trace_limit,
         set(settings.config.queues),
         settings.estimate_error,
+        elastic=settings.elastic,
     )
     executor, scheduler = controller.executor, controller.scheduler
     if isinstance(executor, SimulatedExecutor) and isinstance(scheduler, SuanliScheduler):

@@ -8,6 +8,7 @@ that started just before the crash; one it cannot find goes back to `pending`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shlex
@@ -25,6 +26,7 @@ from suanli.service.arrays import parse_array
 from suanli.service.dependencies import dependency_status, parse_dependency
 from suanli.service.executors.base import METRICS_FILE, Executor, Placement, Run
 from suanli.service.leader import Leadership
+from suanli.service.planning import plan_at_width
 from suanli.service.scheduling import SchedulerPort
 from suanli.service.store import ANONYMOUS, TERMINAL_STATES, Job, Store
 from suanli.spec import Cluster, JobSpec, SpecError, Training, dump_yaml
@@ -39,9 +41,13 @@ MAX_ATTEMPTS = 3  # a checkpointed job is started again after a failure, up to t
 DEFAULT_TRAIN_STEPS = 100  # a model job without a token budget
 
 
-def train_config(spec: JobSpec, run_dir: Path, plan: dict[str, Any] | None) -> dict[str, Any]:
+def train_config(
+    spec: JobSpec, run_dir: Path, plan: dict[str, Any] | None, accelerators: int = 0
+) -> dict[str, Any]:
     """The runtime's TrainConfig for a model job: steps from the token budget, checkpoints shared
-    by all attempts of the job (so a restart resumes), metrics where the service reads them."""
+    by all attempts of the job (so a restart resumes, also at another width), metrics where the
+    service reads them. Without a plan, one data-parallel rank per accelerator the run holds (one on
+    a CPU pool)."""
     if spec.model is None:
         raise SpecError(f"{spec.name}: a training job names a model")
     training = spec.training or Training()
@@ -58,7 +64,7 @@ def train_config(spec: JobSpec, run_dir: Path, plan: dict[str, Any] | None) -> d
     if plan:
         config["plan"] = plan
     else:
-        config["layout"] = {"dp": 1, "zero_stage": 0}
+        config["layout"] = {"dp": max(1, accelerators), "zero_stage": 0}
     if spec.checkpoint:
         config["checkpoint"] = {
             "folder": str(run_dir.parent / "checkpoints"),
@@ -81,6 +87,14 @@ def suanli_command() -> str:
     if script.exists():
         return shlex.quote(str(script))
     return f"{shlex.quote(sys.executable)} -c 'from suanli.cli import app; app()'"
+
+
+def _shape(placement: Placement | None) -> str:
+    """`8 × a100-sxm-40gb on 1 node(s) of a100` (`CPU on …` for a CPU pool), for a job's history."""
+    if placement is None:
+        return "?"
+    what = f"{placement.accelerators} × {placement.accelerator}" if placement.accelerator else "CPU"
+    return f"{what} on {placement.nodes} node(s) of {placement.pool}"
 
 
 @dataclass
@@ -312,6 +326,8 @@ class Controller:
         for decision in decisions:
             if decision.placement is None:
                 self._preempt(decision.job_id)
+            elif decision.action == "resize":
+                self._resize(decision.job_id, decision.placement)
             else:
                 self._launch(decision.job_id, decision.placement)
         allocation = self.pool_allocation()
@@ -418,7 +434,31 @@ class Controller:
             job_id, "running", "pending", self.clock(), f"preempted by {self.scheduler.policy}"
         )
 
-    def _launch(self, job_id: int, placement: Placement) -> None:
+    def _resize(self, job_id: int, placement: Placement) -> None:
+        """The policy moved a running job to another width or type: stop the run (its next attempt
+        resumes from the job's newest checkpoint, as after a preemption), record the move, and start
+        the next attempt on `placement`, a model job with the planner's plan for that width. Every
+        engine does it as a stop and a start."""
+        job = self.store.get(job_id)
+        if job is not None and job.state == "running":
+            placement = dataclasses.replace(
+                placement, plan=plan_at_width(self.spec_of(job), self.cluster, placement)
+            )
+            before = Placement(**job.placement) if job.placement else None
+            self.executor.cancel(self.run_of(job))
+            self.store.transition(
+                job_id,
+                "running",
+                "pending",
+                self.clock(),
+                f"resized by {self.scheduler.policy}: {_shape(before)} → {_shape(placement)},"
+                " restarting from its last checkpoint",
+            )
+        self._launch(job_id, placement, resized=True)
+
+    def _launch(self, job_id: int, placement: Placement, resized: bool = False) -> None:
+        """Start the job's next attempt on `placement` (a resized job: with the plan for its new
+        width only, never the one it was submitted with)."""
         job = self.store.get(job_id)
         if job is None or job.state != "pending":
             with self.lock:
@@ -449,7 +489,8 @@ class Controller:
             run.run_dir.mkdir(parents=True, exist_ok=True)
             (run.run_dir / "job.yaml").write_text(dump_yaml(run.spec))
             if run.spec.run is None:
-                config = train_config(run.spec, run.run_dir, placement.plan or job.plan)
+                plan = placement.plan if resized else placement.plan or job.plan
+                config = train_config(run.spec, run.run_dir, plan, placement.accelerators)
                 (run.run_dir / "train.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
             engine_id = self.executor.submit(run)
         except Exception as exc:  # whatever the engine raises fails this job, not the control plane

@@ -164,7 +164,7 @@ class ServiceCollector(Collector):
         submitted = CounterMetricFamily("suanli_jobs_submitted", "Jobs accepted", labels=["queue"])
         restarts = CounterMetricFamily(
             "suanli_job_restarts",
-            "Running jobs sent back to the queue (a failure or a preemption)",
+            "Running jobs sent back to the queue (a failure, a preemption or a resize)",
             labels=["queue"],
         )
         finished = CounterMetricFamily("suanli_jobs_finished", "Jobs that ended", labels=["queue", "state"])

@@ -69,3 +69,14 @@ def with_runtimes(spec: JobSpec, cluster: Cluster, candidates: list[Placement]) 
             )
         )
     return planned
+
+
+def plan_at_width(spec: JobSpec, cluster: Cluster, placement: Placement) -> dict[str, Any] | None:
+    """The planner's best plan on exactly `placement`'s accelerators of its pool (where a resized
+    elastic job trains next), or None when nothing is planned or no layout fits that many."""
+    if not plannable(spec) or not planner_available("plan") or not placement.accelerator:
+        return None
+    from suanli.plan.search import best_plan_on_pool
+
+    plan = best_plan_on_pool(spec, cluster, placement.pool, placement.accelerators)
+    return plan.model_dump(mode="json") if plan else None

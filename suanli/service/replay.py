@@ -23,10 +23,12 @@ import httpx
 from suanli.perf.checkpoint_interval import failures_per_gpu_s
 from suanli.sched.cluster_state import CPU_TYPE, ClusterState
 from suanli.sched.estimate import declare
+from suanli.sched.goodput import advance, declared_elastic, seconds_to
 from suanli.sched.job import SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import summarize
 from suanli.sched.placement import placement_speed
 from suanli.sched.traces import load_trace
+from suanli.sched.traces.sia import load_sia_workload, workload_path
 from suanli.service.controller import Controller
 from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.simulated import EventClock, SimulatedExecutor, TrueRun
@@ -44,7 +46,8 @@ DEFAULT_SEED = 0
 
 def spec_of_trace_job(job: SchedJob, name: str, queues: set[str]) -> JobSpec:
     """A JobSpec for one trace job as its user declares it: its gang on any of its accelerator types
-    (or whole CPU nodes), with the trace's walltime limit where it has one (HPC), never its run time."""
+    (or whole CPU nodes; an elastic job's requested width and its most, `count..count_max`), with the
+    trace's walltime limit where it has one (HPC), never its run time."""
     common: dict[str, Any] = {
         "name": name,
         "queue": job.queue if job.queue in queues else "default",
@@ -53,7 +56,8 @@ def spec_of_trace_job(job: SchedJob, name: str, queues: set[str]) -> JobSpec:
         "run": f"trace job {job.job_id}",
     }
     if job.gpus:
-        accelerators = {t: job.gpus for t in job.runtime_s if t != CPU_TYPE}
+        width = f"{job.gpus}..{job.gpus_max}" if job.elastic and job.gpus_max else job.gpus
+        accelerators = {t: width for t in job.runtime_s if t != CPU_TYPE}
         return JobSpec.model_validate(
             {**common, "kind": job.kind, "resources": {"accelerators": accelerators}}
         )
@@ -94,9 +98,19 @@ class TraceWorkload:
         queues: set[str],
         estimate_error: float = DEFAULT_ESTIMATE_ERROR,
         seed: int = DEFAULT_SEED,
+        elastic: bool = False,
     ) -> TraceWorkload:
-        jobs = load_trace(trace, workload, ClusterState.from_cluster(cluster), limit)
-        seen, _ = declare(jobs, estimate_error, "declared", seed)  # in trace order, as `suanli sim`
+        """`elastic`: a Sia trace's jobs may be resized, as `suanli sim --elastic` loads them."""
+        if elastic:
+            if not trace.startswith("sia-"):
+                raise SpecError(f"--elastic: only the Sia traces have goodput profiles, not {trace!r}")
+            jobs = load_sia_workload(workload_path(trace.removeprefix("sia-"), workload), elastic=True)[
+                :limit
+            ]
+        else:
+            jobs = load_trace(trace, workload, ClusterState.from_cluster(cluster), limit)
+        seen, work = declare(jobs, estimate_error, "declared", seed)  # in trace order, as `suanli sim`
+        seen = [declared_elastic(job, work[job.job_id]) for job in seen]
         order = sorted(range(len(jobs)), key=lambda i: (jobs[i].submit_s, jobs[i].job_id))
         named = list(zip(order, _unique_names([jobs[i] for i in order]), strict=True))
         return cls(
@@ -120,6 +134,8 @@ class TraceWorkload:
                 throughput=seen.throughput.get(p.accelerator or CPU_TYPE),
                 checkpoint_s=seen.checkpoint_s,
                 comm_share=seen.comm_share.get(p.accelerator or CPU_TYPE, 0.0),
+                goodput_app=seen.elastic.app if seen.elastic else None,
+                goodput_steps=seen.elastic.unit_steps if seen.elastic else None,
             )
             for p in candidates
         ]
@@ -140,6 +156,22 @@ class TraceWorkload:
         )
 
 
+@dataclass(frozen=True)
+class GoodputCurve:
+    """An elastic trace job's true work on its placement (GPUs per node): the goodput measured in
+    Sia's profiles at each epoch, as the simulator's executor advances it (`sched.goodput`)."""
+
+    job: SchedJob  # the truth: 1.0 of its progress is its true work
+    accel_type: str
+    per_node: tuple[int, ...]
+
+    def seconds_to(self, done: float, target: float) -> float:
+        return seconds_to(self.job, self.accel_type, self.per_node, done, target)
+
+    def advance(self, done: float, seconds: float) -> float:
+        return advance(self.job, self.accel_type, self.per_node, done, seconds)
+
+
 def attach_truth(workload: TraceWorkload, executor: SimulatedExecutor, scheduler: SuanliScheduler) -> None:
     """The simulated executor runs trace jobs for their true time at the speed their placement and
     checkpoint saves allow, keeping a preempted run's work to its last checkpoint as the simulator does
@@ -154,8 +186,12 @@ def attach_truth(workload: TraceWorkload, executor: SimulatedExecutor, scheduler
         job_id, accelerator = sched_id(run.job_id), run.placement.accelerator or CPU_TYPE
         slots = scheduler.inner.cluster.held.get(job_id, ())
         job = workload.truth[run.spec.name]
+        state = scheduler.inner.jobs.get(job_id)
+        per_node = tuple(n for _, n in state.placement) if state is not None else ()
         true = dataclasses.replace(
-            true, placement_speed=placement_speed(scheduler.inner.cluster, job, accelerator, slots)
+            true,
+            placement_speed=placement_speed(scheduler.inner.cluster, job, accelerator, slots),
+            curve=GoodputCurve(job, accelerator, per_node) if job.elastic and per_node else None,
         )
         if true.speed != 1.0 and job_id in scheduler.inner.jobs:
             scheduler.inner.set_speed(job_id, true.speed, executor.clock())
@@ -241,7 +277,8 @@ class ReplayToEnd:
             and isinstance(scheduler, SuanliScheduler)
         ):
             raise SpecError("--exit-when-done: needs a trace, the event clock and the simulated executor")
-        round_s = scheduler.inner.policy.round_s
+        policy = scheduler.inner.policy
+        round_s = policy.round_s
         arrivals, index, ids = workload.arrivals, 0, {}
         while True:
             while index < len(arrivals) and arrivals[index][0] <= clock():
@@ -263,7 +300,12 @@ class ReplayToEnd:
                 if scheduler.inner.jobs:
                     ahead.append((math.floor(clock() / round_s) + 1) * round_s)
                 else:  # idle: the first boundary at or after the next event, as the simulator's
-                    ahead.append(math.ceil(min(ahead) / round_s) * round_s)
+                    next_s = min(ahead)
+                    ahead.append(math.ceil(next_s / round_s) * round_s)
+                    skipped_s = math.floor(next_s / round_s) * round_s
+                    if not policy.tick_on_events and skipped_s > clock():  # and step at the last one
+                        # before it, so the scheduler's round clock skips the idle ones, as it does
+                        ahead.append(skipped_s)
             clock.advance_to(min(ahead))
         states = scheduler.inner.all_jobs()
         by_sched_id = {sched_id(job_id): workload.truth[name] for name, job_id in ids.items()}

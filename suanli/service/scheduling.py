@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol
 
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.sched.fractional import FULL_MILLI
-from suanli.sched.job import SchedJob, sched_job_from_spec
+from suanli.sched.job import Elastic, SchedJob, sched_job_from_spec
 from suanli.sched.policies import make_policy
 from suanli.sched.scheduler import Scheduler
 from suanli.service.admission import fit_to_cluster
@@ -35,8 +35,8 @@ def service_ids(message: str, job_id: int) -> str:
 @dataclass
 class Decision:
     job_id: int
-    placement: Placement | None
-    action: Literal["start", "preempt"] = "start"
+    placement: Placement | None  # None for a preemption
+    action: Literal["start", "preempt", "resize"] = "start"  # resize: a running job restarted on `placement`
 
 
 class SchedulerPort(Protocol):
@@ -67,6 +67,27 @@ class SchedulerPort(Protocol):
     def policy(self) -> str: ...
 
 
+def _elastic(job: SchedJob, cands: list[Placement]) -> Elastic | None:
+    """The job's resize bounds and goodput profile, when a candidate declares one (SpecError when the
+    profile has no measurements on one of its accelerator types: the policy could not value it)."""
+    profiled = next((p for p in cands if p.goodput_app and p.goodput_steps), None)
+    if profiled is None or profiled.goodput_app is None or profiled.goodput_steps is None:
+        return None
+    from suanli.sched.goodput import ACCEL_SUFFIX
+    from suanli.sched.traces.sia import APPS
+
+    app = profiled.goodput_app
+    if app not in APPS:
+        raise SpecError(f"job {job.job_id}: goodput profile {app!r} is unknown; one of {sorted(APPS)}")
+    unprofiled = sorted(t for t in job.runtime_s if t not in ACCEL_SUFFIX)
+    if unprofiled:
+        raise SpecError(
+            f"job {job.job_id}: goodput profile {app!r} has no measurements on {unprofiled[0]}"
+            f" (profiled: {sorted(ACCEL_SUFFIX)})"
+        )
+    return Elastic(app, profiled.goodput_steps)  # from one GPU, accumulating gradients, as Sia's jobs
+
+
 class SuanliScheduler:
     """`suanli.sched.Scheduler` (the same policy objects as the simulator) behind `SchedulerPort`:
     service job ids are ints, theirs strings; their placements name nodes, ours name a pool."""
@@ -81,7 +102,10 @@ class SuanliScheduler:
 
     def _sched_job(self, job_id: int, spec: JobSpec, cands: list[Placement], submit_s: float) -> SchedJob:
         """Run time per accelerator type as the simulator's policies see it: the planner's time to
-        train on that type (`Placement.runtime_s`), else the user's walltime, else an hour."""
+        train on that type (`Placement.runtime_s`), else the user's walltime, else an hour. A job with
+        a goodput profile is elastic: it asks for its spec's `count` (what a policy that does not resize
+        gives it) and may run on 1 to `count_max` GPUs, choosing its batch per width (Sia's adaptive
+        jobs, as `suanli sim --elastic` loads them)."""
         runtime_s = {
             p.accelerator or CPU_TYPE: p.runtime_s or spec.walltime_s or DEFAULT_RUNTIME_S for p in cands
         }
@@ -94,6 +118,7 @@ class SuanliScheduler:
             throughput={p.accelerator: p.throughput for p in cands if p.accelerator and p.throughput},
             checkpoint_s=max((p.checkpoint_s for p in cands), default=0.0),
             comm_share={p.accelerator: p.comm_share for p in cands if p.accelerator and p.comm_share},
+            elastic=_elastic(job, cands),
         )
 
     def submit(self, job_id: int, spec: JobSpec, candidates: list[Placement], submit_s: float) -> None:
@@ -149,10 +174,12 @@ class SuanliScheduler:
                 throughput=template.throughput,
                 checkpoint_s=template.checkpoint_s,
                 comm_share=template.comm_share,
+                goodput_app=template.goodput_app,
+                goodput_steps=template.goodput_steps,
                 plan=template.plan,
                 nodelist=[node for node, _ in decision.placement],
             )
-            decisions.append(Decision(job_id, placement))
+            decisions.append(Decision(job_id, placement, decision.action))
         return decisions
 
     def adopt(self, job_id: int, spec: JobSpec, placement: Placement, now_s: float) -> str | None:
@@ -162,6 +189,8 @@ class SuanliScheduler:
         self._candidates[job_id] = [placement]
         try:
             job = self._sched_job(job_id, spec, [placement], now_s)
+            if job.elastic is not None and placement.accelerators != job.gpus:  # it was resized
+                job = job.at_width(placement.accelerators)
             self.inner.adopt(job, placement.accelerator or CPU_TYPE, now_s)
         except SpecError as exc:  # the cluster as it is now cannot hold it: no pool, or no free room
             return f"running unaccounted after a restart: {service_ids(str(exc), job_id)}"

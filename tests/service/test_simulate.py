@@ -31,6 +31,8 @@ def test_simulated_centre_schedules_and_drains(make_service):
         "throughput": None,
         "checkpoint_s": 0.0,
         "comm_share": 0.0,
+        "goodput_app": None,  # no goodput profile: not resized
+        "goodput_steps": None,
         "plan": None,
         "nodelist": [f"h100-{i}" for i in range(32)],
     }

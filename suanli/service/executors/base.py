@@ -35,6 +35,10 @@ class Placement:
     throughput: float | None = None  # a profiled throughput table's entry for this type (Gavel's input)
     checkpoint_s: float = 0.0  # what one checkpoint save stalls the run (a trace's figure)
     comm_share: float = 0.0  # its step's share in gradient sync, packed (a trace's profile)
+    # an elastic job's goodput profile (`suanli.sched.goodput` app) and its declared work in that app's
+    # steps at its initial batch: with them a job whose spec gives `count..count_max` may be resized
+    goodput_app: str | None = None
+    goodput_steps: float | None = None
     plan: dict[str, Any] | None = None  # the planner's best plan on this pool and count: the run's
     nodelist: list[str] = field(default_factory=list)  # the nodes the scheduler chose (`pool-i`)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from suanli.service.executors.base import Run, RunStatus
 from suanli.service.scheduling import DEFAULT_RUNTIME_S
@@ -38,16 +39,27 @@ class EventClock:
         self.now_s = max(self.now_s, time_s)
 
 
+class WorkCurve(Protocol):
+    """Progress of a run whose rate changes as it trains (an elastic job's goodput moves with its
+    epoch), in fractions of its true work, on the placement it was given, at full speed."""
+
+    def seconds_to(self, done: float, target: float) -> float: ...
+
+    def advance(self, done: float, seconds: float) -> float: ...
+
+
 @dataclass(frozen=True)
 class TrueRun:
-    """What a trace says about a job on the type it was placed on: its whole run time, and the
-    start-up cost every (re)start pays before it makes progress."""
+    """What a trace says about a job on the type it was placed on: its whole run time (or, for an
+    elastic job, its work curve on this placement), and the start-up cost every (re)start pays before
+    it makes progress."""
 
     runtime_s: float
     restart_overhead_s: float = 0.0
     checkpoint_s: float = 0.0  # each save stalls the run this long
     checkpoint_cycle_s: float | None = None  # run time from one checkpoint to the next, save included
     placement_speed: float = 1.0  # of its packed speed, where its collectives are slower (spread gangs)
+    curve: WorkCurve | None = None  # None: it progresses at 1 / runtime_s
 
     @property
     def speed(self) -> float:
@@ -55,6 +67,18 @@ class TrueRun:
         speed, times the share of time outside checkpoint saves (Daly's model)."""
         cycle_s = self.checkpoint_cycle_s
         return self.placement_speed * ((cycle_s - self.checkpoint_s) / cycle_s if cycle_s else 1.0)
+
+    def seconds_left(self, done: float) -> float:
+        """Wall seconds of work from `done` (a fraction of its true work) to its end."""
+        if self.curve is not None:
+            return self.curve.seconds_to(done, 1.0) / self.speed
+        return (1.0 - done) * self.runtime_s / self.speed
+
+    def done_after(self, done: float, worked_s: float) -> float:
+        """The fraction of its true work done after `worked_s` wall seconds of work from `done`."""
+        if self.curve is not None:
+            return self.curve.advance(done, worked_s * self.speed)
+        return done + worked_s * self.speed / self.runtime_s
 
 
 class SimulatedExecutor:
@@ -90,8 +114,7 @@ class SimulatedExecutor:
             return run.key
         work_from_s = now_s + true.restart_overhead_s
         self._progress_from_s[run.key] = (work_from_s, true)
-        left = 1.0 - self._done.get(run.job_id, 0.0)
-        self._ends_s[run.key] = work_from_s + left * true.runtime_s / true.speed
+        self._ends_s[run.key] = work_from_s + true.seconds_left(self._done.get(run.job_id, 0.0))
         return run.key
 
     def next_end_s(self) -> float | None:
@@ -121,7 +144,7 @@ class SimulatedExecutor:
                 worked_s -= lost_s
                 if self.on_lost_work:
                     self.on_lost_work(run, lost_s, true)
-            self._done[run.job_id] = self._done.get(run.job_id, 0.0) + worked_s * true.speed / true.runtime_s
+            self._done[run.job_id] = true.done_after(self._done.get(run.job_id, 0.0), worked_s)
         self._cancelled.add(run.key)
 
     def logs(self, run: Run) -> str:
