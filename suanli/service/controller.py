@@ -37,7 +37,8 @@ POOL_SAMPLE_EVERY_S = 2.0
 LAUNCH_WAIT_S = 30.0
 LEADER_RETRY_S = 1.0  # how often a server that does not lead tries to take the lead
 SYNC_S = 1.0  # how often the leader queues jobs other servers accepted
-MAX_ATTEMPTS = 3  # a checkpointed job is started again after a failure, up to this many attempts
+MAX_FAILED_ATTEMPTS = 3  # a checkpointed job is started again after a failure, up to this many failures
+RECOVERING = "recovering:"  # the reason of a failed attempt's return to the queue
 DEFAULT_TRAIN_STEPS = 100  # a model job without a token budget
 
 
@@ -404,16 +405,23 @@ class Controller:
         self._ingest_metrics(job, run)
         if status.state == "succeeded":
             self._finish(job, "succeeded", 0, "")
-        elif self.spec_of(job).checkpoint is not None and job.attempt < MAX_ATTEMPTS:
+        elif (
+            self.spec_of(job).checkpoint is not None and self._failed_attempts(job) + 1 < MAX_FAILED_ATTEMPTS
+        ):
             self._requeue(job, status.exit_code, status.reason or status.state)
         else:
             self._finish(job, "failed", status.exit_code, status.reason or status.state)
+
+    def _failed_attempts(self, job: Job) -> int:
+        """Earlier attempts of the job that failed; a preemption or a resize also starts a new attempt
+        but is not a failure, so it is not counted against the job."""
+        return sum(1 for h in self.store.history(job.id) if (h["reason"] or "").startswith(RECOVERING))
 
     def _requeue(self, job: Job, exit_code: int | None, reason: str) -> None:
         """A checkpointed job whose run failed goes back to the queue; its next attempt resumes
         from the newest checkpoint in the job's checkpoint folder."""
         why = (
-            f"recovering: attempt {job.attempt} failed ({reason}); the next resumes from its last checkpoint"
+            f"{RECOVERING} attempt {job.attempt} failed ({reason}); the next resumes from its last checkpoint"
         )
         with self.lock:
             if self.store.transition(job.id, "running", "pending", self.clock(), why, exit_code=exit_code):

@@ -163,6 +163,23 @@ def test_a_checkpointed_job_recovers_from_a_failed_attempt(service):
     assert wait_state(service, plain, {"succeeded", "failed"})["attempt"] == 1  # no checkpoint: no retry
 
 
+def test_moves_that_are_not_failures_do_not_use_up_a_jobs_retries(service):
+    """Two requeues (as a preemption or a resize would) start attempts 2 and 3; attempt 3 then fails
+    and is still retried, because only failed attempts count against the job."""
+    run = '[ "$SUANLI_ATTEMPT" -ge 3 ] || sleep 30; [ "$SUANLI_ATTEMPT" -ne 3 ] || exit 9; echo done'
+    job_id = service.post("/jobs", content=job_yaml("moved", run, checkpoint="{interval: 10m}")).json()["id"]
+    for attempt in (1, 2):
+        wait_for(
+            lambda a=attempt: (
+                (j := service.get(f"/jobs/{job_id}").json())["attempt"] == a and j["state"] == "running"
+            )
+        )
+        service.post(f"/jobs/{job_id}/requeue")
+    done = wait_state(service, job_id, {"succeeded", "failed"})
+    assert done["state"] == "succeeded" and done["attempt"] == 4
+    assert sum("attempt 3 failed (exit status 9)" in (h["reason"] or "") for h in done["history"]) == 1
+
+
 def test_a_model_job_becomes_a_runtime_config_the_runtime_accepts(tmp_path):
     """A model job with no `run` is trained by `suanli train` with the config the service writes:
     steps from the token budget, checkpoints shared by the job's attempts, metrics where the
