@@ -43,14 +43,7 @@ def _run(
         raise SpecError(f"--trace: unknown trace {trace!r}; one of {', '.join(TRACES)}")
     chosen = make_policy(policy)
     state = _cluster(cluster)
-    if elastic:
-        if not trace.startswith("sia-"):
-            raise SpecError(f"--elastic: only the Sia traces have goodput profiles, not {trace!r}")
-        from suanli.sched.traces.sia import load_sia_workload, workload_path
-
-        jobs = load_sia_workload(workload_path(trace.removeprefix("sia-"), workload), elastic=True)[:limit]
-        return simulate(state, chosen, jobs, config)
-    return simulate(state, chosen, load_trace(trace, workload, state, limit), config)
+    return simulate(state, chosen, load_trace(trace, workload, state, limit, elastic), config)
 
 
 @sim_app.callback()

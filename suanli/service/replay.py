@@ -28,7 +28,6 @@ from suanli.sched.job import SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import summarize
 from suanli.sched.placement import placement_speed
 from suanli.sched.traces import load_trace
-from suanli.sched.traces.sia import load_sia_workload, workload_path
 from suanli.service.controller import Controller
 from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.simulated import EventClock, SimulatedExecutor, TrueRun
@@ -101,14 +100,7 @@ class TraceWorkload:
         elastic: bool = False,
     ) -> TraceWorkload:
         """`elastic`: a Sia trace's jobs may be resized, as `suanli sim --elastic` loads them."""
-        if elastic:
-            if not trace.startswith("sia-"):
-                raise SpecError(f"--elastic: only the Sia traces have goodput profiles, not {trace!r}")
-            jobs = load_sia_workload(workload_path(trace.removeprefix("sia-"), workload), elastic=True)[
-                :limit
-            ]
-        else:
-            jobs = load_trace(trace, workload, ClusterState.from_cluster(cluster), limit)
+        jobs = load_trace(trace, workload, ClusterState.from_cluster(cluster), limit, elastic)
         seen, work = declare(jobs, estimate_error, "declared", seed)  # in trace order, as `suanli sim`
         seen = [declared_elastic(job, work[job.job_id]) for job in seen]
         order = sorted(range(len(jobs)), key=lambda i: (jobs[i].submit_s, jobs[i].job_id))

@@ -10,14 +10,19 @@ TRACES = ("sia-philly", "sia-saturn", "sia-newtrace", "philly", "swf", "alibaba"
 ALIBABA_DEFAULT_TYPES = {"T4": "t4", "P100": "p100", "V100M16": "v100-16gb", "V100M32": "v100", "A10": "a10"}
 
 
-def load_trace(trace: str, workload: str, cluster: ClusterState, limit: int | None = None) -> list[SchedJob]:
+def load_trace(
+    trace: str, workload: str, cluster: ClusterState, limit: int | None = None, elastic: bool = False
+) -> list[SchedJob]:
     """Jobs of `trace` (`workload` is a Sia workload number or a file path; for `philly` a number or
-    nothing means the full Philly list in datasets/)."""
+    nothing means the full Philly list in datasets/). `elastic`: the jobs may be resized (only the Sia
+    traces carry the goodput profiles that needs)."""
     gpu_types = [t for t in cluster.capacity if t != CPU_TYPE]
+    if elastic and not trace.startswith("sia-"):
+        raise SpecError(f"--elastic: only the Sia traces have goodput profiles, not {trace!r}")
     if trace.startswith("sia-"):
         from suanli.sched.traces.sia import load_sia_workload, workload_path
 
-        return load_sia_workload(workload_path(trace.removeprefix("sia-"), workload))[:limit]
+        return load_sia_workload(workload_path(trace.removeprefix("sia-"), workload), elastic=elastic)[:limit]
     if trace == "philly":
         from suanli.sched.traces.philly import load_philly
 
