@@ -21,7 +21,7 @@ from suanli.sched.policies import Hook, Policy, View, make_policy
 from suanli.sched.policies.ftf import FinishTimeFairness
 from suanli.sched.policies.gavel import gavel_allocation
 from suanli.sched.policies.suanli import SuanliPolicy
-from suanli.sched.scheduler import Decision, Scheduler
+from suanli.sched.scheduler import Decision, Scheduler, _fits_first, _Offer
 from suanli.sched.simulator import SimConfig, simulate
 from suanli.spec import Cluster
 from tests.sched.conftest import job, make_cluster
@@ -102,7 +102,72 @@ def _full_walk(self: Scheduler, view: View) -> list[Decision]:
         for state in list(self.jobs.values())
         if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type
     ]
-    return preempted + self._start_admitted(admitted, view)
+    waiting = [(self.pending[j], t) for j, t in admitted.items() if j in self.pending]
+    return preempted + self._start_admitted(waiting, view)
+
+
+def _walk_job_by_job(offers: list[_Offer], free: list[int]) -> list[int]:
+    """The admission walk as specified: each job in turn takes the first of its types with room for
+    its need, until no type has room left."""
+    left, admitted = list(free), [-1] * len(offers)
+    for i, offer in enumerate(offers):
+        if not any(room > 0 for room in left):
+            break
+        for code, need in zip(offer.types, offer.needs, strict=True):
+            if left[code] >= need:
+                left[code] -= need
+                admitted[i] = code
+                break
+    return admitted
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 3).flatmap(
+        lambda types: st.tuples(
+            st.lists(st.integers(0, 12), min_size=types, max_size=types),
+            st.lists(
+                st.permutations(range(types)).flatmap(
+                    lambda order: st.tuples(
+                        st.integers(0, types).map(lambda k: tuple(order[:k])),
+                        st.lists(st.integers(1, 4), min_size=types, max_size=types),
+                    )
+                ),
+                max_size=30,
+            ),
+        )
+    )
+)
+def test_admission_prefix_is_the_walk(case):
+    """`_fits_first` admits at once the prefix of jobs that fit on their first type, and the walk
+    goes on job by job from there (`Scheduler._admit`); together they admit every job on the type
+    the job-by-job walk gives it, on random offers over up to three types (some with no room, some
+    jobs with no type)."""
+    free, rows = case
+    offers = [
+        _Offer(
+            None,
+            None,
+            None,
+            types,
+            tuple(needs[: len(types)]),
+            types[0] if types else -1,
+            needs[0] if types else 0,
+        )
+        for types, needs in rows
+    ]
+    admitted, left = np.full(len(offers), -1, np.intp), list(free)
+    start = _fits_first(offers, left, admitted)
+    assert admitted[:start].tolist() == [o.first for o in offers[:start]]
+    expected = _walk_job_by_job(offers, free)
+    assert admitted[:start].tolist() == expected[:start]
+    assert left == [
+        room - sum(o.first_need for o, c in zip(offers[:start], expected, strict=False) if c == code)
+        for code, room in enumerate(free)
+    ]
+    assert _walk_job_by_job(offers[start:], left) == expected[start:]
+    if start < len(offers):  # the longest such prefix: the next job does not fit on its first type
+        assert left[offers[start].first] < offers[start].first_need
 
 
 class _FtfRankingAll(FinishTimeFairness):

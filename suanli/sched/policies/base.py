@@ -101,6 +101,9 @@ class Policy(Protocol):
     tick_on_events: bool = True  # round-based policies may still fill freed GPUs between rounds
     reads_progress: ClassVar[bool] = True  # False: skip crediting running jobs before each pass
     moves_running: ClassVar[bool] = False  # True: may move running jobs even when nobody waits
+    # True: `ranked_types` depends only on the job and the type it runs on, so the scheduler may
+    # remember it from pass to pass
+    fixed_types: ClassVar[bool] = False
 
     def filter(self, job: SchedJob, accel_type: str, view: View) -> bool:
         """Can the job ever run on this type here (big enough pool, type allowed)?"""
