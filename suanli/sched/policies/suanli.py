@@ -67,6 +67,7 @@ class SuanliPolicy(Policy):
     name = "suanli"
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND, Hook.NEXT_PASS})
     preemptive: ClassVar[bool] = True
+    fixed_types: ClassVar[bool] = True
     rho_guard: float = 1.7
     stickiness: float = 2.0
     max_slowdown: float = 3.0
