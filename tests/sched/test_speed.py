@@ -18,7 +18,7 @@ from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import REFERENCE_BYTES, REFERENCE_COLLECTIVE, placement_time_s
 from suanli.sched.policies import Hook, Policy, View, make_policy
-from suanli.sched.policies.ftf import FinishTimeFairness
+from suanli.sched.policies.ftf import FinishTimeFairness, projected_rho
 from suanli.sched.policies.gavel import gavel_allocation
 from suanli.sched.policies.suanli import SuanliPolicy
 from suanli.sched.scheduler import Decision, Scheduler, _fits_first, _Offer
@@ -321,3 +321,59 @@ def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
     with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
         fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)
     assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas), jobs)
+
+
+class _ScalarFtf(FinishTimeFairness):
+    """FTF's rank as the per-job key (the code before the column-wise ρ), frozen as the reference."""
+
+    def rank(self, states: list[JobState], view: View) -> list[JobState]:
+        round_s = self.round_s or 0.0
+        leases_end = view.now_s >= self._next_round_s
+        if leases_end and round_s:
+            self._next_round_s = (math.floor(view.now_s / round_s) + 1) * round_s
+        active_jobs = len(view.jobs)
+
+        def key(s: JobState) -> tuple[bool, float, str]:
+            keeps_lease = not leases_end and s.status == "running"
+            return (not keeps_lease, -projected_rho(s, view, active_jobs), s.job.job_id)
+
+        return sorted(states, key=key)
+
+
+@pytest.mark.parametrize("estimator", [HistoryEstimator, _EstimatorAskedJobByJob])
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 100.0, 2000.0]),  # shared submit times: ties in ρ
+            st.sampled_from([1, 2, 4, 8]),
+            st.sampled_from([600.0, 3000.0, 20000.0]),
+            st.floats(1.0, 3.0),
+            st.booleans(),
+            st.sampled_from(["q1", "q2"]),
+        ),
+        min_size=8,
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_ftf_columnwise_rho_changes_no_decision(estimator, rows, cpu_pool):
+    """FTF's ρ computed column-wise and ordered by `np.lexsort` (job ids read only on a tie) gives,
+    on random workloads (declared and undeclared work, two queues, jobs with equal ρ, a CPU pool that
+    changes the share of the GPU jobs), every job the same start, type, preemptions, finish and
+    placement as the per-job key; and the same ρ bit for bit."""
+    jobs = [
+        job(f"j{i}", submit_s, gpus, {"a": run_s, "b": run_s * slower}, declared=declared, queue=queue)
+        for i, (submit_s, gpus, run_s, slower, declared, queue) in enumerate(rows)
+    ]
+    pools = {"a": (2, 8), "b": (1, 4), **({"cpu": (2, 1)} if cpu_pool else {})}
+    with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
+        fast = _outcome(FinishTimeFairness(), jobs)
+    assert fast == _outcome(_ScalarFtf(), jobs)
+    done = [(i * 0.37) % 1.3 if j.declared else (i % 5) * 20000.0 for i, j in enumerate(jobs)]  # past rungs
+    states = {j.job_id: JobState(job=j, progress=p) for j, p in zip(jobs, done, strict=True)}
+    view = View(5000.0, states, make_cluster(pools), estimator=HistoryEstimator())
+    expected = [projected_rho(s, view, len(states)) for s in states.values()]
+    assert FinishTimeFairness()._rhos(list(states.values()), view).tolist() == expected
+    backwards = list(states.values())[::-1]  # ties are broken by job id, not by the order given
+    assert FinishTimeFairness().rank(backwards, view) == _ScalarFtf().rank(backwards, view)
