@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, Literal
 
 import numpy as np
@@ -40,6 +38,7 @@ class _Offer:
     state: JobState  # remembered under `id(state)`: holding the state keeps that id its own
     job: SchedJob
     accel_type: str | None
+    ranked: list[str]  # what `ranked_types` answered
     types: tuple[int, ...]
     needs: tuple[int, ...]
     first: int  # types[0], -1 when it has none
@@ -289,18 +288,15 @@ class Scheduler:
     def _admit(self, order: list[JobState], view: View, free_milli: dict[str, int]) -> np.ndarray:
         """The admission walk: in order, each job takes the first of its `ranked_types` with room by
         count for its gang; once no type has room left, the walk stops. Per job, the code (in
-        `_types`) of the type it was admitted on, -1 if none. When the policy declares `fixed_types`,
-        the longest prefix in which every job fits on its first type is admitted at once, column-wise
-        (`_fits_first`); the walk goes on job by job from the first that does not."""
+        `_types`) of the type it was admitted on, -1 if none. The longest prefix in which every job
+        fits on its first type is admitted at once, column-wise (`_fits_first`); the walk goes on job
+        by job from the first that does not."""
         admitted = np.full(len(order), -1, np.intp)
-        offers: Iterable[_Offer] = self._offers_of(order, view)  # lazy: the walk may stop early
+        offers = self._offers_of(order, view)
         left = [free_milli.get(t, 0) for t in self._types]
-        start = 0
-        if self.policy.fixed_types:
-            offers = list(offers)
-            start = _fits_first(offers, left, admitted)
+        start = _fits_first(offers, left, admitted)
         open_types = sum(1 for room in left if room > 0)
-        for i, offer in enumerate(islice(offers, start, None), start):
+        for i, offer in enumerate(offers[start:], start):
             if not open_types:
                 break
             for code, need in zip(offer.types, offer.needs, strict=True):
@@ -372,31 +368,41 @@ class Scheduler:
                 decisions.append(decision)
         return decisions
 
-    def _offers_of(self, states: list[JobState], view: View) -> Iterator[_Offer]:
-        """Each job's `_Offer`, in order; remembered while the job and the type it runs on stay the
-        same when the policy declares `fixed_types`, else asked for anew. Looked up by the state's
-        identity: at 20k jobs, reading every job's id string costs more than the rest of the walk."""
-        if not self.policy.fixed_types:
-            return (self._offer(s, view) for s in states)
+    def _offers_of(self, states: list[JobState], view: View) -> list[_Offer]:
+        """Each job's `_Offer`, remembered while the job and the type it runs on stay the same and (for
+        a policy that does not declare `fixed_types`) `ranked_types_of` answers with the same list
+        object. Looked up by the state's identity: at 20k jobs, reading every job's id string costs
+        more than the rest of the walk."""
         known, offer = self._offers.get, self._offer
-        return (
+        if self.policy.fixed_types:
+            ranked = self.policy.ranked_types
+            return [
+                o
+                if (o := known(id(s))) is not None
+                and o.state is s
+                and o.job is s.job
+                and o.accel_type == s.accel_type
+                else offer(s, ranked(s, view))
+                for s in states
+            ]
+        return [
             o
             if (o := known(id(s))) is not None
+            and o.ranked is types
             and o.state is s
             and o.job is s.job
             and o.accel_type == s.accel_type
-            else offer(s, view)
-            for s in states
-        )
+            else offer(s, types)
+            for s, types in zip(states, self.policy.ranked_types_of(states, view), strict=True)
+        ]
 
-    def _offer(self, state: JobState, view: View) -> _Offer:
+    def _offer(self, state: JobState, ranked: list[str]) -> _Offer:
         code = self._code
-        codes = tuple(code[t] for t in self.policy.ranked_types(state, view) if t in code)  # others never fit
+        codes = tuple(code[t] for t in ranked if t in code)  # the others never have room
         needs = tuple(self._need_milli(state.job, self._types[c]) for c in codes)
         first, first_need = (codes[0], needs[0]) if codes else (-1, 0)
-        offer = _Offer(state, state.job, state.accel_type, codes, needs, first, first_need)
-        if self.policy.fixed_types:
-            self._offers[id(state)] = offer
+        offer = _Offer(state, state.job, state.accel_type, ranked, codes, needs, first, first_need)
+        self._offers[id(state)] = offer
         return offer
 
     @staticmethod

@@ -118,6 +118,12 @@ class Policy(Protocol):
         types = [t for t in job.runtime_s if self.filter(job, t, view)]
         return sorted(types, key=lambda t: (-self.score(job, t, view), t)) if len(types) > 1 else types
 
+    def ranked_types_of(self, states: list[JobState], view: View) -> list[list[str]]:
+        """`ranked_types` of many jobs at once (a policy may answer column-wise). Returning the same
+        list object for a job as before says its answer has not changed: the scheduler then reuses
+        what it derived from it, so a list once returned must never be changed."""
+        return [self.ranked_types(s, view) for s in states]
+
     @abstractmethod
     def order(self, view: View) -> list[JobState]:
         """The jobs to consider, most important first (pending only unless `preemptive`)."""
