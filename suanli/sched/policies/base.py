@@ -133,7 +133,8 @@ class Policy(Protocol):
         return True
 
     def may_start(self, state: JobState, accel_type: str, view: View) -> bool:
-        """Veto a start (e.g. one that would delay a backfill reservation)."""
+        """Veto a start (e.g. one that would delay a backfill reservation); asked only once a placement
+        was found, so a policy may count what it lets start."""
         return True
 
 
