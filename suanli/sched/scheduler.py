@@ -260,9 +260,10 @@ class Scheduler:
         """Admit jobs in policy order while their gang fits by count; preempt running jobs that
         were not admitted (or were admitted on another type); then place the admitted new ones."""
         order = self.policy.order(view)
-        admitted = self._admit(order, view, {t: n * FULL_MILLI for t, n in view.capacity.items()})
+        offers = self._offers_of(order, view)
+        admitted = self._admit(offers, {t: n * FULL_MILLI for t, n in view.capacity.items()})
         code = self._code
-        own = np.fromiter((code.get(s.accel_type, -1) for s in order), np.intp, len(order))  # type: ignore[arg-type]
+        own = np.fromiter((code.get(o.accel_type, -1) for o in offers), np.intp, len(offers))  # type: ignore[arg-type]
         dropped = {order[i].job.job_id for i in np.flatnonzero((own >= 0) & (admitted != own))}
         if np.count_nonzero(own >= 0) != len(self.jobs) - len(self.pending):  # some running job unranked
             ranked = {s.job.job_id for s in order}
@@ -281,18 +282,17 @@ class Scheduler:
         are admitted by count into the free shares; nobody is preempted."""
         assert self.hooks.rank is not None
         order = self.hooks.rank(list(self.pending.values()), view)
-        admitted = self._admit(order, view, self.cluster.free_milli_by_type)
+        admitted = self._admit(self._offers_of(order, view), self.cluster.free_milli_by_type)
         new = np.flatnonzero(admitted >= 0)
         return self._start_admitted([(order[i], self._types[admitted[i]]) for i in new], view)
 
-    def _admit(self, order: list[JobState], view: View, free_milli: dict[str, int]) -> np.ndarray:
+    def _admit(self, offers: list[_Offer], free_milli: dict[str, int]) -> np.ndarray:
         """The admission walk: in order, each job takes the first of its `ranked_types` with room by
         count for its gang; once no type has room left, the walk stops. Per job, the code (in
         `_types`) of the type it was admitted on, -1 if none. The longest prefix in which every job
         fits on its first type is admitted at once, column-wise (`_fits_first`); the walk goes on job
         by job from the first that does not."""
-        admitted = np.full(len(order), -1, np.intp)
-        offers = self._offers_of(order, view)
+        admitted = np.full(len(offers), -1, np.intp)
         left = [free_milli.get(t, 0) for t in self._types]
         start = _fits_first(offers, left, admitted)
         open_types = sum(1 for room in left if room > 0)
@@ -350,12 +350,14 @@ class Scheduler:
         pending = list(self.pending.values())
         left = [self.cluster.free_milli_by_type.get(t, 0) for t in self._types]
         first_type: dict[int, str] = {}  # id(state) → its first type
-        for state, offer in zip(pending, self._offers_of(pending, view), strict=True):
-            if offer.first >= 0:
-                left[offer.first] -= offer.first_need
-                if left[offer.first] < 0:
-                    return None
-                first_type[id(state)] = self._types[offer.first]
+        for at in range(0, len(pending), 256):  # a few at a time: the first that does not fit ends it
+            chunk = pending[at : at + 256]
+            for state, offer in zip(chunk, self._offers_of(chunk, view), strict=True):
+                if offer.first >= 0:
+                    left[offer.first] -= offer.first_need
+                    if left[offer.first] < 0:
+                        return None
+                    first_type[id(state)] = self._types[offer.first]
         ranked = self.hooks.rank(pending, view)
         return [(s, first_type[id(s)]) for s in ranked if id(s) in first_type]
 
