@@ -33,10 +33,9 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class _Offer:
     """What the admission walk offers a job: its `ranked_types` (as codes into `Scheduler._types`)
-    with the shares its gang takes on each, for the job as it is (`job`, running on `accel_type`)."""
+    with the shares its gang takes on each, for the job as it is (running on `accel_type`)."""
 
     state: JobState  # remembered under `id(state)`: holding the state keeps that id its own
-    job: SchedJob
     accel_type: str | None
     ranked: list[str]  # what `ranked_types` answered
     types: tuple[int, ...]
@@ -329,6 +328,7 @@ class Scheduler:
                 continue
             if state.job.elastic is not None and state.job.width_on(accel_type) != gpus:
                 state.job = state.job.at_width(gpus)
+                self._offers.pop(id(state), None)
             slots = find_slots(self.cluster, state.job, accel_type)
             if slots is not None:
                 self._bind(state, accel_type, slots, view.now_s)
@@ -371,30 +371,19 @@ class Scheduler:
         return decisions
 
     def _offers_of(self, states: list[JobState], view: View) -> list[_Offer]:
-        """Each job's `_Offer`, remembered while the job and the type it runs on stay the same and (for
-        a policy that does not declare `fixed_types`) `ranked_types_of` answers with the same list
-        object. Looked up by the state's identity: at 20k jobs, reading every job's id string costs
-        more than the rest of the walk."""
+        """Each job's `_Offer`, remembered until the scheduler binds, releases or resizes the job
+        and (for a policy that does not declare `fixed_types`) while `ranked_types_of` answers with
+        the same list object. Looked up by the state's identity and nothing else: at 20k jobs,
+        reading each job's id, or even its type, costs more than the rest of the walk."""
         known, offer = self._offers.get, self._offer
         if self.policy.fixed_types:
             ranked = self.policy.ranked_types
             return [
-                o
-                if (o := known(id(s))) is not None
-                and o.state is s
-                and o.job is s.job
-                and o.accel_type == s.accel_type
-                else offer(s, ranked(s, view))
+                o if (o := known(id(s))) is not None and o.state is s else offer(s, ranked(s, view))
                 for s in states
             ]
         return [
-            o
-            if (o := known(id(s))) is not None
-            and o.ranked is types
-            and o.state is s
-            and o.job is s.job
-            and o.accel_type == s.accel_type
-            else offer(s, types)
+            o if (o := known(id(s))) is not None and o.ranked is types and o.state is s else offer(s, types)
             for s, types in zip(states, self.policy.ranked_types_of(states, view), strict=True)
         ]
 
@@ -403,7 +392,7 @@ class Scheduler:
         codes = tuple(code[t] for t in ranked if t in code)  # the others never have room
         needs = tuple(self._need_milli(state.job, self._types[c]) for c in codes)
         first, first_need = (codes[0], needs[0]) if codes else (-1, 0)
-        offer = _Offer(state, state.job, state.accel_type, ranked, codes, needs, first, first_need)
+        offer = _Offer(state, state.accel_type, ranked, codes, needs, first, first_need)
         self._offers[id(state)] = offer
         return offer
 
@@ -428,6 +417,7 @@ class Scheduler:
 
     def _bind(self, state: JobState, accel_type: str, slots: tuple[Slot, ...], now_s: float) -> None:
         """Start a pending job on `slots`: hold them, charge its queue, begin a run segment."""
+        self._offers.pop(id(state), None)
         self.cluster.bind(state.job.job_id, slots)
         queue = state.job.queue
         self.queue_held[queue] = self.queue_held.get(queue, 0) + state.job.width_on(accel_type)
@@ -477,6 +467,7 @@ class Scheduler:
         self.pending[state.job.job_id] = state
 
     def _release(self, state: JobState) -> None:
+        self._offers.pop(id(state), None)
         self.cluster.release(state.job.job_id)
         self.queue_held[state.job.queue] -= state.job.width_on(state.accel_type)
 

@@ -149,7 +149,6 @@ def test_admission_prefix_is_the_walk(case):
         _Offer(
             None,
             None,
-            None,
             [],
             types,
             tuple(needs[: len(types)]),
