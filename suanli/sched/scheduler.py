@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from suanli.sched.cluster_state import ClusterState, Slot
 from suanli.sched.estimate import Estimator, HistoryEstimator
 from suanli.sched.fractional import FULL_MILLI, share_milli
@@ -26,6 +28,40 @@ class Decision:
     accel_type: str | None = None
     placement: tuple[tuple[str, int], ...] = ()  # (node name, GPUs there)
     slots: tuple[Slot, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    """What the admission walk offers a job: its `ranked_types` (as codes into `Scheduler._types`)
+    with the shares its gang takes on each, for the job as it is (running on `accel_type`)."""
+
+    state: JobState  # remembered under `id(state)`: holding the state keeps that id its own
+    accel_type: str | None
+    ranked: list[str]  # what `ranked_types` answered
+    types: tuple[int, ...]
+    needs: tuple[int, ...]
+    first: int  # types[0], -1 when it has none
+    first_need: int
+
+
+def _fits_first(offers: list[_Offer], left: list[int], admitted: np.ndarray) -> int:
+    """The length of the longest prefix of `offers` whose every job fits on its first type beside
+    the ones before it, found with one cumulative sum per type: the admission walk gives each of
+    them its first type (and none of those with no type), so they are entered in `admitted` and
+    their shares taken from `left` at once. (A job's need is never 0, so once every type is full
+    the next job with a type ends the prefix, where the walk would stop.)"""
+    n = len(offers)
+    first = np.fromiter((o.first for o in offers), np.intp, n)
+    need = np.fromiter((o.first_need for o in offers), np.int64, n)
+    start = n
+    for code, room in enumerate(left):
+        on = first == code
+        over = np.flatnonzero(on & (np.cumsum(np.where(on, need, 0)) > room))
+        start = min(start, int(over[0])) if len(over) else start
+    admitted[:start] = first[:start]
+    for code in range(len(left)):
+        left[code] -= int(need[:start][first[:start] == code].sum())
+    return start
 
 
 class Scheduler:
@@ -49,7 +85,9 @@ class Scheduler:
         self.done: dict[str, JobState] = {}  # finished and cancelled
         self.pending: dict[str, JobState] = {}  # the pending subset of `jobs`, in submission order
         self.queue_held: dict[str, int] = {}  # queue → GPUs (or CPU nodes) its running jobs hold
-        self._needs: dict[str, tuple[SchedJob, dict[str, int]]] = {}  # see `_need_milli`
+        self._types = list(self.cluster.capacity)  # type codes of `_Offer`
+        self._code = {t: c for c, t in enumerate(self._types)}
+        self._offers: dict[int, _Offer] = {}  # id(JobState) → its offer, see `_offers_of`
         self.decision_s: list[float] = []
         self._changed = True  # a job arrived, ended, failed or was cancelled since the last pass
         self._next_round_s = -math.inf
@@ -111,7 +149,7 @@ class Scheduler:
         state.status = "cancelled"
         self._changed = True
         self.pending.pop(job_id, None)
-        self._needs.pop(job_id, None)
+        self._offers.pop(id(state), None)
         self.done[job_id] = self.jobs.pop(job_id)
 
     def job_finished(self, job_id: str, now_s: float) -> None:
@@ -122,7 +160,7 @@ class Scheduler:
         self.estimator.observe(state)
         state.status, state.finish_s = "finished", now_s
         self._changed = True
-        self._needs.pop(job_id, None)
+        self._offers.pop(id(state), None)
         self.done[job_id] = self.jobs.pop(job_id)
 
     def job_failed(self, job_id: str, now_s: float, lost_progress: float) -> None:
@@ -219,48 +257,57 @@ class Scheduler:
 
     def _preemptive_pass(self, view: View) -> list[Decision]:
         """Admit jobs in policy order while their gang fits by count; preempt running jobs that
-        were not admitted (or were admitted on another type); then place the admitted new ones.
-        Once no type has a free share left, no later job can be admitted and the walk stops."""
-        free = {t: n * FULL_MILLI for t, n in view.capacity.items()}
-        open_types = sum(1 for n in free.values() if n > 0)
-        admitted: dict[str, str] = {}
-        ranked_types, need_milli = self.policy.ranked_types, self._need_milli
-        for state in self.policy.order(view):
-            if not open_types:
-                break
-            for accel_type in ranked_types(state, view):
-                need = need_milli(state.job, accel_type)
-                left = free.get(accel_type, 0) - need
-                if left >= 0:
-                    free[accel_type] = left
-                    if left == 0 and need:
-                        open_types -= 1
-                    admitted[state.job.job_id] = accel_type
-                    break
-        decisions = [
-            self._preempt(state, view.now_s)
-            for state in list(self.jobs.values())
-            if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type
-        ]
-        return decisions + self._start_admitted(admitted, view)
+        were not admitted (or were admitted on another type); then place the admitted new ones."""
+        order = self.policy.order(view)
+        offers = self._offers_of(order, view)
+        admitted = self._admit(offers, {t: n * FULL_MILLI for t, n in view.capacity.items()})
+        code = self._code
+        own = np.fromiter((code.get(o.accel_type, -1) for o in offers), np.intp, len(offers))  # type: ignore[arg-type]
+        # running jobs not admitted where they run, by state identity (20k job ids cost a cache miss each)
+        dropped = {id(order[i]) for i in np.flatnonzero((own >= 0) & (admitted != own))}
+        if np.count_nonzero(own >= 0) != len(self.jobs) - len(self.pending):  # some running job unranked
+            ranked = {id(s) for s in order}
+            dropped |= {id(s) for s in self.jobs.values() if s.status == "running" and id(s) not in ranked}
+        decisions = (
+            [self._preempt(s, view.now_s) for s in list(self.jobs.values()) if id(s) in dropped]
+            if dropped
+            else []
+        )
+        new = np.flatnonzero((admitted >= 0) & (admitted != own))  # pending, or dropped from another type
+        return decisions + self._start_admitted([(order[i], self._types[admitted[i]]) for i in new], view)
 
     def _fill_pass(self, view: View) -> list[Decision]:
         """`_preemptive_pass` for a pass that keeps every running job (`Hook.KEEPS_RUNNING`): each one
         would be admitted where it runs and take what it holds, so the pending jobs, ranked alone,
         are admitted by count into the free shares; nobody is preempted."""
         assert self.hooks.rank is not None
-        free = dict(self.cluster.free_milli_by_type)
-        admitted: dict[str, str] = {}
-        for state in self.hooks.rank(list(self.pending.values()), view):
-            if not any(free.values()):
+        order = self.hooks.rank(list(self.pending.values()), view)
+        admitted = self._admit(self._offers_of(order, view), self.cluster.free_milli_by_type)
+        new = np.flatnonzero(admitted >= 0)
+        return self._start_admitted([(order[i], self._types[admitted[i]]) for i in new], view)
+
+    def _admit(self, offers: list[_Offer], free_milli: dict[str, int]) -> np.ndarray:
+        """The admission walk: in order, each job takes the first of its `ranked_types` with room by
+        count for its gang; once no type has room left, the walk stops. Per job, the code (in
+        `_types`) of the type it was admitted on, -1 if none. The longest prefix in which every job
+        fits on its first type is admitted at once, column-wise (`_fits_first`); the walk goes on job
+        by job from the first that does not."""
+        admitted = np.full(len(offers), -1, np.intp)
+        left = [free_milli.get(t, 0) for t in self._types]
+        start = _fits_first(offers, left, admitted)
+        open_types = sum(1 for room in left if room > 0)
+        for i, offer in enumerate(offers[start:], start):
+            if not open_types:
                 break
-            for accel_type in self.policy.ranked_types(state, view):
-                need = self._need_milli(state.job, accel_type)
-                if free.get(accel_type, 0) >= need:
-                    free[accel_type] -= need
-                    admitted[state.job.job_id] = accel_type
+            for code, need in zip(offer.types, offer.needs, strict=True):
+                rest = left[code] - need
+                if rest >= 0:
+                    left[code] = rest
+                    if rest == 0 and need:
+                        open_types -= 1
+                    admitted[i] = code
                     break
-        return self._start_admitted(admitted, view)
+        return admitted
 
     def _allocation_pass(self, view: View) -> list[Decision]:
         """Follow the policy's whole allocation (`Hook.ALLOCATE`): release every running job whose
@@ -282,6 +329,7 @@ class Scheduler:
                 continue
             if state.job.elastic is not None and state.job.width_on(accel_type) != gpus:
                 state.job = state.job.at_width(gpus)
+                self._offers.pop(id(state), None)
             slots = find_slots(self.cluster, state.job, accel_type)
             if slots is not None:
                 self._bind(state, accel_type, slots, view.now_s)
@@ -292,57 +340,77 @@ class Scheduler:
             self.jobs[job_id].preemptions += 1
         return [Decision("preempt", job_id) for job_id in moved] + bound
 
-    def _first_choice_admission(self, view: View) -> dict[str, str] | None:
-        """The pending jobs' admission (job → type, in policy order) when all of them fit on their
+    def _first_choice_admission(self, view: View) -> list[tuple[JobState, str]] | None:
+        """The pending jobs' admission (job, type), in policy order, when all of them fit on their
         first-ranked type beside the running jobs, else None. Then `_preemptive_pass` would admit
         every job on its first type whatever the order (and preempt nobody), so ranking only the
         pending jobs gives the same decisions at O(pending) instead of O(active) per event. Only a
         policy that declares `Hook.RANK` can rank the pending jobs alone."""
         if self.hooks.rank is None:
             return None
-        free = dict(self.cluster.free_milli_by_type)
-        first_type: dict[str, str] = {}
-        for state in self.pending.values():
-            types = self.policy.ranked_types(state, view)
-            if not types:
-                continue
-            accel_type = first_type[state.job.job_id] = types[0]
-            free[accel_type] -= self._need_milli(state.job, accel_type)
-            if free[accel_type] < 0:
-                return None
-        ranked = self.hooks.rank(list(self.pending.values()), view)
-        return {s.job.job_id: first_type[s.job.job_id] for s in ranked if s.job.job_id in first_type}
+        pending = list(self.pending.values())
+        left = [self.cluster.free_milli_by_type.get(t, 0) for t in self._types]
+        first_type: dict[int, str] = {}  # id(state) → its first type
+        for at in range(0, len(pending), 256):  # a few at a time: the first that does not fit ends it
+            chunk = pending[at : at + 256]
+            for state, offer in zip(chunk, self._offers_of(chunk, view), strict=True):
+                if offer.first >= 0:
+                    left[offer.first] -= offer.first_need
+                    if left[offer.first] < 0:
+                        return None
+                    first_type[id(state)] = self._types[offer.first]
+        ranked = self.hooks.rank(pending, view)
+        return [(s, first_type[id(s)]) for s in ranked if id(s) in first_type]
 
-    def _start_admitted(self, admitted: dict[str, str], view: View) -> list[Decision]:
-        """Start the admitted jobs that are pending, widest first (ties in policy order)."""
+    def _start_admitted(self, admitted: list[tuple[JobState, str]], view: View) -> list[Decision]:
+        """Start the admitted jobs (in policy order), widest first (ties in policy order)."""
         decisions = []
-        waiting = [(self.pending[j], t) for j, t in admitted.items() if j in self.pending]
-        for state, accel_type in sorted(waiting, key=lambda st: -st[0].job.width_on(st[1])):
+        for state, accel_type in sorted(admitted, key=lambda st: -st[0].job.width_on(st[1])):
             decision = self._try_start(state, [accel_type], view)
             if decision:
                 decisions.append(decision)
         return decisions
 
-    def _need_milli(self, job: SchedJob, accel_type: str) -> int:
-        """Shares of `accel_type` the job's gang takes by count (1000 per whole GPU or CPU node),
-        remembered per job (a resized elastic job is a new `SchedJob` and is priced again)."""
-        known = self._needs.get(job.job_id)
-        if known is None or known[0] is not job:
-            known = self._needs[job.job_id] = (job, {})
-        need = known[1].get(accel_type)
-        if need is None:
-            need = known[1][accel_type] = (
-                job.gpus_on(accel_type) * share_milli(job.sharing, accel_type)
-                or job.width_on(accel_type) * FULL_MILLI
-            )
-        return need
+    def _offers_of(self, states: list[JobState], view: View) -> list[_Offer]:
+        """Each job's `_Offer`, remembered until the scheduler binds, releases or resizes the job
+        and (for a policy that does not declare `fixed_types`) while `ranked_types_of` answers with
+        the same list object. Looked up by the state's identity and nothing else: at 20k jobs,
+        reading each job's id, or even its type, costs more than the rest of the walk."""
+        known, offer = self._offers.get, self._offer
+        if self.policy.fixed_types:
+            ranked = self.policy.ranked_types
+            return [
+                o if (o := known(id(s))) is not None and o.state is s else offer(s, ranked(s, view))
+                for s in states
+            ]
+        return [
+            o if (o := known(id(s))) is not None and o.ranked is types and o.state is s else offer(s, types)
+            for s, types in zip(states, self.policy.ranked_types_of(states, view), strict=True)
+        ]
+
+    def _offer(self, state: JobState, ranked: list[str]) -> _Offer:
+        code = self._code
+        codes = tuple(code[t] for t in ranked if t in code)  # the others never have room
+        needs = tuple(self._need_milli(state.job, self._types[c]) for c in codes)
+        first, first_need = (codes[0], needs[0]) if codes else (-1, 0)
+        offer = _Offer(state, state.accel_type, ranked, codes, needs, first, first_need)
+        self._offers[id(state)] = offer
+        return offer
+
+    @staticmethod
+    def _need_milli(job: SchedJob, accel_type: str) -> int:
+        """Shares of `accel_type` the job's gang takes by count (1000 per whole GPU or CPU node)."""
+        return (
+            job.gpus_on(accel_type) * share_milli(job.sharing, accel_type)
+            or job.width_on(accel_type) * FULL_MILLI
+        )
 
     def _try_start(self, state: JobState, types: list[str], view: View) -> Decision | None:
         for accel_type in types:
-            if not self.policy.may_start(state, accel_type, view):
-                continue
             slots = find_slots(self.cluster, state.job, accel_type)
-            if slots is None:
+            if slots is None or not self.policy.may_start(
+                state, accel_type, view
+            ):  # asked of a start that can happen
                 continue
             self._bind(state, accel_type, slots, view.now_s)
             return Decision("start", state.job.job_id, accel_type, state.placement, slots)
@@ -350,6 +418,7 @@ class Scheduler:
 
     def _bind(self, state: JobState, accel_type: str, slots: tuple[Slot, ...], now_s: float) -> None:
         """Start a pending job on `slots`: hold them, charge its queue, begin a run segment."""
+        self._offers.pop(id(state), None)
         self.cluster.bind(state.job.job_id, slots)
         queue = state.job.queue
         self.queue_held[queue] = self.queue_held.get(queue, 0) + state.job.width_on(accel_type)
@@ -399,6 +468,7 @@ class Scheduler:
         self.pending[state.job.job_id] = state
 
     def _release(self, state: JobState) -> None:
+        self._offers.pop(id(state), None)
         self.cluster.release(state.job.job_id)
         self.queue_held[state.job.queue] -= state.job.width_on(state.accel_type)
 

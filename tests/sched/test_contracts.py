@@ -103,9 +103,9 @@ def test_a_failed_gavel_lp_stops_the_simulation_with_one_line(monkeypatch):
         status, message, x = 4, "Numerical difficulties encountered.", None
 
     monkeypatch.setattr(gavel_module, "linprog", lambda *a, **k: Failed())
-    jobs = [job("a", 0, 4, 100.0), job("b", 0, 4, 100.0)]  # contention: the LP decides
+    jobs = [job(j, 0, 4, {"a": 100.0, "b": 150.0}) for j in "ab"]  # both best on a, either on b: the LP
     with pytest.raises(SuanliError) as caught:
-        simulate(make_cluster({"a": (1, 4)}), make_policy("gavel"), jobs)
+        simulate(make_cluster({"a": (1, 4), "b": (1, 4)}), make_policy("gavel"), jobs)
     assert str(caught.value) == (
         "gavel: the max_sum allocation LP did not solve (status 4: Numerical difficulties encountered.)"
     )

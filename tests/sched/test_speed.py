@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from unittest.mock import patch
 
 import numpy as np
@@ -18,10 +19,10 @@ from suanli.sched.fractional import FULL_MILLI
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.placement import REFERENCE_BYTES, REFERENCE_COLLECTIVE, placement_time_s
 from suanli.sched.policies import Hook, Policy, View, make_policy
-from suanli.sched.policies.ftf import FinishTimeFairness
-from suanli.sched.policies.gavel import gavel_allocation
+from suanli.sched.policies.ftf import FinishTimeFairness, projected_rho
+from suanli.sched.policies.gavel import Gavel, gavel_allocation
 from suanli.sched.policies.suanli import SuanliPolicy
-from suanli.sched.scheduler import Decision, Scheduler
+from suanli.sched.scheduler import Decision, Scheduler, _fits_first, _Offer
 from suanli.sched.simulator import SimConfig, simulate
 from suanli.spec import Cluster
 from tests.sched.conftest import job, make_cluster
@@ -102,7 +103,72 @@ def _full_walk(self: Scheduler, view: View) -> list[Decision]:
         for state in list(self.jobs.values())
         if state.status == "running" and admitted.get(state.job.job_id) != state.accel_type
     ]
-    return preempted + self._start_admitted(admitted, view)
+    waiting = [(self.pending[j], t) for j, t in admitted.items() if j in self.pending]
+    return preempted + self._start_admitted(waiting, view)
+
+
+def _walk_job_by_job(offers: list[_Offer], free: list[int]) -> list[int]:
+    """The admission walk as specified: each job in turn takes the first of its types with room for
+    its need, until no type has room left."""
+    left, admitted = list(free), [-1] * len(offers)
+    for i, offer in enumerate(offers):
+        if not any(room > 0 for room in left):
+            break
+        for code, need in zip(offer.types, offer.needs, strict=True):
+            if left[code] >= need:
+                left[code] -= need
+                admitted[i] = code
+                break
+    return admitted
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 3).flatmap(
+        lambda types: st.tuples(
+            st.lists(st.integers(0, 12), min_size=types, max_size=types),
+            st.lists(
+                st.permutations(range(types)).flatmap(
+                    lambda order: st.tuples(
+                        st.integers(0, types).map(lambda k: tuple(order[:k])),
+                        st.lists(st.integers(1, 4), min_size=types, max_size=types),
+                    )
+                ),
+                max_size=30,
+            ),
+        )
+    )
+)
+def test_admission_prefix_is_the_walk(case):
+    """`_fits_first` admits at once the prefix of jobs that fit on their first type, and the walk
+    goes on job by job from there (`Scheduler._admit`); together they admit every job on the type
+    the job-by-job walk gives it, on random offers over up to three types (some with no room, some
+    jobs with no type)."""
+    free, rows = case
+    offers = [
+        _Offer(
+            None,
+            None,
+            [],
+            types,
+            tuple(needs[: len(types)]),
+            types[0] if types else -1,
+            needs[0] if types else 0,
+        )
+        for types, needs in rows
+    ]
+    admitted, left = np.full(len(offers), -1, np.intp), list(free)
+    start = _fits_first(offers, left, admitted)
+    assert admitted[:start].tolist() == [o.first for o in offers[:start]]
+    expected = _walk_job_by_job(offers, free)
+    assert admitted[:start].tolist() == expected[:start]
+    assert left == [
+        room - sum(o.first_need for o, c in zip(offers[:start], expected, strict=False) if c == code)
+        for code, room in enumerate(free)
+    ]
+    assert _walk_job_by_job(offers[start:], left) == expected[start:]
+    if start < len(offers):  # the longest such prefix: the next job does not fit on its first type
+        assert left[offers[start].first] < offers[start].first_need
 
 
 class _FtfRankingAll(FinishTimeFairness):
@@ -256,3 +322,185 @@ def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
     with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
         fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)
     assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas), jobs)
+
+
+class _ScalarFtf(FinishTimeFairness):
+    """FTF's rank as the per-job key (the code before the column-wise ρ), frozen as the reference."""
+
+    def rank(self, states: list[JobState], view: View) -> list[JobState]:
+        round_s = self.round_s or 0.0
+        leases_end = view.now_s >= self._next_round_s
+        if leases_end and round_s:
+            self._next_round_s = (math.floor(view.now_s / round_s) + 1) * round_s
+        active_jobs = len(view.jobs)
+
+        def key(s: JobState) -> tuple[bool, float, str]:
+            keeps_lease = not leases_end and s.status == "running"
+            return (not keeps_lease, -projected_rho(s, view, active_jobs), s.job.job_id)
+
+        return sorted(states, key=key)
+
+
+@pytest.mark.parametrize("estimator", [HistoryEstimator, _EstimatorAskedJobByJob])
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 100.0, 2000.0]),  # shared submit times: ties in ρ
+            st.sampled_from([1, 2, 4, 8]),
+            st.sampled_from([600.0, 3000.0, 20000.0]),
+            st.floats(1.0, 3.0),
+            st.booleans(),
+            st.sampled_from(["q1", "q2"]),
+        ),
+        min_size=8,
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_ftf_columnwise_rho_changes_no_decision(estimator, rows, cpu_pool):
+    """FTF's ρ computed column-wise and ordered by `np.lexsort` (job ids read only on a tie) gives,
+    on random workloads (declared and undeclared work, two queues, jobs with equal ρ, a CPU pool that
+    changes the share of the GPU jobs), every job the same start, type, preemptions, finish and
+    placement as the per-job key; and the same ρ bit for bit."""
+    jobs = [
+        job(f"j{i}", submit_s, gpus, {"a": run_s, "b": run_s * slower}, declared=declared, queue=queue)
+        for i, (submit_s, gpus, run_s, slower, declared, queue) in enumerate(rows)
+    ]
+    pools = {"a": (2, 8), "b": (1, 4), **({"cpu": (2, 1)} if cpu_pool else {})}
+    with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
+        fast = _outcome(FinishTimeFairness(), jobs)
+    assert fast == _outcome(_ScalarFtf(), jobs)
+    done = [(i * 0.37) % 1.3 if j.declared else (i % 5) * 20000.0 for i, j in enumerate(jobs)]  # past rungs
+    states = {j.job_id: JobState(job=j, progress=p) for j, p in zip(jobs, done, strict=True)}
+    view = View(5000.0, states, make_cluster(pools), estimator=HistoryEstimator())
+    expected = [projected_rho(s, view, len(states)) for s in states.values()]
+    assert FinishTimeFairness()._rhos(list(states.values()), view).tolist() == expected
+    backwards = list(states.values())[::-1]  # ties are broken by job id, not by the order given
+    assert FinishTimeFairness().rank(backwards, view) == _ScalarFtf().rank(backwards, view)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 30).flatmap(
+        lambda jobs: st.tuples(
+            st.lists(
+                st.tuples(st.integers(0, 2), st.sampled_from([0.5, 1.0, 2.0, 3.0])),
+                min_size=jobs,
+                max_size=jobs,
+            ),
+            st.lists(st.sampled_from([1, 2, 4, 8]), min_size=jobs, max_size=jobs),
+            st.lists(st.integers(0, 40), min_size=2, max_size=2),
+        )
+    )
+)
+def test_gavel_with_one_type_per_job_is_the_lps_optimum(case):
+    """When every job can run on one type at most, Gavel's allocation is the greedy fractional
+    knapsack per type instead of the LP: the LP's objective, feasible, and the LP's own allocation
+    wherever that optimum is unique (no two jobs of a type tie on throughput per GPU)."""
+    rows, gpus, capacity = case
+    table = np.zeros((len(rows), 2))
+    for j, (where, rate) in enumerate(rows):
+        if where < 2:  # 2: the job runs nowhere here
+            table[j, where] = rate
+    gpus, capacity = np.array(gpus, dtype=float), np.array(capacity, dtype=float)
+    x = gavel_allocation(table, gpus, capacity)
+    jobs = len(rows)
+    lp = linprog(
+        -table.ravel(),
+        A_ub=np.vstack([np.kron(np.eye(jobs), np.ones(2)), np.kron(gpus, np.eye(2))]),
+        b_ub=np.concatenate([np.ones(jobs), capacity]),
+        bounds=[(0, 1 if v > 0 else 0) for v in table.ravel()],
+        method="highs",
+    )
+    assert np.isclose((table * x).sum(), -lp.fun, rtol=1e-9, atol=1e-9)
+    assert np.all(x.sum(axis=1) <= 1 + 1e-9) and np.all(gpus @ x <= capacity + 1e-9) and np.all(x >= 0)
+    per_gpu = table / gpus[:, None]
+    if all(len(set(per_gpu[table[:, t] > 0, t])) == np.count_nonzero(table[:, t]) for t in range(2)):
+        assert np.allclose(x, lp.x.reshape(jobs, 2), atol=1e-7)
+
+
+@dataclass
+class _DictGavel(Gavel):
+    """Gavel's round as per-job dictionaries (the code before its arrays), frozen as the reference."""
+
+    priority: dict[str, dict[str, float]] = field(default_factory=dict)
+    job_time: dict[str, dict[str, float]] = field(default_factory=dict)
+    type_time: dict[str, float] = field(default_factory=dict)
+
+    def on_round(self, view: View) -> None:
+        types = sorted(view.capacity)
+        active = view.active()
+        for s in active:
+            if s.job.job_id not in self.job_time:
+                self.job_time[s.job.job_id] = {t: self.round_s / 2 for t in types}
+                for t in types:
+                    self.type_time[t] = self.type_time.get(t, 0.0) + self.round_s / 2
+        capacity = np.array([view.capacity[t] for t in types], dtype=float)
+        table = np.array(
+            [
+                [s.job.table_throughput(t) if self.filter(s.job, t, view) else 0.0 for t in types]
+                for s in active
+            ]
+        ).reshape(len(active), len(types))
+        gpus = np.array([s.job.width for s in active], dtype=float)
+        x = gavel_allocation(table, gpus, capacity, self.objective).round(5)
+        self.priority = {}
+        for j, s in enumerate(active):
+            row = {}
+            for k, t in enumerate(types):
+                if table[j, k] > 0:
+                    received = self.job_time[s.job.job_id][t] / self.type_time[t]
+                    row[t] = x[j, k] / received if x[j, k] > 0 else 0.0
+            self.priority[s.job.job_id] = row
+
+    def order(self, view: View) -> list[JobState]:
+        def best(s: JobState) -> float:
+            return max(self.priority.get(s.job.job_id, {}).values(), default=0.0)
+
+        return sorted(view.active(), key=lambda s: (-best(s), s.job.submit_s, s.job.job_id))
+
+    def ranked_types(self, state: JobState, view: View) -> list[str]:
+        row = self.priority.get(state.job.job_id, {})
+        return sorted(row, key=lambda t: (-row[t], t))
+
+    def ranked_types_of(self, states: list[JobState], view: View) -> list[list[str]]:
+        return [self.ranked_types(s, view) for s in states]
+
+    def on_bound(self, state: JobState, view: View) -> None:
+        t = state.accel_type or ""
+        self.job_time[state.job.job_id][t] += self.round_s
+        self.type_time[t] = self.type_time.get(t, 0.0) + self.round_s
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 500.0, 3000.0]),
+            st.sampled_from([1, 2, 4, 8]),
+            st.sampled_from([600.0, 3000.0, 20000.0]),
+            st.sampled_from([0.5, 1.0, 2.0, None]),  # None: it runs on type a only
+        ),
+        min_size=8,
+        max_size=40,
+    )
+)
+def test_gavel_arrays_change_no_decision(rows):
+    """Gavel's round kept in arrays (priorities, time received, rankings; service credited a round
+    late, before anyone reads it) gives every job the same start, type, preemptions, finish and
+    placement as the per-job dictionaries, on random workloads over two types with equal submit
+    times (ties broken by id) and jobs that run on one type only."""
+    jobs = [  # ids in the reverse of submission order: ties go by id, not by arrival
+        job(f"j{99 - i}", submit_s, gpus, {"a": run_s} | ({"b": run_s * slower} if slower else {}))
+        for i, (submit_s, gpus, run_s, slower) in enumerate(rows)
+    ]
+    assert _outcome(Gavel(), jobs) == _outcome(_DictGavel(), jobs)
+    states = {j.job_id: JobState(job=j) for j in jobs}
+    view = View(0.0, states, make_cluster({"a": (1, 8), "b": (1, 4)}))
+    fast, slow = Gavel(), _DictGavel()
+    fast.on_round(view), slow.on_round(view)
+    assert fast.order(view) == slow.order(view)
+    assert fast.ranked_types_of(list(states.values()), view) == slow.ranked_types_of(
+        list(states.values()), view
+    )

@@ -101,6 +101,9 @@ class Policy(Protocol):
     tick_on_events: bool = True  # round-based policies may still fill freed GPUs between rounds
     reads_progress: ClassVar[bool] = True  # False: skip crediting running jobs before each pass
     moves_running: ClassVar[bool] = False  # True: may move running jobs even when nobody waits
+    # True: `ranked_types` depends only on the job and the type it runs on, so the scheduler may
+    # remember it from pass to pass
+    fixed_types: ClassVar[bool] = False
 
     def filter(self, job: SchedJob, accel_type: str, view: View) -> bool:
         """Can the job ever run on this type here (big enough pool, type allowed)?"""
@@ -115,6 +118,12 @@ class Policy(Protocol):
         types = [t for t in job.runtime_s if self.filter(job, t, view)]
         return sorted(types, key=lambda t: (-self.score(job, t, view), t)) if len(types) > 1 else types
 
+    def ranked_types_of(self, states: list[JobState], view: View) -> list[list[str]]:
+        """`ranked_types` of many jobs at once (a policy may answer column-wise). Returning the same
+        list object for a job as before says its answer has not changed: the scheduler then reuses
+        what it derived from it, so a list once returned must never be changed."""
+        return [self.ranked_types(s, view) for s in states]
+
     @abstractmethod
     def order(self, view: View) -> list[JobState]:
         """The jobs to consider, most important first (pending only unless `preemptive`)."""
@@ -124,7 +133,8 @@ class Policy(Protocol):
         return True
 
     def may_start(self, state: JobState, accel_type: str, view: View) -> bool:
-        """Veto a start (e.g. one that would delay a backfill reservation)."""
+        """Veto a start (e.g. one that would delay a backfill reservation); asked only once a placement
+        was found, so a policy may count what it lets start."""
         return True
 
 

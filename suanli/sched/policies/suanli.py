@@ -67,6 +67,7 @@ class SuanliPolicy(Policy):
     name = "suanli"
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND, Hook.NEXT_PASS})
     preemptive: ClassVar[bool] = True
+    fixed_types: ClassVar[bool] = True
     rho_guard: float = 1.7
     stickiness: float = 2.0
     max_slowdown: float = 3.0
@@ -305,9 +306,10 @@ class SuanliPolicy(Policy):
         crossing = rho <= self.rho_guard  # nan (declared nothing) is never crossing
         times = view.now_s + (self.rho_guard - rho[crossing]) * share_s[crossing] + 1.0
         running = view.running()  # a pass just after each declared one's next save
-        cycle_s = self._columns(self._rows_of(running, view))[0][:, _CYCLE]
+        job = self._columns(self._rows_of(running, view))[0]
+        cycle_s = job[:, _CYCLE]
         busy_from_s = np.fromiter((s.busy_from_s for s in running), float, len(running))
-        declared = np.fromiter((s.job.declared for s in running), bool, len(running))
+        declared = job[:, _DECLARED] > 0  # (a running job has a type) read from the table, not 16k jobs
         saving = declared & (cycle_s > 0) & (view.now_s > busy_from_s)
         busy_from_s, cycle_s = busy_from_s[saving], cycle_s[saving]
         saves = busy_from_s + (np.floor((view.now_s - busy_from_s) / cycle_s) + 1) * cycle_s + 1.0

@@ -15,6 +15,7 @@ class Tiresias(Policy):
     name = "tiresias"
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND})
     preemptive = True
+    fixed_types = True
     # Queue boundaries in GPU-seconds of attained service (Pollux's Tiresias baseline uses one
     # boundary at 16 GPU-hours; more entries give more queues).
     thresholds_gpu_s: list[float] = field(default_factory=lambda: [16 * 3600.0])
