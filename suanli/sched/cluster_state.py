@@ -52,6 +52,9 @@ class ClusterState:
     free_whole_by_type: dict[str, int] = field(default_factory=dict)
     free_milli_by_type: dict[str, int] = field(default_factory=dict)  # all free shares, summed
     capacity: dict[str, int] = field(default_factory=dict)
+    # per type, bucket k holds the nodes with k whole free GPUs: best-fit placement reads the fullest
+    # node that still holds a gang without walking every node of the pool
+    nodes_by_whole_free: dict[str, list[set[int]]] = field(default_factory=dict)
     cluster: Cluster | None = None  # the spec it came from: topology-aware placement prices with it
 
     def __post_init__(self) -> None:
@@ -68,6 +71,11 @@ class ClusterState:
             t: sum(sum(self.nodes[i].free_milli) for i in ix) for t, ix in self.by_type.items()
         }
         self.capacity = {t: sum(self.nodes[i].slots for i in ix) for t, ix in self.by_type.items()}
+        for t, ix in self.by_type.items():
+            buckets: list[set[int]] = [set() for _ in range(max(self.nodes[i].slots for i in ix) + 1)]
+            for i in ix:
+                buckets[self.nodes[i].whole_free].add(i)
+            self.nodes_by_whole_free[t] = buckets
 
     @classmethod
     def from_cluster(cls, cluster: Cluster) -> ClusterState:
@@ -114,8 +122,7 @@ class ClusterState:
             if slot.mig_start is not None:
                 node.mig[slot.gpu].append((slot.mig_start, slot.mig_size))
             if was_whole:
-                node.whole_free -= 1
-                self.free_whole_by_type[node.accel_type] -= 1
+                self._move(slot.node, node, -1)
         self.held[job_id] = slots
 
     def release(self, job_id: str) -> None:
@@ -127,8 +134,15 @@ class ClusterState:
                 node.mig[slot.gpu].remove((slot.mig_start, slot.mig_size))
             if node.free_milli[slot.gpu] == FULL_MILLI:
                 node.modes[slot.gpu] = ""
-                node.whole_free += 1
-                self.free_whole_by_type[node.accel_type] += 1
+                self._move(slot.node, node, +1)
+
+    def _move(self, index: int, node: Node, change: int) -> None:
+        """The node's count of whole free GPUs changes by `change`; its bucket and its type's sum follow."""
+        buckets = self.nodes_by_whole_free[node.accel_type]
+        buckets[node.whole_free].discard(index)
+        node.whole_free += change
+        buckets[node.whole_free].add(index)
+        self.free_whole_by_type[node.accel_type] += change
 
     def describe(self, slots: tuple[Slot, ...]) -> tuple[tuple[str, int], ...]:
         """(node name, GPUs held there) per node, in order."""

@@ -11,6 +11,7 @@ wins, packing on a tie. The scheduler does not know a job's model (no oracle), s
 from __future__ import annotations
 
 import weakref
+from itertools import chain
 
 from suanli.comm.estimate import placed_collective_time_s
 from suanli.comm.links import best_members
@@ -33,30 +34,25 @@ def find_slots(state: ClusterState, job: SchedJob, accel_type: str) -> tuple[Slo
     need = job.width_on(accel_type)
     if state.free_whole_by_type.get(accel_type, 0) < need:
         return None
-    packed = _pack_whole(state, need, node_ids)
+    packed = _pack_whole(state, need, accel_type)
     if packed is None or state.cluster is None or need < 2:
         return packed
-    candidates = [packed, *_alternatives(state, need, node_ids)]
+    candidates = [packed, *_alternatives(state, need, accel_type)]
     return min(candidates, key=lambda slots: placement_time_s(state, slots))
 
 
-def _pack_whole(state: ClusterState, need: int, node_ids: list[int]) -> tuple[Slot, ...] | None:
+def _pack_whole(state: ClusterState, need: int, accel_type: str) -> tuple[Slot, ...] | None:
     nodes = state.nodes
-    # Fits in one node: best fit (the node with the fewest free GPUs that still holds the gang).
-    best, best_free = None, None
-    for i in node_ids:
-        free = nodes[i].whole_free
-        if free >= need and (best_free is None or free < best_free):
-            best, best_free = i, free
-            if free == need:
-                break
-    if best is not None:
-        return _take(state, [best], need)
+    # Fits in one node: best fit (the node with the fewest free GPUs that still holds the gang; of
+    # those, the first in pool order).
+    buckets = state.nodes_by_whole_free[accel_type]
+    for free in range(need, len(buckets)):
+        if buckets[free]:
+            return _take(state, [min(buckets[free])], need)
     # Spans nodes: the leaf with the least spare room that holds it, emptiest nodes first.
     leaves: dict[int, list[int]] = {}
-    for i in node_ids:
-        if nodes[i].whole_free:
-            leaves.setdefault(nodes[i].leaf, []).append(i)
+    for i in _holding(state, accel_type, 1):
+        leaves.setdefault(nodes[i].leaf, []).append(i)
     fitting = [(sum(nodes[i].whole_free for i in ix), leaf) for leaf, ix in leaves.items()]
     fitting = [(free, leaf) for free, leaf in fitting if free >= need]
     candidates = leaves[min(fitting)[1]] if fitting else [i for ix in leaves.values() for i in ix]
@@ -121,15 +117,19 @@ def _symmetric(cluster: Cluster, pool: str) -> bool:
     return cluster.node_type_of(pool).topology.kind == "nvswitch"
 
 
-def _alternatives(state: ClusterState, need: int, node_ids: list[int]) -> list[tuple[Slot, ...]]:
+def _holding(state: ClusterState, accel_type: str, at_least: int) -> list[int]:
+    """The nodes of `accel_type` with at least `at_least` whole free GPUs, in pool order."""
+    return sorted(chain.from_iterable(state.nodes_by_whole_free[accel_type][at_least:]))
+
+
+def _alternatives(state: ClusterState, need: int, accel_type: str) -> list[tuple[Slot, ...]]:
     nodes = state.nodes
     assert state.cluster is not None
     result: list[tuple[Slot, ...]] = []
     seen: set[tuple[str, tuple[int, ...]]] = set()
-    for i in node_ids:  # one node: its best GPUs, one candidate per (pool, free GPUs) pattern
+    # One node: its best GPUs, one candidate per (pool, free GPUs) pattern.
+    for i in _holding(state, accel_type, need):
         node = nodes[i]
-        if node.whole_free < need:
-            continue
         free = tuple(g for g, milli in enumerate(node.free_milli) if milli == FULL_MILLI)
         symmetric = _symmetric(state.cluster, node.pool)  # its nodes' candidates all tie: one is enough
         if (node.pool, () if symmetric else free) in seen:
@@ -140,9 +140,8 @@ def _alternatives(state: ClusterState, need: int, node_ids: list[int]) -> list[t
     if result:
         return result
     leaves: dict[int, list[int]] = {}
-    for i in node_ids:  # across nodes: the emptiest nodes of each leaf, and of the whole pool
-        if nodes[i].whole_free:
-            leaves.setdefault(nodes[i].leaf, []).append(i)
+    for i in _holding(state, accel_type, 1):  # across nodes: the emptiest of each leaf, and of the pool
+        leaves.setdefault(nodes[i].leaf, []).append(i)
     for group in [*leaves.values(), [i for ix in leaves.values() for i in ix]]:
         if sum(nodes[i].whole_free for i in group) >= need:
             taken = _take(state, sorted(group, key=lambda i: -nodes[i].whole_free), need)

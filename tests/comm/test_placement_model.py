@@ -25,7 +25,7 @@ def test_a_gang_takes_a_whole_nvlink_island_over_the_best_fit_node_that_straddle
     _bind(state, "a", 0, [2, 3, 6, 7])  # node 0 keeps 0, 1 | 4, 5 free: exactly 4, across islands
     _bind(state, "b", 1, [6, 7])  # node 1 keeps island 0-3 whole
     job = _job(4, "h200-sxm")
-    packed = _pack_whole(state, 4, state.by_type["h200-sxm"])
+    packed = _pack_whole(state, 4, "h200-sxm")
     chosen = find_slots(state, job, "h200-sxm")
     assert packed is not None and {s.node for s in packed} == {0}  # best fit: the node with 4 free
     assert chosen is not None and {(s.node, s.gpu) for s in chosen} == {(1, 0), (1, 1), (1, 2), (1, 3)}
@@ -45,7 +45,7 @@ def test_a_gang_takes_two_empty_nodes_over_a_tight_leaf_of_scattered_gpus() -> N
         _bind(state, f"y{node}", node, list(range(8)))
     for node in range(16, 28):
         _bind(state, f"z{node}", node, list(range(8)))  # leaf 1: 4 empty nodes
-    packed = _pack_whole(state, 16, state.by_type["h100-sxm"])
+    packed = _pack_whole(state, 16, "h100-sxm")
     chosen = find_slots(state, _job(16, "h100-sxm"), "h100-sxm")
     assert packed is not None and len({s.node for s in packed}) == 8  # the leaf with least spare room
     assert chosen is not None and len({s.node for s in chosen}) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from suanli.sched.cluster_state import Slot
 from suanli.sched.fractional import FULL_MILLI, mig_model, mig_place
 from suanli.sched.placement import find_slots, nodes_and_leaves
 from suanli.spec.job import Sharing
@@ -32,6 +33,27 @@ def test_bind_release_never_oversubscribes(ops):
     for node in cluster.nodes:
         assert all(0 <= m <= FULL_MILLI for m in node.free_milli)
         assert node.whole_free == sum(m == FULL_MILLI for m in node.free_milli)
+    assert [sorted(b) for b in cluster.nodes_by_whole_free["a"]] == [
+        [i for i, node in enumerate(cluster.nodes) if node.whole_free == k] for k in range(9)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 8), st.integers(0, 5)), min_size=1, max_size=40), st.integers(1, 8))
+def test_a_gang_that_fits_one_node_goes_to_the_fullest_node_that_holds_it(ops, gpus):
+    """Best fit, read from the nodes' free-GPU buckets, is the linear scan's answer: the node with the
+    fewest whole free GPUs that still holds the gang, the first in pool order on a tie."""
+    cluster = make_cluster({"a": (6, 8)})
+    for i, (width, node) in enumerate(ops):
+        free = [g for g, m in enumerate(cluster.nodes[node].free_milli) if m == FULL_MILLI]
+        if len(free) >= width:
+            cluster.bind(f"j{i}", tuple(Slot(node, g) for g in free[:width]))
+        if i % 3 == 2:
+            cluster.release(f"j{i - 1}")
+    holding = [(n.whole_free, i) for i, n in enumerate(cluster.nodes) if n.whole_free >= gpus]
+    slots = find_slots(cluster, job("gang", 0, gpus, 1.0), "a")
+    if holding:
+        assert slots is not None and {s.node for s in slots} == {min(holding)[1]}
 
 
 @given(st.integers(1, 32))
