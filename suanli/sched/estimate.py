@@ -17,8 +17,6 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-import numpy as np
-
 from suanli.sched.job import JobState, SchedJob
 from suanli.spec.errors import SpecError
 
@@ -93,17 +91,6 @@ class HistoryEstimator:
     class_factor: float = 16.0
     _ratios: dict[str, deque[float]] = field(default_factory=dict)
     _median: dict[str, float] = field(default_factory=dict)
-    _sorted: dict[str, np.ndarray] = field(default_factory=dict)
-    conditional: bool = field(default_factory=lambda: __import__("os").environ.get("COND") == "1")
-
-    def left(self, queue: str, progress: np.ndarray) -> np.ndarray:
-        known = self._sorted.get(queue)
-        if not self.conditional or known is None:
-            return np.maximum(self.ratio(queue) - progress, self.overrun_fraction * progress)
-        above = np.searchsorted(known, progress, side="right")
-        count = len(known) - above
-        mid = np.minimum(above + count // 2, len(known) - 1)
-        return np.where(count > 0, np.maximum(known[mid] - progress, 0.0), self.overrun_fraction * progress)
 
     def ratio(self, queue: str) -> float:
         """The queue's median actual/declared ratio (1.0 before `min_history` jobs ended)."""
@@ -127,4 +114,3 @@ class HistoryEstimator:
         ratios.append(state.progress)
         if len(ratios) >= self.min_history:
             self._median[state.job.queue] = statistics.median(ratios)
-            self._sorted[state.job.queue] = np.sort(np.array(ratios))

@@ -71,15 +71,6 @@ class SuanliPolicy(Policy):
     stickiness: float = 2.0
     max_slowdown: float = 3.0
     guard_hysteresis: float = 1.25
-    probe_s: float = 0.0
-    guard_floor: float = 0.0
-    guard_order: str = "rho"
-    guard_slowdown: float = 0.0
-    probe_rho: float = 0.0
-    slow_rho: float = 0.0
-    probe_frac: float = 0.3
-    _starving: set[str] = field(default_factory=set)
-    probe_mode: str = "area"
     las_threshold_gpu_s: float = 16 * 3600.0  # Tiresias' queue boundary, as Pollux's baseline sets it
     queue_quotas: dict[str, float] = field(default_factory=dict)
     fair_shares: dict[str, float] = field(default_factory=dict)  # queue → its share; empty: off
@@ -118,23 +109,11 @@ class SuanliPolicy(Policy):
         remaining_best_s, rho, _ = self._estimates(states, rows, job, progress, view)
         starving = (job[:, _DECLARED] > 0) & (rho > self.rho_guard)
         area = self._areas(states, rows, job, view, remaining_best_s, running, busy_from_s)
-        in_probe = np.zeros(n, bool)
-        if self.probe_rho:
-            est = view.estimator
-            target = (self.probe_frac % 1) * np.array([est.ratio(s.job.queue) for s in states])
-            in_probe = (job[:, _DECLARED] > 0) & (job[:, _HPC] == 0) & ~starving & (progress < target) & (rho > self.probe_rho)
-            area = np.where(in_probe, job[:, _WIDTH] * (target - progress) * job[:, _BEST_RT], area)
-        if self.guard_slowdown:
-            spill = starving if not self.slow_rho else (job[:, _DECLARED] > 0) & (rho > self.slow_rho)
-            self._starving = {states[i].job.job_id for i in np.flatnonzero(spill)}
         keys = (
             ids,
             job[:, _SUBMIT],
-            np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area)
-            if self.guard_order == "rho"
-            else area,
+            np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area),
             ~(running & (view.now_s < busy_from_s)),  # still restoring: keep it
-            ~in_probe if self.probe_frac < 1 else np.ones(n, bool),
             ~starving,
             np.isin(job[:, _QUEUE], [self._queues[q] for q in over if q in self._queues]),
             ~(running & (job[:, _HPC] > 0)),
@@ -193,21 +172,14 @@ class SuanliPolicy(Policy):
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
             ratios = np.array([estimator.ratio(q) for q in self._queues])  # in code order
-            if estimator.conditional:
-                codes = job[:, _QUEUE].astype(np.intp)
-                left = np.empty(len(progress))
-                for q, c in self._queues.items():
-                    m = codes == c
-                    if m.any():
-                        left[m] = estimator.left(q, progress[m])
-            else:
-                left = np.maximum(
-                    ratios[job[:, _QUEUE].astype(np.intp)] - progress, estimator.overrun_fraction * progress
-                )
-            remaining_best_s = left * job[:, _BEST_RT]
-            if self.guard_floor > 0:
-                left = np.maximum(self.guard_floor * ratios[job[:, _QUEUE].astype(np.intp)] - progress, 0.0)
-            remaining_slow_s, remaining_first_s = left * job[:, _SLOW_RT], left * job[:, _FIRST_RT]
+            left = np.maximum(
+                ratios[job[:, _QUEUE].astype(np.intp)] - progress, estimator.overrun_fraction * progress
+            )
+            remaining_best_s, remaining_slow_s, remaining_first_s = (
+                left * job[:, _BEST_RT],
+                left * job[:, _SLOW_RT],
+                left * job[:, _FIRST_RT],
+            )
         else:
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 np.array(
@@ -224,7 +196,7 @@ class SuanliPolicy(Policy):
             )
         share_gpus = sum(view.capacity.values()) / max(1, len(view.jobs))
         work = progress + remaining_first_s / job[:, _FIRST_RT]
-        share_s = np.maximum(1.0, job[:, _WIDTH] / share_gpus) / job[:, _MEAN_RATE] * np.maximum(work, 1e-3)
+        share_s = np.maximum(1.0, job[:, _WIDTH] / share_gpus) / job[:, _MEAN_RATE] * work
         elapsed_s = view.now_s - job[:, _SUBMIT] + job[:, _RESTART]
         rho = (elapsed_s + remaining_slow_s) / share_s
         return remaining_best_s, np.where(declared, rho, math.nan), share_s
@@ -245,15 +217,6 @@ class SuanliPolicy(Policy):
         queue boundary for one that declared nothing."""
         declared = job[:, _DECLARED] > 0
         area = job[:, _WIDTH] * remaining_best_s
-        if self.probe_s > 0:
-            prog = np.fromiter((s.progress for s in states), float, len(states))
-            done_best_s = prog * job[:, _BEST_RT]
-            if self.probe_mode == "area":
-                probing = declared & (job[:, _HPC] == 0) & (done_best_s < self.probe_s)
-                area = np.where(probing, np.minimum(area, job[:, _WIDTH] * (self.probe_s - done_best_s)), area)
-            else:
-                probing = declared & (job[:, _HPC] == 0) & (prog < self.probe_s)
-                area = np.where(probing, job[:, _WIDTH] * (self.probe_s - prog) * job[:, _BEST_RT], area)
         stop = np.flatnonzero(declared & running)
         if len(stop):
             cycle_s = job[stop, _CYCLE]
@@ -353,13 +316,6 @@ class SuanliPolicy(Policy):
 
     def ranked_types(self, state: JobState, view: View) -> list[str]:
         types = (self._cache.get(state.job.job_id) or self._profile(state, view))[0]
-        if self.guard_slowdown and (state.job.job_id in self._starving or (state.accel_type and state.accel_type not in types)):
-            best = state.job.runtime_s[types[0]] if types else 0.0
-            types = types + sorted(
-                (t for t in state.job.runtime_s if t not in types and self.filter(state.job, t, view)
-                 and state.job.runtime_s[t] <= self.guard_slowdown * best),
-                key=lambda t: state.job.runtime_s[t],
-            )
         if state.accel_type in types and types[0] != state.accel_type:
             return [state.accel_type, *(t for t in types if t != state.accel_type)]
         return types
