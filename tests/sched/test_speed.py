@@ -229,6 +229,7 @@ class _EstimatorAskedJobByJob(HistoryEstimator):
             st.sampled_from(["training", "hpc"]),
             st.sampled_from(["q1", "q2"]),
             st.sampled_from([0.0, 30.0, 900.0]),
+            st.sampled_from(["", "x", "y"]),
         ),
         min_size=8,
         max_size=40,
@@ -238,7 +239,8 @@ class _EstimatorAskedJobByJob(HistoryEstimator):
 def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
     """Suanli's rank as one `np.lexsort` over columns and its wake-up over arrays give, on random
     workloads (declared and undeclared work, HPC jobs, two queues, a quota, restore costs, checkpoint
-    cycles), every job the same start, type, preemptions, finish and placement as the per-job keys."""
+    cycles, applications with a history), every job the same start, type, preemptions, finish and
+    placement as the per-job keys."""
     jobs = [
         job(
             f"j{i}",
@@ -250,8 +252,9 @@ def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
             queue=queue,
             restart_overhead_s=restart_s,
             checkpoint_s=restart_s / 3,
+            app=app,
         )
-        for i, (submit_s, gpus, run_s, slower, declared, kind, queue, restart_s) in enumerate(rows)
+        for i, (submit_s, gpus, run_s, slower, declared, kind, queue, restart_s, app) in enumerate(rows)
     ]
     with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
         fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)

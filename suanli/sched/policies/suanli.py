@@ -44,7 +44,7 @@ from typing import ClassVar
 import numpy as np
 
 from suanli.perf.checkpoint_interval import failures_per_gpu_s
-from suanli.sched.estimate import HistoryEstimator
+from suanli.sched.estimate import HistoryEstimator, posterior_ratio
 from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
@@ -52,6 +52,8 @@ from suanli.sched.policies.base import Hook, Policy, View
 # columns of `SuanliPolicy._table`: what the rank key reads of a job that is fixed while it is the same job
 _DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE = range(7)
 _BEST_RT, _SLOW_RT, _FIRST_RT, _QUEUE = range(7, 11)  # run time on its best, slowest, first type; queue code
+_APP, _LOG_GPU_S = 11, 12  # application code; log of declared GPU-seconds on its fastest type (`estimate`)
+_COLUMNS = 13
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class SuanliPolicy(Policy):
     name = "suanli"
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND, Hook.NEXT_PASS})
     preemptive: ClassVar[bool] = True
-    rho_guard: float = 1.7
+    rho_guard: float = 2.0
     stickiness: float = 2.0
     max_slowdown: float = 3.0
     guard_hysteresis: float = 1.25
@@ -78,10 +80,11 @@ class SuanliPolicy(Policy):
     _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
     _cycles: dict[str, tuple[SchedJob, float]] = field(default_factory=dict)  # see `_cycle_s`
     _rows: dict[str, _Row] = field(default_factory=dict)
-    _table: np.ndarray = field(default_factory=lambda: np.empty((0, 11)))  # `_DECLARED`: declared, has a type
+    _table: np.ndarray = field(default_factory=lambda: np.empty((0, _COLUMNS)))  # `_DECLARED`: has a type
     _ids: np.ndarray = field(default_factory=lambda: np.empty(0, "<U1"))  # job ids by slot
     _used: int = 0  # slots taken
     _queues: dict[str, int] = field(default_factory=dict)  # queue → its code in column `_QUEUE`
+    _apps: dict[str, int] = field(default_factory=dict)  # application → its code in column `_APP`
     _usage_gpu_s: dict[str, float] = field(default_factory=dict)
     _usage_at_s: float | None = None
 
@@ -143,6 +146,8 @@ class SuanliPolicy(Policy):
             job.runtime_s[slow] if types else math.nan,
             next(iter(job.runtime_s.values())),
             self._queues.setdefault(job.queue, len(self._queues)),
+            self._apps.setdefault(job.app, len(self._apps)),
+            math.log(max(job.width * min(job.runtime_s.values()), 1e-300)),
         )
         slot, self._used = self._used, self._used + 1
         if slot == len(self._table):
@@ -171,10 +176,15 @@ class SuanliPolicy(Policy):
         declared = job[:, _DECLARED] > 0
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
-            ratios = np.array([estimator.ratio(q) for q in self._queues])  # in code order
-            left = np.maximum(
-                ratios[job[:, _QUEUE].astype(np.intp)] - progress, estimator.overrun_fraction * progress
+            queue, app = job[:, _QUEUE].astype(np.intp), job[:, _APP].astype(np.intp)
+            ratio, error_precision = (  # in code order
+                np.array([f(q) for q in self._queues]) for f in (estimator.ratio, estimator.error_precision)
             )
+            mean, precision = np.array([estimator.app_prior(a) for a in self._apps]).reshape(-1, 2).T
+            total = posterior_ratio(
+                job[:, _LOG_GPU_S], ratio[queue], error_precision[queue], mean[app], precision[app]
+            )
+            left = np.maximum(total - progress, estimator.overrun_fraction * progress)
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 left * job[:, _BEST_RT],
                 left * job[:, _SLOW_RT],
