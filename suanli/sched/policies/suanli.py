@@ -23,7 +23,8 @@ saves while jobs wait (no fixed rounds):
    area(P) + cost(R) < area(R). While jobs wait, the policy also asks for a pass just after each
    running job's next save, when stopping it is cheapest. A job still restoring is not preempted.
    Every duration comes from the estimator (`view.remaining_s`): declared work ÷ predicted
-   throughput corrected by the queue's history. A job that declares no work goes by Tiresias'
+   throughput, corrected by the queue's history and pulled toward what the application's past
+   jobs used (`estimate.HistoryEstimator`). A job that declares no work goes by Tiresias'
    2D-LAS instead (Gu et al., NSDI'19): its queue is set by the GPU-time it has attained
    (`las_threshold_gpu_s`), first come first served inside a queue, and it ranks as if its area
    were that queue's boundary.
