@@ -175,12 +175,17 @@ class _ScalarSuanli(SuanliPolicy):
                     area = area / self.stickiness - job.width * (lost_s * on_best + job.restart_overhead_s)
             else:
                 area = self.las_threshold_gpu_s * (1 + (s.attained_gpu_s >= self.las_threshold_gpu_s))
+            keep = running and job.declared and area <= 0
             return (
                 not (running and job.kind == "hpc"),
                 job.queue in over,
-                not starving,
+                not (starving or keep),
                 not (running and view.now_s < s.busy_from_s),
-                -rho * (self.guard_hysteresis if running else 1.0) if starving else area,
+                -math.inf
+                if keep
+                else -rho * (self.guard_hysteresis if running else 1.0)
+                if starving
+                else area,
                 job.submit_s,
                 job.job_id,
             )
@@ -235,12 +240,13 @@ class _EstimatorAskedJobByJob(HistoryEstimator):
         max_size=40,
     ),
     st.sampled_from([{}, {"q1": 0.3}]),
+    st.sampled_from([2.0, 0.5]),
 )
-def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
+def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas, rho_guard):
     """Suanli's rank as one `np.lexsort` over columns and its wake-up over arrays give, on random
     workloads (declared and undeclared work, HPC jobs, two queues, a quota, restore costs, checkpoint
-    cycles, applications with a history), every job the same start, type, preemptions, finish and
-    placement as the per-job keys."""
+    cycles, applications with a history, a guard that fires often), every job the same start, type,
+    preemptions, finish and placement as the per-job keys."""
     jobs = [
         job(
             f"j{i}",
@@ -257,5 +263,5 @@ def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
         for i, (submit_s, gpus, run_s, slower, declared, kind, queue, restart_s, app) in enumerate(rows)
     ]
     with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
-        fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)
-    assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas), jobs)
+        fast = _outcome(SuanliPolicy(queue_quotas=quotas, rho_guard=rho_guard), jobs)
+    assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas, rho_guard=rho_guard), jobs)

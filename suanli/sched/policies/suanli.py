@@ -20,8 +20,11 @@ saves while jobs wait (no fixed rounds):
    divided by `stickiness`, less what stopping it now would cost (the work since its last save, at
    the interval its runtime plans, `job.checkpoint_interval_s`, and the restore it would pay
    again): by the exchange argument of SRPT a newcomer P should go before a running R only if
-   area(P) + cost(R) < area(R). While jobs wait, the policy also asks for a pass just after each
-   running job's next save, when stopping it is cheapest. A job still restoring is not preempted.
+   area(P) + cost(R) < area(R). A running job whose stop costs at least that discounted area gains
+   no job anything by stopping, so it keeps its GPUs even against guarded jobs (rule 3): the guard
+   preempting such jobs lost more to restarts than it gave the starving. While jobs wait, the policy
+   also asks for a pass just after each running job's next save, when stopping it is cheapest. A
+   job still restoring is not preempted.
    Every duration comes from the estimator (`view.remaining_s`): declared work ÷ predicted
    throughput, corrected by the queue's history and pulled toward what the application's past
    jobs used (`estimate.HistoryEstimator`). A job that declares no work goes by Tiresias'
@@ -113,12 +116,15 @@ class SuanliPolicy(Policy):
         remaining_best_s, rho, _ = self._estimates(states, rows, job, progress, view)
         starving = (job[:, _DECLARED] > 0) & (rho > self.rho_guard)
         area = self._areas(states, rows, job, view, remaining_best_s, running, busy_from_s)
+        keep = running & (job[:, _DECLARED] > 0) & (area <= 0)  # stopping it gains no job anything
         keys = (
             ids,
             job[:, _SUBMIT],
-            np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area),
+            np.where(
+                keep, -np.inf, np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area)
+            ),
             ~(running & (view.now_s < busy_from_s)),  # still restoring: keep it
-            ~starving,
+            ~(starving | keep),
             np.isin(job[:, _QUEUE], [self._queues[q] for q in over if q in self._queues]),
             ~(running & (job[:, _HPC] > 0)),
         )
