@@ -73,7 +73,7 @@ class SuanliPolicy(Policy):
     name = "suanli"
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND, Hook.NEXT_PASS})
     preemptive: ClassVar[bool] = True
-    rho_guard: float = 1.5
+    rho_guard: float = 2.0
     stickiness: float = 2.0
     max_slowdown: float = 3.0
     guard_hysteresis: float = 1.25
