@@ -78,13 +78,14 @@ class HistoryEstimator:
       jobs of its queue (1 before `min_history` have). Sites correct walltime limits this way
       (Tsafrir, Etsion & Feitelson, TPDS 2007: a user's recent jobs predict the next far better than
       the user's limit). Past that total the estimate keeps `overrun_fraction` of the work done.
-    - Declared, of an application (`job.app`) with `min_history` finished jobs: the declaration is a
-      noisy measurement of the work, and the application's past jobs are a prior on it, so the total
-      is the precision-weighted mean of the two in log space (a normal-normal posterior, as 3Sigma
+    - Declared, of an application (`job.app`) with a finished job: the declaration is a noisy
+      measurement of the work, and the application's past jobs are a prior on it, so the total is
+      the precision-weighted mean of the two in log space (a normal-normal posterior, as 3Sigma
       predicts a job's run time from the history of similar jobs; Park et al., EuroSys'18). The
-      declaration's precision is 1 / the variance of the queue's log actual/declared ratios, the
-      prior's 1 / the variance of the application's log actual GPU-seconds on their fastest type
-      (each standard deviation at least `min_log_sd`): where an application's jobs vary more than
+      declaration's precision is 1 / the variance of the queue's log actual/declared ratios; the
+      prior's is 1 / (the within-application variance of log actual GPU-seconds on the fastest type,
+      pooled over applications once it has `min_history` degrees of freedom, × (1 + 1/jobs)); each
+      standard deviation at least `min_log_sd`. Where an application's jobs vary more than
       declarations err, the declaration wins, and the reverse.
     - Nothing declared: run times are heavy-tailed, so the expected time left grows with the time
       already run (Harchol-Balter & Downey, SIGMETRICS'96). As Tiresias' discretised LAS does (Gu et
