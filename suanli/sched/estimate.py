@@ -17,6 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 from suanli.sched.job import JobState, SchedJob
 from suanli.spec.errors import SpecError
 
@@ -75,6 +78,15 @@ class HistoryEstimator:
       jobs of its queue (1 before `min_history` have). Sites correct walltime limits this way
       (Tsafrir, Etsion & Feitelson, TPDS 2007: a user's recent jobs predict the next far better than
       the user's limit). Past that total the estimate keeps `overrun_fraction` of the work done.
+    - Declared, of an application (`job.app`) with a finished job: the declaration is a noisy
+      measurement of the work, and the application's past jobs are a prior on it, so the total is
+      the precision-weighted mean of the two in log space (a normal-normal posterior, as 3Sigma
+      predicts a job's run time from the history of similar jobs; Park et al., EuroSys'18). The
+      declaration's precision is 1 / the variance of the queue's log actual/declared ratios; the
+      prior's is 1 / (the within-application variance of log actual GPU-seconds on the fastest type,
+      pooled over applications once it has `min_history` degrees of freedom, × (1 + 1/jobs)); each
+      standard deviation at least `min_log_sd`. Where an application's jobs vary more than
+      declarations err, the declaration wins, and the reverse.
     - Nothing declared: run times are heavy-tailed, so the expected time left grows with the time
       already run (Harchol-Balter & Downey, SIGMETRICS'96). As Tiresias' discretised LAS does (Gu et
       al., NSDI'19), the work done puts the job in a class whose expected total is the next rung
@@ -89,12 +101,48 @@ class HistoryEstimator:
     overrun_fraction: float = 0.25
     class_base_s: float = 3600.0
     class_factor: float = 16.0
+    min_log_sd: float = 0.1
     _ratios: dict[str, deque[float]] = field(default_factory=dict)
     _median: dict[str, float] = field(default_factory=dict)
+    _error_precision: dict[str, float] = field(default_factory=dict)  # queue → 1 / var(log ratio)
+    _app_log_gpu_s: dict[str, deque[float]] = field(default_factory=dict)
+    _app_mean: dict[str, float] = field(default_factory=dict)
+    _app_spread: dict[str, float] = field(default_factory=dict)  # app → squared deviations of its logs
+    _spread: float = 0.0  # their sum over the applications
+    _spread_dof: int = 0  # its degrees of freedom: Σ (jobs − 1) over the applications
 
     def ratio(self, queue: str) -> float:
         """The queue's median actual/declared ratio (1.0 before `min_history` jobs ended)."""
         return self._median.get(queue, 1.0)
+
+    def error_precision(self, queue: str) -> float:
+        """1 / the variance of the queue's log actual/declared ratios (0: not yet known)."""
+        return self._error_precision.get(queue, 0.0)
+
+    def app_prior(self, app: str) -> tuple[float, float]:
+        """The predictive mean and precision of the next job's log actual GPU-seconds on its fastest
+        type, from its application's past jobs: their mean, and the within-application variance pooled
+        over every application times (1 + 1/jobs) (precision 0: not yet known)."""
+        used = self._app_log_gpu_s.get(app)
+        if not used or self._spread_dof < self.min_history:
+            return 0.0, 0.0
+        variance = max(self.min_log_sd**2, self._spread / self._spread_dof)
+        return self._app_mean[app], 1 / (variance * (1 + 1 / len(used)))
+
+    def total(self, job: SchedJob) -> float:
+        """The job's expected total work in units of its declaration."""
+        mean, precision = self.app_prior(job.app)
+        if not precision:
+            return self.ratio(job.queue)
+        return float(
+            posterior_ratio(
+                math.log(max(job.width * min(job.runtime_s.values()), 1e-300)),
+                self.ratio(job.queue),
+                self.error_precision(job.queue),
+                mean,
+                precision,
+            )
+        )
 
     def remaining_s(self, state: JobState, accel_type: str) -> float:
         job = state.job
@@ -103,14 +151,46 @@ class HistoryEstimator:
             while rung <= state.progress:
                 rung *= self.class_factor
             return (rung - state.progress) * job.runtime_s[accel_type]
-        total = self.ratio(job.queue)
+        total = self.total(job)
         left = max(total - state.progress, self.overrun_fraction * state.progress)
         return left * job.runtime_s[accel_type]
 
     def observe(self, state: JobState) -> None:
-        if not state.job.declared:
+        job = state.job
+        if not job.declared:
             return
-        ratios = self._ratios.setdefault(state.job.queue, deque(maxlen=self.history))
+        floor = self.min_log_sd**2
+        ratios = self._ratios.setdefault(job.queue, deque(maxlen=self.history))
         ratios.append(state.progress)
         if len(ratios) >= self.min_history:
-            self._median[state.job.queue] = statistics.median(ratios)
+            self._median[job.queue] = statistics.median(ratios)
+            self._error_precision[job.queue] = 1 / max(floor, statistics.pvariance(map(math.log, ratios)))
+        if job.app and job.width and state.progress > 0:
+            used = self._app_log_gpu_s.setdefault(job.app, deque(maxlen=self.history))
+            before = len(used)
+            used.append(math.log(job.width * min(job.runtime_s.values()) * state.progress))
+            spread = statistics.pvariance(used) * len(used)
+            self._spread += spread - self._app_spread.get(job.app, 0.0)
+            self._spread_dof += len(used) - before - (before == 0)  # Σ (jobs − 1)
+            self._app_spread[job.app] = spread
+            self._app_mean[job.app] = statistics.fmean(used)
+
+
+def posterior_ratio(
+    log_declared_gpu_s: ArrayLike,
+    ratio: ArrayLike,
+    error_precision: ArrayLike,
+    mean: ArrayLike,
+    precision: ArrayLike,
+) -> np.ndarray:
+    """A declared job's expected total work in units of its declaration: the queue's `ratio` where the
+    application's prior or the declarations' error is not yet known (a precision of 0), else the
+    normal-normal posterior median of its log work, the declaration (corrected by the queue's median
+    `ratio`) weighted by `error_precision` and the application's `mean` by its `precision`. Works
+    element-wise on arrays, so a policy may rank every job in one pass."""
+    log_declared_gpu_s, ratio = np.asarray(log_declared_gpu_s, float), np.asarray(ratio, float)
+    error_precision, precision = np.asarray(error_precision, float), np.asarray(precision, float)
+    known = (error_precision > 0) & (precision > 0)
+    weight = np.where(known, precision / np.where(known, error_precision + precision, 1.0), 0.0)
+    corrected = log_declared_gpu_s + np.log(ratio)
+    return ratio * np.exp(weight * (np.asarray(mean, float) - corrected))

@@ -26,7 +26,13 @@ def _workload(seed: int, n: int = 40) -> list:
     for i in range(n):
         run_s = math.exp(rng.uniform(math.log(300), math.log(30_000)))
         jobs.append(
-            job(f"j{i}", rng.uniform(0, 20_000), rng.choice([1, 2, 4, 8]), {"a": run_s, "b": 2.2 * run_s})
+            job(
+                f"j{i}",
+                rng.uniform(0, 20_000),
+                rng.choice([1, 2, 4, 8]),
+                {"a": run_s, "b": 2.2 * run_s},
+                app=rng.choice(["x", "y"]),
+            )
         )
     return jobs
 
@@ -127,6 +133,33 @@ def test_hpc_walltime_is_corrected_by_what_the_queues_past_jobs_used():
     assert estimator.remaining_s(other, "cpu") == pytest.approx(7200.0)
     fresh.progress = 0.5  # ran past its expected total: a quarter of what it did is left
     assert estimator.remaining_s(fresh, "cpu") == pytest.approx(0.25 * 0.5 * 7200.0)
+
+
+def _history(estimator: HistoryEstimator, gpu_s: list[float], errors: list[float]) -> None:
+    """Finished jobs of application "app" (1 GPU) that used `gpu_s` and declared `gpu_s × error`."""
+    for i, (used_s, error) in enumerate(zip(gpu_s, errors, strict=True)):
+        done = JobState(job=job(f"h{i}", 0.0, 1, {"a": used_s * error}, app="app"))
+        done.progress = 1 / error
+        estimator.observe(done)
+
+
+def test_a_declaration_far_from_its_applications_past_jobs_is_pulled_to_them_as_far_as_they_agree():
+    """A normal-normal posterior in log space (3Sigma's idea: similar past jobs predict the next):
+    declarations that err ×/÷ 2 while the application's jobs all used 1000 GPU-s make a job declaring
+    3000 s expected to take about 1000 s; where the application's jobs vary ×/÷ 8 and declarations
+    err 5 %, the same declaration is believed; an application with no finished job is taken at its
+    word."""
+    tight = HistoryEstimator()
+    _history(tight, [1000.0] * 9, [0.5, 1.0, 2.0] * 3)
+    over = JobState(job=job("new", 0.0, 1, {"a": 3000.0}, app="app"))
+    assert tight.remaining_s(over, "a") == pytest.approx(1000.0, rel=0.1)
+    loose = HistoryEstimator()
+    _history(loose, [125.0, 1000.0, 8000.0] * 3, [0.95, 1.0, 1.05] * 3)
+    assert loose.remaining_s(over, "a") == pytest.approx(3000.0, rel=0.1)
+    stranger = JobState(job=job("other", 0.0, 1, {"a": 3000.0}, app="unseen"))
+    assert tight.remaining_s(stranger, "a") == 3000.0
+    over.progress = 0.5  # ran half its declaration, past the expected total: a quarter of it is left
+    assert tight.remaining_s(over, "a") == pytest.approx(0.25 * 0.5 * 3000.0)
 
 
 def test_a_job_declaring_nothing_is_expected_to_reach_the_next_rung_of_attained_service():

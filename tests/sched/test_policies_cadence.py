@@ -31,14 +31,14 @@ def _start_h(policy: SuanliPolicy, job_id: str) -> float:
 def test_the_guard_fires_when_rho_crosses_it_not_at_the_next_event():
     # N = 2 while it waits: a 4-GPU share, so the 8-wide gang's share run time is 2 × 8 h = 16 h and
     # its projected ρ = (wait + 8 h) / 16 h crosses 1.7 after 19.2 h of waiting.
-    assert _start_h(SuanliPolicy(), "wide") == pytest.approx(1.0 + 19.2, abs=0.01)
+    assert _start_h(SuanliPolicy(rho_guard=1.7), "wide") == pytest.approx(1.0 + 19.2, abs=0.01)
     # Without its own deadlines the policy only looks again when the long job ends.
     deaf = type("Deaf", (SuanliPolicy,), {"hooks": SuanliPolicy.hooks - {Hook.NEXT_PASS}})
     assert _start_h(deaf(), "wide") == pytest.approx(100.0, abs=0.01)
 
 
 def test_a_ticked_scheduler_keeps_the_guard_deadline_to_within_one_tick():
-    sched = Scheduler(make_cluster({"a": (1, 8)}), SuanliPolicy())
+    sched = Scheduler(make_cluster({"a": (1, 8)}), SuanliPolicy(rho_guard=1.7))
     long, wide = _guard_case()
     sched.submit(long)
     sched.tick(0.0)

@@ -241,12 +241,17 @@ class _ScalarSuanli(SuanliPolicy):
                     area = area / self.stickiness - job.width * (lost_s * on_best + job.restart_overhead_s)
             else:
                 area = self.las_threshold_gpu_s * (1 + (s.attained_gpu_s >= self.las_threshold_gpu_s))
+            keep = running and job.declared and area <= 0
             return (
                 not (running and job.kind == "hpc"),
                 job.queue in over,
-                not starving,
+                not (starving or keep),
                 not (running and view.now_s < s.busy_from_s),
-                -rho * (self.guard_hysteresis if running else 1.0) if starving else area,
+                -math.inf
+                if keep
+                else -rho * (self.guard_hysteresis if running else 1.0)
+                if starving
+                else area,
                 job.submit_s,
                 job.job_id,
             )
@@ -295,16 +300,19 @@ class _EstimatorAskedJobByJob(HistoryEstimator):
             st.sampled_from(["training", "hpc"]),
             st.sampled_from(["q1", "q2"]),
             st.sampled_from([0.0, 30.0, 900.0]),
+            st.sampled_from(["", "x", "y"]),
         ),
         min_size=8,
         max_size=40,
     ),
     st.sampled_from([{}, {"q1": 0.3}]),
+    st.sampled_from([2.0, 0.5]),
 )
-def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
+def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas, rho_guard):
     """Suanli's rank as one `np.lexsort` over columns and its wake-up over arrays give, on random
     workloads (declared and undeclared work, HPC jobs, two queues, a quota, restore costs, checkpoint
-    cycles), every job the same start, type, preemptions, finish and placement as the per-job keys."""
+    cycles, applications with a history, a guard that fires often), every job the same start, type,
+    preemptions, finish and placement as the per-job keys."""
     jobs = [
         job(
             f"j{i}",
@@ -316,12 +324,13 @@ def test_suanli_columnwise_rank_changes_no_decision(estimator, rows, quotas):
             queue=queue,
             restart_overhead_s=restart_s,
             checkpoint_s=restart_s / 3,
+            app=app,
         )
-        for i, (submit_s, gpus, run_s, slower, declared, kind, queue, restart_s) in enumerate(rows)
+        for i, (submit_s, gpus, run_s, slower, declared, kind, queue, restart_s, app) in enumerate(rows)
     ]
     with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
-        fast = _outcome(SuanliPolicy(queue_quotas=quotas), jobs)
-    assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas), jobs)
+        fast = _outcome(SuanliPolicy(queue_quotas=quotas, rho_guard=rho_guard), jobs)
+    assert fast == _outcome(_ScalarSuanli(queue_quotas=quotas, rho_guard=rho_guard), jobs)
 
 
 class _ScalarFtf(FinishTimeFairness):

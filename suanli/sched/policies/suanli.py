@@ -20,10 +20,14 @@ saves while jobs wait (no fixed rounds):
    divided by `stickiness`, less what stopping it now would cost (the work since its last save, at
    the interval its runtime plans, `job.checkpoint_interval_s`, and the restore it would pay
    again): by the exchange argument of SRPT a newcomer P should go before a running R only if
-   area(P) + cost(R) < area(R). While jobs wait, the policy also asks for a pass just after each
-   running job's next save, when stopping it is cheapest. A job still restoring is not preempted.
+   area(P) + cost(R) < area(R). A running job whose stop costs at least that discounted area gains
+   no job anything by stopping, so it keeps its GPUs even against guarded jobs (rule 3): the guard
+   preempting such jobs lost more to restarts than it gave the starving. While jobs wait, the policy
+   also asks for a pass just after each running job's next save, when stopping it is cheapest. A
+   job still restoring is not preempted.
    Every duration comes from the estimator (`view.remaining_s`): declared work ÷ predicted
-   throughput corrected by the queue's history. A job that declares no work goes by Tiresias'
+   throughput, corrected by the queue's history and pulled toward what the application's past
+   jobs used (`estimate.HistoryEstimator`). A job that declares no work goes by Tiresias'
    2D-LAS instead (Gu et al., NSDI'19): its queue is set by the GPU-time it has attained
    (`las_threshold_gpu_s`), first come first served inside a queue, and it ranks as if its area
    were that queue's boundary.
@@ -44,7 +48,7 @@ from typing import ClassVar
 import numpy as np
 
 from suanli.perf.checkpoint_interval import failures_per_gpu_s
-from suanli.sched.estimate import HistoryEstimator
+from suanli.sched.estimate import HistoryEstimator, posterior_ratio
 from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
@@ -52,6 +56,8 @@ from suanli.sched.policies.base import Hook, Policy, View
 # columns of `SuanliPolicy._table`: what the rank key reads of a job that is fixed while it is the same job
 _DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE = range(7)
 _BEST_RT, _SLOW_RT, _FIRST_RT, _QUEUE = range(7, 11)  # run time on its best, slowest, first type; queue code
+_APP, _LOG_GPU_S = 11, 12  # application code; log of declared GPU-seconds on its fastest type (`estimate`)
+_COLUMNS = 13
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class SuanliPolicy(Policy):
     hooks = frozenset({Hook.RANK, Hook.ON_ROUND, Hook.NEXT_PASS})
     preemptive: ClassVar[bool] = True
     fixed_types: ClassVar[bool] = True
-    rho_guard: float = 1.7
+    rho_guard: float = 2.0
     stickiness: float = 2.0
     max_slowdown: float = 3.0
     guard_hysteresis: float = 1.25
@@ -79,10 +85,11 @@ class SuanliPolicy(Policy):
     _cache: dict[str, tuple[list[str], float]] = field(default_factory=dict)
     _cycles: dict[str, tuple[SchedJob, float]] = field(default_factory=dict)  # see `_cycle_s`
     _rows: dict[str, _Row] = field(default_factory=dict)
-    _table: np.ndarray = field(default_factory=lambda: np.empty((0, 11)))  # `_DECLARED`: declared, has a type
+    _table: np.ndarray = field(default_factory=lambda: np.empty((0, _COLUMNS)))  # `_DECLARED`: has a type
     _ids: np.ndarray = field(default_factory=lambda: np.empty(0, "<U1"))  # job ids by slot
     _used: int = 0  # slots taken
     _queues: dict[str, int] = field(default_factory=dict)  # queue → its code in column `_QUEUE`
+    _apps: dict[str, int] = field(default_factory=dict)  # application → its code in column `_APP`
     _usage_gpu_s: dict[str, float] = field(default_factory=dict)
     _usage_at_s: float | None = None
 
@@ -110,12 +117,15 @@ class SuanliPolicy(Policy):
         remaining_best_s, rho, _ = self._estimates(states, rows, job, progress, view)
         starving = (job[:, _DECLARED] > 0) & (rho > self.rho_guard)
         area = self._areas(states, rows, job, view, remaining_best_s, running, busy_from_s)
+        keep = running & (job[:, _DECLARED] > 0) & (area <= 0)  # stopping it gains no job anything
         keys = (
             ids,
             job[:, _SUBMIT],
-            np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area),
+            np.where(
+                keep, -np.inf, np.where(starving, -rho * np.where(running, self.guard_hysteresis, 1.0), area)
+            ),
             ~(running & (view.now_s < busy_from_s)),  # still restoring: keep it
-            ~starving,
+            ~(starving | keep),
             np.isin(job[:, _QUEUE], [self._queues[q] for q in over if q in self._queues]),
             ~(running & (job[:, _HPC] > 0)),
         )
@@ -144,6 +154,8 @@ class SuanliPolicy(Policy):
             job.runtime_s[slow] if types else math.nan,
             next(iter(job.runtime_s.values())),
             self._queues.setdefault(job.queue, len(self._queues)),
+            self._apps.setdefault(job.app, len(self._apps)),
+            math.log(max(job.width * min(job.runtime_s.values()), 1e-300)),
         )
         slot, self._used = self._used, self._used + 1
         if slot == len(self._table):
@@ -172,10 +184,15 @@ class SuanliPolicy(Policy):
         declared = job[:, _DECLARED] > 0
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
-            ratios = np.array([estimator.ratio(q) for q in self._queues])  # in code order
-            left = np.maximum(
-                ratios[job[:, _QUEUE].astype(np.intp)] - progress, estimator.overrun_fraction * progress
+            queue, app = job[:, _QUEUE].astype(np.intp), job[:, _APP].astype(np.intp)
+            ratio, error_precision = (  # in code order
+                np.array([f(q) for q in self._queues]) for f in (estimator.ratio, estimator.error_precision)
             )
+            mean, precision = np.array([estimator.app_prior(a) for a in self._apps]).reshape(-1, 2).T
+            total = posterior_ratio(
+                job[:, _LOG_GPU_S], ratio[queue], error_precision[queue], mean[app], precision[app]
+            )
+            left = np.maximum(total - progress, estimator.overrun_fraction * progress)
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 left * job[:, _BEST_RT],
                 left * job[:, _SLOW_RT],
