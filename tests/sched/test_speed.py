@@ -361,6 +361,7 @@ class _ScalarFtf(FinishTimeFairness):
             st.floats(1.0, 3.0),
             st.booleans(),
             st.sampled_from(["q1", "q2"]),
+            st.sampled_from(["", "x", "y"]),
         ),
         min_size=8,
         max_size=40,
@@ -369,12 +370,20 @@ class _ScalarFtf(FinishTimeFairness):
 )
 def test_ftf_columnwise_rho_changes_no_decision(estimator, rows, cpu_pool):
     """FTF's ρ computed column-wise and ordered by `np.lexsort` (job ids read only on a tie) gives,
-    on random workloads (declared and undeclared work, two queues, jobs with equal ρ, a CPU pool that
-    changes the share of the GPU jobs), every job the same start, type, preemptions, finish and
-    placement as the per-job key; and the same ρ bit for bit."""
+    on random workloads (declared and undeclared work, two queues, applications with a history, jobs
+    with equal ρ, a CPU pool that changes the share of the GPU jobs), every job the same start, type,
+    preemptions, finish and placement as the per-job key; and the same ρ bit for bit."""
     jobs = [
-        job(f"j{i}", submit_s, gpus, {"a": run_s, "b": run_s * slower}, declared=declared, queue=queue)
-        for i, (submit_s, gpus, run_s, slower, declared, queue) in enumerate(rows)
+        job(
+            f"j{i}",
+            submit_s,
+            gpus,
+            {"a": run_s, "b": run_s * slower},
+            declared=declared,
+            queue=queue,
+            app=app,
+        )
+        for i, (submit_s, gpus, run_s, slower, declared, queue, app) in enumerate(rows)
     ]
     pools = {"a": (2, 8), "b": (1, 4), **({"cpu": (2, 1)} if cpu_pool else {})}
     with patch("suanli.sched.scheduler.HistoryEstimator", estimator):
@@ -382,7 +391,10 @@ def test_ftf_columnwise_rho_changes_no_decision(estimator, rows, cpu_pool):
     assert fast == _outcome(_ScalarFtf(), jobs)
     done = [(i * 0.37) % 1.3 if j.declared else (i % 5) * 20000.0 for i, j in enumerate(jobs)]  # past rungs
     states = {j.job_id: JobState(job=j, progress=p) for j, p in zip(jobs, done, strict=True)}
-    view = View(5000.0, states, make_cluster(pools), estimator=HistoryEstimator())
+    history = HistoryEstimator()
+    for i, finished in enumerate(jobs):  # past jobs of the same queues and applications
+        history.observe(JobState(job=finished, progress=0.5 + (i % 4) * 0.4))
+    view = View(5000.0, states, make_cluster(pools), estimator=history)
     expected = [projected_rho(s, view, len(states)) for s in states.values()]
     assert FinishTimeFairness()._rhos(list(states.values()), view).tolist() == expected
     backwards = list(states.values())[::-1]  # ties are broken by job id, not by the order given

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from suanli.sched.cluster_state import CPU_TYPE
-from suanli.sched.estimate import HistoryEstimator
+from suanli.sched.estimate import HistoryEstimator, posterior_ratio
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
 
 # columns of `FinishTimeFairness._table`: what ρ reads of a job that is fixed while it is the same job
-_SUBMIT, _WIDTH, _BEST_RT, _FIRST_RT, _TOTAL, _MEAN_RATE, _DECLARED, _QUEUE = range(8)
+_SUBMIT, _WIDTH, _BEST_RT, _FIRST_RT, _TOTAL, _MEAN_RATE, _DECLARED, _QUEUE, _APP, _LOG_GPU_S = range(10)
 
 
 def projected_rho(state: JobState, view: View, active_jobs: int) -> float:
@@ -41,9 +41,10 @@ class FinishTimeFairness(Policy):
     round_s: float | None = 360.0
     _next_round_s: float = -math.inf
     _slots: dict[int, tuple[JobState, SchedJob, int]] = field(default_factory=dict)  # id(state) → its row
-    _table: np.ndarray = field(default_factory=lambda: np.empty((0, 8)))
+    _table: np.ndarray = field(default_factory=lambda: np.empty((0, 10)))
     _used: int = 0  # rows of `_table` taken
     _queues: dict[str, int] = field(default_factory=dict)  # queue → its code in column `_QUEUE`
+    _apps: dict[str, int] = field(default_factory=dict)  # application → its code in column `_APP`
 
     def order(self, view: View) -> list[JobState]:
         return self.rank(view.active(), view)
@@ -79,10 +80,15 @@ class FinishTimeFairness(Policy):
         slots = self._slots_of(states, view)  # may grow `_table`
         job = self._table[slots]
         progress = np.fromiter((s.progress for s in states), float, len(states))
-        ratios = np.array([estimator.ratio(q) for q in self._queues])  # in code order
-        left = np.maximum(
-            ratios[job[:, _QUEUE].astype(np.intp)] - progress, estimator.overrun_fraction * progress
+        queue, app = job[:, _QUEUE].astype(np.intp), job[:, _APP].astype(np.intp)
+        ratio, error_precision = (  # in code order
+            np.array([f(q) for q in self._queues]) for f in (estimator.ratio, estimator.error_precision)
         )
+        mean, precision = np.array([estimator.app_prior(a) for a in self._apps]).reshape(-1, 2).T
+        total = posterior_ratio(
+            job[:, _LOG_GPU_S], ratio[queue], error_precision[queue], mean[app], precision[app]
+        )
+        left = np.maximum(total - progress, estimator.overrun_fraction * progress)
         undeclared = np.flatnonzero(job[:, _DECLARED] == 0)
         if len(undeclared):  # the next rung of the estimator's ladder above the work done
             done = progress[undeclared]
@@ -126,6 +132,8 @@ class FinishTimeFairness(Policy):
             mean_rate,
             job.declared,
             self._queues.setdefault(job.queue, len(self._queues)),
+            self._apps.setdefault(job.app, len(self._apps)),
+            math.log(max(job.width * min(job.runtime_s.values()), 1e-300)),
         )
         slot, self._used = self._used, self._used + 1
         if slot == len(self._table):
