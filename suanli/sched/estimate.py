@@ -14,6 +14,7 @@ import math
 import random
 import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -143,6 +144,23 @@ class HistoryEstimator:
                 precision,
             )
         )
+
+    def totals(
+        self,
+        log_gpu_s: np.ndarray,
+        queue: np.ndarray,
+        app: np.ndarray,
+        queues: Iterable[str],
+        apps: Iterable[str],
+    ) -> np.ndarray:
+        """`total` of many declared jobs at once (the same value, bit for bit): each job's log declared
+        GPU-seconds on its fastest type, and its queue's and application's codes into `queues` and
+        `apps` (names in code order)."""
+        ratio, error_precision = (
+            np.array([f(q) for q in queues]) for f in (self.ratio, self.error_precision)
+        )
+        mean, precision = np.array([self.app_prior(a) for a in apps]).reshape(-1, 2).T
+        return posterior_ratio(log_gpu_s, ratio[queue], error_precision[queue], mean[app], precision[app])
 
     def remaining_s(self, state: JobState, accel_type: str) -> float:
         job = state.job

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from suanli.sched.cluster_state import CPU_TYPE
-from suanli.sched.estimate import HistoryEstimator, posterior_ratio
+from suanli.sched.estimate import HistoryEstimator
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
@@ -80,13 +80,12 @@ class FinishTimeFairness(Policy):
         slots = self._slots_of(states, view)  # may grow `_table`
         job = self._table[slots]
         progress = np.fromiter((s.progress for s in states), float, len(states))
-        queue, app = job[:, _QUEUE].astype(np.intp), job[:, _APP].astype(np.intp)
-        ratio, error_precision = (  # in code order
-            np.array([f(q) for q in self._queues]) for f in (estimator.ratio, estimator.error_precision)
-        )
-        mean, precision = np.array([estimator.app_prior(a) for a in self._apps]).reshape(-1, 2).T
-        total = posterior_ratio(
-            job[:, _LOG_GPU_S], ratio[queue], error_precision[queue], mean[app], precision[app]
+        total = estimator.totals(
+            job[:, _LOG_GPU_S],
+            job[:, _QUEUE].astype(np.intp),
+            job[:, _APP].astype(np.intp),
+            self._queues,
+            self._apps,
         )
         left = np.maximum(total - progress, estimator.overrun_fraction * progress)
         undeclared = np.flatnonzero(job[:, _DECLARED] == 0)

@@ -48,7 +48,7 @@ from typing import ClassVar
 import numpy as np
 
 from suanli.perf.checkpoint_interval import failures_per_gpu_s
-from suanli.sched.estimate import HistoryEstimator, posterior_ratio
+from suanli.sched.estimate import HistoryEstimator
 from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
@@ -184,13 +184,12 @@ class SuanliPolicy(Policy):
         declared = job[:, _DECLARED] > 0
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
-            queue, app = job[:, _QUEUE].astype(np.intp), job[:, _APP].astype(np.intp)
-            ratio, error_precision = (  # in code order
-                np.array([f(q) for q in self._queues]) for f in (estimator.ratio, estimator.error_precision)
-            )
-            mean, precision = np.array([estimator.app_prior(a) for a in self._apps]).reshape(-1, 2).T
-            total = posterior_ratio(
-                job[:, _LOG_GPU_S], ratio[queue], error_precision[queue], mean[app], precision[app]
+            total = estimator.totals(
+                job[:, _LOG_GPU_S],
+                job[:, _QUEUE].astype(np.intp),
+                job[:, _APP].astype(np.intp),
+                self._queues,
+                self._apps,
             )
             left = np.maximum(total - progress, estimator.overrun_fraction * progress)
             remaining_best_s, remaining_slow_s, remaining_first_s = (
