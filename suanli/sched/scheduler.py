@@ -190,9 +190,10 @@ class Scheduler:
         view = View(now_s, self.jobs, self.cluster, self.pending, self.queue_held, self.estimator)
         first_choice = self._first_choice_admission(view) if self.policy.preemptive else None
         if self.policy.reads_progress and first_choice is None:
+            account = self._account
             for state in self.jobs.values():
                 if state.status == "running":
-                    self._account(state, now_s)
+                    account(state, now_s)
         if self.hooks.on_round:
             self.hooks.on_round(view)
         if self.hooks.allocate:
@@ -479,7 +480,8 @@ class Scheduler:
         if state.status != "running" or now_s <= start_s:
             return
         job, accel_type = state.job, state.accel_type or ""
-        state.attained_gpu_s += (now_s - start_s) * job.width_on(accel_type)
+        width = job.gpus_by_type.get(accel_type, job.gpus) if job.gpus else job.cpu_nodes  # width_on inlined
+        state.attained_gpu_s += (now_s - start_s) * width
         busy_from_s = state.busy_from_s
         busy = now_s - (busy_from_s if busy_from_s > start_s else start_s)
         if busy < 0.0:  # still restoring
