@@ -110,3 +110,14 @@ def test_a_failed_gavel_lp_stops_the_simulation_with_one_line(monkeypatch):
         "gavel: the max_sum allocation LP did not solve (status 4: Numerical difficulties encountered.)"
     )
     assert caught.value.http_status == PlanInfeasible.http_status
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_round_before_any_job_arrives_decides_nothing(name):
+    """A live service reaches round boundaries while its queue is still empty (the replay steps at
+    the last one before an idle gap): every policy's round hook accepts a pass with no job."""
+    policy = make_policy(name)
+    view = View(360.0, {}, make_cluster({"a": (1, 8), "b": (1, 4)}))
+    if Hook.ON_ROUND in policy.hooks:
+        policy.on_round(view)
+    assert policy.order(view) == []

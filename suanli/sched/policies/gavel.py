@@ -165,6 +165,9 @@ class Gavel(Policy):
             self._type_time = np.zeros(len(self._types))
         self._credit_bound()
         active = view.active()
+        if not active:  # a round with nobody to allocate (the arrays may not have their columns yet)
+            self._rankings = []
+            return
         if len(self._slots) > 4 * len(active) + 1024:
             self._forget_finished(view)
         slots = self._slots_of(active, view)
