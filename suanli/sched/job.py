@@ -173,6 +173,12 @@ def checkpoint_interval_s(job: SchedJob, failures_per_gpu_s: float) -> float:
     return daly_interval_s(job.checkpoint_s, 1.0 / rate_per_s if rate_per_s else DEFAULT_JOB_MTBF_S)
 
 
+def _model_name(spec: JobSpec) -> str:
+    if isinstance(spec.model, str):
+        return spec.model
+    return spec.model.slug if spec.model is not None else ""
+
+
 def sched_job_from_spec(
     spec: JobSpec, cluster: Cluster, job_id: str, submit_s: float, runtime_s: dict[str, float]
 ) -> SchedJob:
@@ -195,6 +201,7 @@ def sched_job_from_spec(
             estimate_s=spec.walltime_s,
             sharing=spec.sharing,
             checkpoint_interval_s=interval_s if isinstance(interval_s, float) else None,
+            app=spec.application or _model_name(spec),
             **shape,
         )
 

@@ -53,6 +53,7 @@ def spec_of_trace_job(job: SchedJob, name: str, queues: set[str]) -> JobSpec:
         "priority": job.priority,
         "walltime": job.estimate_s,
         "run": f"trace job {job.job_id}",
+        "application": job.app or None,
     }
     if job.gpus:
         width = f"{job.gpus}..{job.gpus_max}" if job.elastic and job.gpus_max else job.gpus

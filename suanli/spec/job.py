@@ -190,6 +190,11 @@ class JobSpec(Spec):
     resources: Resources = Field(default_factory=Resources)
     num_nodes: int | Auto = "auto"
     model: str | ModelSpec | None = Field(default=None, description="catalog slug or an inline model")
+    application: str | None = Field(
+        default=None,
+        description="what the job runs, for run-time prediction: a declared job's work is weighed against "
+        "the history of finished jobs of the same application (default: the model)",
+    )
     training: Training | None = None
     parallelism: Parallelism = Field(default_factory=Parallelism)
     sharing: Sharing = Field(default_factory=Sharing)

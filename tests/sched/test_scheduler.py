@@ -152,6 +152,13 @@ def test_job_spec_becomes_a_sched_job_restricted_to_its_accelerators():
     runtimes = {"a100-sxm-80gb": 3600.0, "h100-sxm": 1800.0}
     job = sched_job_from_spec(spec, cluster, "ft-1", 0.0, runtimes)
     assert job.gpus == 8 and job.types == ("a100-sxm-80gb",) and job.estimate_s == 7200.0
+    assert job.app == ""  # no application, no model: the estimator has no application history to use
+    named = spec.model_copy(update={"application": "bert"})
+    assert sched_job_from_spec(named, cluster, "ft-3", 0.0, runtimes).app == "bert"
+    trained = JobSpec.model_validate(
+        {"name": "m", "model": "llama3.1-8b", "resources": {"accelerators": "A100:8"}}
+    )
+    assert sched_job_from_spec(trained, cluster, "ft-4", 0.0, runtimes).app == "llama3.1-8b"
     sched = Scheduler(make_cluster({"h100-sxm": (1, 8)}), make_policy("suanli"))
     with pytest.raises(SpecError, match="none of its accelerator types"):
         sched.submit(job)
