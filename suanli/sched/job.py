@@ -163,14 +163,19 @@ class JobState:
 
 def checkpoint_interval_s(job: SchedJob, failures_per_gpu_s: float) -> float:
     """Run time between a job's checkpoints as its runtime plans them: the spec's interval, else
-    Daly's optimum for its save cost `checkpoint_s` and the MTBF of its width at the cluster's failure
-    rate (none known: the runtime planner's default job MTBF). 0 when a save costs nothing: it is
-    taken continuously, so a stop loses no work. A policy may read it (the spec and the cluster's
-    declared rate are public), as the simulator charges it."""
+    Daly's optimum for its save cost `checkpoint_s` and its mean time between interruptions — the
+    failures of its width at the cluster's rate plus the other interruptions a shared cluster brings
+    (preemptions, resizes), one per `DEFAULT_JOB_MTBF_S`, the runtime planner's default. Failures
+    alone at Llama 3's rate would put a 16-GPU job's saves ~10 h apart, so that any preemption lost
+    hours and a preemptive policy stopped preempting. 0 when a save costs nothing: it is taken
+    continuously, so a stop loses no work. A policy may read it (the spec and the cluster's declared
+    rate are public), as the simulator charges it."""
     if job.checkpoint_interval_s is not None:
         return job.checkpoint_interval_s
     rate_per_s = failures_per_gpu_s * max(1, job.width)
-    return daly_interval_s(job.checkpoint_s, 1.0 / rate_per_s if rate_per_s else DEFAULT_JOB_MTBF_S)
+    if not rate_per_s:
+        return daly_interval_s(job.checkpoint_s, DEFAULT_JOB_MTBF_S)
+    return daly_interval_s(job.checkpoint_s, 1.0 / (rate_per_s + 1.0 / DEFAULT_JOB_MTBF_S))
 
 
 def _model_name(spec: JobSpec) -> str:

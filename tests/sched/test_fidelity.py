@@ -77,10 +77,12 @@ def test_the_interval_follows_the_spec_else_the_clusters_failure_rate_at_the_job
     wide = job("w", 0, 16, 100.0, checkpoint_s=30.0)
     narrow = job("n", 0, 1, 100.0, checkpoint_s=30.0)
     rate_per_gpu_s = 14.2 / 1000 / (30 * 24 * 3600)  # Llama 3's rate (Dubey et al. 2024)
-    assert checkpoint_interval_s(wide, rate_per_gpu_s) == pytest.approx(
-        daly_interval_s(30.0, 1 / (16 * rate_per_gpu_s))
+    assert checkpoint_interval_s(wide, rate_per_gpu_s) == pytest.approx(  # failures + a preemption a day
+        daly_interval_s(30.0, 1 / (16 * rate_per_gpu_s + 1 / DEFAULT_JOB_MTBF_S))
     )
     assert checkpoint_interval_s(wide, rate_per_gpu_s) < checkpoint_interval_s(narrow, rate_per_gpu_s)
+    # a declared failure rate only adds interruptions: never a longer interval than with none known
+    assert checkpoint_interval_s(narrow, rate_per_gpu_s) < checkpoint_interval_s(narrow, 0.0)
     with pytest.raises(SpecError, match="job bad: checkpoint_interval_s must be finite and > 0"):
         job("bad", 0, 1, 100.0, checkpoint_interval_s=0.0)
 
