@@ -145,22 +145,20 @@ class HistoryEstimator:
             )
         )
 
-    def totals(
-        self,
-        log_gpu_s: np.ndarray,
-        queue: np.ndarray,
-        app: np.ndarray,
-        queues: Iterable[str],
-        apps: Iterable[str],
+    def declared_left(
+        self, declared: np.ndarray, queues: Iterable[str], apps: Iterable[str], progress: np.ndarray
     ) -> np.ndarray:
-        """`total` of many declared jobs at once (the same value, bit for bit): each job's log declared
-        GPU-seconds on its fastest type, and its queue's and application's codes into `queues` and
-        `apps` (names in code order)."""
-        ratio, error_precision = (
-            np.array([f(q) for q in queues]) for f in (self.ratio, self.error_precision)
-        )
+        """`remaining_s` ÷ the run time of many declared jobs at once (the same value, bit for bit):
+        `declared` has a row per job of its log declared GPU-seconds on its fastest type and the codes
+        of its queue and application into `queues` and `apps` (names in code order)."""
+        ratio = np.array([self.ratio(q) for q in queues])
+        error_precision = np.array([self.error_precision(q) for q in queues])
         mean, precision = np.array([self.app_prior(a) for a in apps]).reshape(-1, 2).T
-        return posterior_ratio(log_gpu_s, ratio[queue], error_precision[queue], mean[app], precision[app])
+        queue, app = declared[:, 1].astype(np.intp), declared[:, 2].astype(np.intp)
+        total = posterior_ratio(
+            declared[:, 0], ratio[queue], error_precision[queue], mean[app], precision[app]
+        )
+        return np.maximum(total - progress, self.overrun_fraction * progress)
 
     def remaining_s(self, state: JobState, accel_type: str) -> float:
         job = state.job

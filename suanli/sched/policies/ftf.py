@@ -80,14 +80,8 @@ class FinishTimeFairness(Policy):
         slots = self._slots_of(states, view)  # may grow `_table`
         job = self._table[slots]
         progress = np.fromiter((s.progress for s in states), float, len(states))
-        total = estimator.totals(
-            job[:, _LOG_GPU_S],
-            job[:, _QUEUE].astype(np.intp),
-            job[:, _APP].astype(np.intp),
-            self._queues,
-            self._apps,
-        )
-        left = np.maximum(total - progress, estimator.overrun_fraction * progress)
+        declared_work = job[:, (_LOG_GPU_S, _QUEUE, _APP)]
+        left = estimator.declared_left(declared_work, self._queues, self._apps, progress)
         undeclared = np.flatnonzero(job[:, _DECLARED] == 0)
         if len(undeclared):  # the next rung of the estimator's ladder above the work done
             done = progress[undeclared]

@@ -184,14 +184,8 @@ class SuanliPolicy(Policy):
         declared = job[:, _DECLARED] > 0
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
-            total = estimator.totals(
-                job[:, _LOG_GPU_S],
-                job[:, _QUEUE].astype(np.intp),
-                job[:, _APP].astype(np.intp),
-                self._queues,
-                self._apps,
-            )
-            left = np.maximum(total - progress, estimator.overrun_fraction * progress)
+            declared_work = job[:, (_LOG_GPU_S, _QUEUE, _APP)]
+            left = estimator.declared_left(declared_work, self._queues, self._apps, progress)
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 left * job[:, _BEST_RT],
                 left * job[:, _SLOW_RT],
