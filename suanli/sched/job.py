@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from suanli.perf.checkpoint_interval import DEFAULT_JOB_MTBF_S, daly_interval_s
+from suanli.perf.checkpoint_interval import daly_interval_s, interruption_mtbf_s
 from suanli.sched.cluster_state import CPU_TYPE
 from suanli.spec.cluster import Cluster
 from suanli.spec.errors import SpecError
@@ -163,19 +163,14 @@ class JobState:
 
 def checkpoint_interval_s(job: SchedJob, failures_per_gpu_s: float) -> float:
     """Run time between a job's checkpoints as its runtime plans them: the spec's interval, else
-    Daly's optimum for its save cost `checkpoint_s` and its mean time between interruptions — the
-    failures of its width at the cluster's rate plus the other interruptions a shared cluster brings
-    (preemptions, resizes), one per `DEFAULT_JOB_MTBF_S`, the runtime planner's default. Failures
-    alone at Llama 3's rate would put a 16-GPU job's saves ~10 h apart, so that any preemption lost
-    hours and a preemptive policy stopped preempting. 0 when a save costs nothing: it is taken
-    continuously, so a stop loses no work. A policy may read it (the spec and the cluster's declared
-    rate are public), as the simulator charges it."""
+    Daly's optimum for its save cost `checkpoint_s` and the mean time between interruptions of its
+    width (`interruption_mtbf_s`: the cluster's failures plus a preemption a day; the service hands the
+    runtime the same figure). 0 when a save costs nothing: it is taken continuously, so a stop loses
+    no work. A policy may read it (the spec and the cluster's declared rate are public), as the
+    simulator charges it."""
     if job.checkpoint_interval_s is not None:
         return job.checkpoint_interval_s
-    rate_per_s = failures_per_gpu_s * max(1, job.width)
-    if not rate_per_s:
-        return daly_interval_s(job.checkpoint_s, DEFAULT_JOB_MTBF_S)
-    return daly_interval_s(job.checkpoint_s, 1.0 / (rate_per_s + 1.0 / DEFAULT_JOB_MTBF_S))
+    return daly_interval_s(job.checkpoint_s, interruption_mtbf_s(failures_per_gpu_s, job.width))
 
 
 def _model_name(spec: JobSpec) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from suanli.perf.checkpoint_interval import failures_per_gpu_s, interruption_mtbf_s
 from suanli.service.arrays import parse_array
 from suanli.service.dependencies import dependency_status, parse_dependency
 from suanli.service.executors.base import METRICS_FILE, Executor, Placement, Run
@@ -43,12 +44,17 @@ DEFAULT_TRAIN_STEPS = 100  # a model job without a token budget
 
 
 def train_config(
-    spec: JobSpec, run_dir: Path, plan: dict[str, Any] | None, accelerators: int = 0
+    spec: JobSpec,
+    run_dir: Path,
+    plan: dict[str, Any] | None,
+    accelerators: int = 0,
+    failures_per_1k_gpu_month: float = 0.0,
 ) -> dict[str, Any]:
     """The runtime's TrainConfig for a model job: steps from the token budget, checkpoints shared
-    by all attempts of the job (so a restart resumes, also at another width), metrics where the
-    service reads them. Without a plan, one data-parallel rank per accelerator the run holds (one on
-    a CPU pool)."""
+    by all attempts of the job (so a restart resumes, also at another width) and planned for the
+    interruptions the scheduler's simulator charges (the cluster's failures at the run's width plus
+    a preemption a day), metrics where the service reads them. Without a plan, one data-parallel rank
+    per accelerator the run holds (one on a CPU pool)."""
     if spec.model is None:
         raise SpecError(f"{spec.name}: a training job names a model")
     training = spec.training or Training()
@@ -70,6 +76,7 @@ def train_config(
         config["checkpoint"] = {
             "folder": str(run_dir.parent / "checkpoints"),
             "keep_last": spec.checkpoint.keep_last,
+            "mtbf_s": interruption_mtbf_s(failures_per_gpu_s(failures_per_1k_gpu_month), accelerators),
         }
     return config
 
@@ -498,7 +505,8 @@ class Controller:
             (run.run_dir / "job.yaml").write_text(dump_yaml(run.spec))
             if run.spec.run is None:
                 plan = placement.plan if resized else placement.plan or job.plan
-                config = train_config(run.spec, run.run_dir, plan, placement.accelerators)
+                failures = self.cluster.failures_per_1k_gpu_month or 0.0
+                config = train_config(run.spec, run.run_dir, plan, placement.accelerators, failures)
                 (run.run_dir / "train.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
             engine_id = self.executor.submit(run)
         except Exception as exc:  # whatever the engine raises fails this job, not the control plane

@@ -207,3 +207,8 @@ def test_a_model_job_becomes_a_runtime_config_the_runtime_accepts(tmp_path):
     assert config.checkpoint.folder == str(tmp_path / "runs" / "3" / "checkpoints")
     assert config.metrics.path == str(run_dir / "metrics.jsonl")
     assert job_command(spec, run_dir).endswith(f"train {run_dir / 'train.yaml'}")
+    assert config.checkpoint.mtbf_s == 24 * 3600.0  # no declared failure rate: a preemption a day
+    # at Llama 3's rate, 16 GPUs: the interruptions the simulator charges (sched.job.checkpoint_interval_s)
+    failing = validate(TrainConfig, train_config(spec, run_dir, None, 16, 14.2), source="train.yaml")
+    per_gpu_s = 14.2 / 1000 / (30 * 24 * 3600)
+    assert failing.checkpoint.mtbf_s == pytest.approx(1 / (16 * per_gpu_s + 1 / (24 * 3600)))
