@@ -137,7 +137,7 @@ class HistoryEstimator:
             return self.ratio(job.queue)
         return float(
             posterior_ratio(
-                math.log(max(job.width * min(job.runtime_s.values()), 1e-300)),
+                _log_declared_gpu_s(job),
                 self.ratio(job.queue),
                 self.error_precision(job.queue),
                 mean,
@@ -149,8 +149,8 @@ class HistoryEstimator:
         self, declared: np.ndarray, queues: Iterable[str], apps: Iterable[str], progress: np.ndarray
     ) -> np.ndarray:
         """`remaining_s` ÷ the run time of many declared jobs at once (the same value, bit for bit):
-        `declared` has a row per job of its log declared GPU-seconds on its fastest type and the codes
-        of its queue and application into `queues` and `apps` (names in code order)."""
+        `declared` has a row per job, its `declaration_row` (names in `queues` and `apps` in code
+        order)."""
         ratio = np.array([self.ratio(q) for q in queues])
         error_precision = np.array([self.error_precision(q) for q in queues])
         mean, precision = np.array([self.app_prior(a) for a in apps]).reshape(-1, 2).T
@@ -190,6 +190,21 @@ class HistoryEstimator:
             self._spread_dof += len(used) - before - (before == 0)  # Σ (jobs − 1)
             self._app_spread[job.app] = spread
             self._app_mean[job.app] = statistics.fmean(used)
+
+
+def _log_declared_gpu_s(job: SchedJob) -> float:
+    return math.log(max(job.width * min(job.runtime_s.values()), 1e-300))
+
+
+def declaration_row(job: SchedJob, queues: dict[str, int], apps: dict[str, int]) -> tuple[float, int, int]:
+    """What `HistoryEstimator.declared_left` reads of a job, as a policy's table row: the log of its
+    declared GPU-seconds on its fastest type and the codes of its queue and application in `queues`
+    and `apps` (a new name gets the next code)."""
+    return (
+        _log_declared_gpu_s(job),
+        queues.setdefault(job.queue, len(queues)),
+        apps.setdefault(job.app, len(apps)),
+    )
 
 
 def posterior_ratio(

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from suanli.sched.cluster_state import CPU_TYPE
-from suanli.sched.estimate import HistoryEstimator
+from suanli.sched.estimate import HistoryEstimator, declaration_row
 from suanli.sched.job import JobState, SchedJob
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
 
 # columns of `FinishTimeFairness._table`: what ρ reads of a job that is fixed while it is the same job
-_SUBMIT, _WIDTH, _BEST_RT, _FIRST_RT, _TOTAL, _MEAN_RATE, _DECLARED, _QUEUE, _APP, _LOG_GPU_S = range(10)
+_SUBMIT, _WIDTH, _BEST_RT, _FIRST_RT, _TOTAL, _MEAN_RATE, _DECLARED = range(7)
+_DECLARATION = slice(7, 10)  # the estimator's `declaration_row`
 
 
 def projected_rho(state: JobState, view: View, active_jobs: int) -> float:
@@ -43,8 +44,8 @@ class FinishTimeFairness(Policy):
     _slots: dict[int, tuple[JobState, SchedJob, int]] = field(default_factory=dict)  # id(state) → its row
     _table: np.ndarray = field(default_factory=lambda: np.empty((0, 10)))
     _used: int = 0  # rows of `_table` taken
-    _queues: dict[str, int] = field(default_factory=dict)  # queue → its code in column `_QUEUE`
-    _apps: dict[str, int] = field(default_factory=dict)  # application → its code in column `_APP`
+    _queues: dict[str, int] = field(default_factory=dict)  # queue → its code in `_DECLARATION`
+    _apps: dict[str, int] = field(default_factory=dict)  # application → its code in `_DECLARATION`
 
     def order(self, view: View) -> list[JobState]:
         return self.rank(view.active(), view)
@@ -80,8 +81,7 @@ class FinishTimeFairness(Policy):
         slots = self._slots_of(states, view)  # may grow `_table`
         job = self._table[slots]
         progress = np.fromiter((s.progress for s in states), float, len(states))
-        declared_work = job[:, (_LOG_GPU_S, _QUEUE, _APP)]
-        left = estimator.declared_left(declared_work, self._queues, self._apps, progress)
+        left = estimator.declared_left(job[:, _DECLARATION], self._queues, self._apps, progress)
         undeclared = np.flatnonzero(job[:, _DECLARED] == 0)
         if len(undeclared):  # the next rung of the estimator's ladder above the work done
             done = progress[undeclared]
@@ -124,9 +124,7 @@ class FinishTimeFairness(Policy):
             total,
             mean_rate,
             job.declared,
-            self._queues.setdefault(job.queue, len(self._queues)),
-            self._apps.setdefault(job.app, len(self._apps)),
-            math.log(max(job.width * min(job.runtime_s.values()), 1e-300)),
+            *declaration_row(job, self._queues, self._apps),
         )
         slot, self._used = self._used, self._used + 1
         if slot == len(self._table):

@@ -48,15 +48,16 @@ from typing import ClassVar
 import numpy as np
 
 from suanli.perf.checkpoint_interval import failures_per_gpu_s
-from suanli.sched.estimate import HistoryEstimator
+from suanli.sched.estimate import HistoryEstimator, declaration_row
 from suanli.sched.job import JobState, SchedJob, checkpoint_interval_s
 from suanli.sched.metrics import share_runtime_s
 from suanli.sched.policies.base import Hook, Policy, View
 
 # columns of `SuanliPolicy._table`: what the rank key reads of a job that is fixed while it is the same job
 _DECLARED, _HPC, _WIDTH, _SUBMIT, _RESTART, _MEAN_RATE, _CYCLE = range(7)
-_BEST_RT, _SLOW_RT, _FIRST_RT, _QUEUE = range(7, 11)  # run time on its best, slowest, first type; queue code
-_APP, _LOG_GPU_S = 11, 12  # application code; log of declared GPU-seconds on its fastest type (`estimate`)
+_BEST_RT, _SLOW_RT, _FIRST_RT = range(7, 10)  # run time on its best, slowest, first type
+_QUEUE = 11  # in the estimator's `declaration_row`: log declared GPU-seconds, queue code, app code
+_DECLARATION = slice(10, 13)
 _COLUMNS = 13
 
 
@@ -89,7 +90,7 @@ class SuanliPolicy(Policy):
     _ids: np.ndarray = field(default_factory=lambda: np.empty(0, "<U1"))  # job ids by slot
     _used: int = 0  # slots taken
     _queues: dict[str, int] = field(default_factory=dict)  # queue → its code in column `_QUEUE`
-    _apps: dict[str, int] = field(default_factory=dict)  # application → its code in column `_APP`
+    _apps: dict[str, int] = field(default_factory=dict)  # application → its code in `_DECLARATION`
     _usage_gpu_s: dict[str, float] = field(default_factory=dict)
     _usage_at_s: float | None = None
 
@@ -153,9 +154,7 @@ class SuanliPolicy(Policy):
             job.runtime_s[best] if types else math.nan,
             job.runtime_s[slow] if types else math.nan,
             next(iter(job.runtime_s.values())),
-            self._queues.setdefault(job.queue, len(self._queues)),
-            self._apps.setdefault(job.app, len(self._apps)),
-            math.log(max(job.width * min(job.runtime_s.values()), 1e-300)),
+            *declaration_row(job, self._queues, self._apps),
         )
         slot, self._used = self._used, self._used + 1
         if slot == len(self._table):
@@ -184,8 +183,7 @@ class SuanliPolicy(Policy):
         declared = job[:, _DECLARED] > 0
         estimator = view.estimator
         if type(estimator) is HistoryEstimator:  # its `remaining_s` for declared work, column-wise
-            declared_work = job[:, (_LOG_GPU_S, _QUEUE, _APP)]
-            left = estimator.declared_left(declared_work, self._queues, self._apps, progress)
+            left = estimator.declared_left(job[:, _DECLARATION], self._queues, self._apps, progress)
             remaining_best_s, remaining_slow_s, remaining_first_s = (
                 left * job[:, _BEST_RT],
                 left * job[:, _SLOW_RT],
