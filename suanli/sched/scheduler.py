@@ -409,9 +409,8 @@ class Scheduler:
     def _try_start(self, state: JobState, types: list[str], view: View) -> Decision | None:
         for accel_type in types:
             slots = find_slots(self.cluster, state.job, accel_type)
-            if slots is None or not self.policy.may_start(
-                state, accel_type, view
-            ):  # asked of a start that can happen
+            # `may_start` is asked only of a start that can happen (a reservation counts what it lets start)
+            if slots is None or not self.policy.may_start(state, accel_type, view):
                 continue
             self._bind(state, accel_type, slots, view.now_s)
             return Decision("start", state.job.job_id, accel_type, state.placement, slots)

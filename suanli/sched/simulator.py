@@ -10,11 +10,12 @@ type, slowed while it shares a GPU with other jobs, by Lucid's measured co-locat
 failures (Poisson per GPU, from a failures-per-1000-GPU-month rate), round boundaries for
 round-based policies, and scheduler ticks when `tick_s` > 0 (a live service decides on its tick, not
 on each event). A failed or preempted job loses the work since its last checkpoint (taken at the
-interval its spec names, else at Daly's optimum for its checkpoint cost and its cluster's MTBF at its
-width; each save stalls it for its checkpoint cost) and pays its restore time when it restarts. A
-gang placed where its collectives are slower than packed on the fewest nodes (spread over nodes or
-leaf switches) runs at `placement_speed`. A run that cannot end (jobs waiting with nothing left to
-happen, a clock that stops advancing, a job restarted without end) is a `LivelockError`.
+interval its spec names, else at Daly's optimum for its checkpoint cost and its mean time between
+interruptions, `sched.job.checkpoint_interval_s`; each save stalls it for its checkpoint cost) and
+pays its restore time when it restarts. A gang placed where its collectives are slower than packed
+on the fewest nodes (spread over nodes or leaf switches) runs at `placement_speed`. A run that
+cannot end (jobs waiting with nothing left to happen, a clock that stops advancing, a job restarted
+without end) is a `LivelockError`.
 """
 
 from __future__ import annotations
