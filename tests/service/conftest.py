@@ -17,13 +17,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from suanli.cli import app
 from suanli.service.admission import ServiceConfig
 from suanli.service.app import Settings, create_app
 from suanli.service.demo import start_service
 from suanli.service.serving import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
+SIA = REPO / "examples" / "clusters" / "sia-64gpu.yaml"
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, every_s: float = 0.1) -> Any:
@@ -35,6 +38,18 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, every_s: flo
             return value
         time.sleep(every_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def replay_and_sim(data_dir: Path, args: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The metrics JSON of `suanli up --simulate SIA --exit-when-done` (the trace through the live
+    service) and of `suanli sim` on the same arguments, each asserted to have run."""
+    runner = CliRunner()
+    up = ["up", "--simulate", str(SIA), "--exit-when-done", "--data-dir", str(data_dir), *args]
+    live = runner.invoke(app, up)
+    assert live.exit_code == 0, live.output
+    simulated = runner.invoke(app, ["sim", "--cluster", str(SIA), *args])
+    assert simulated.exit_code == 0, simulated.output
+    return json.loads(live.stdout), json.loads(simulated.stdout)
 
 
 def process_alive(pid: int) -> bool:

@@ -6,13 +6,10 @@ the service with `--elastic` gives `suanli sim --elastic`'s figures."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from suanli.cli import app
 from suanli.service.admission import ServiceConfig, admit
 from suanli.service.controller import Controller
 from suanli.service.executors.base import Placement
@@ -20,9 +17,8 @@ from suanli.service.executors.simulated import EventClock, SimulatedExecutor
 from suanli.service.scheduling import SuanliScheduler, sched_id
 from suanli.service.store import Store
 from suanli.spec import Cluster, JobSpec, SpecError, load
-from tests.service.conftest import REPO
+from tests.service.conftest import SIA, replay_and_sim
 
-SIA = REPO / "examples" / "clusters" / "sia-64gpu.yaml"
 CIFAR10_STEPS = 1e6  # far more work than the test runs: no job ends during it
 
 
@@ -137,14 +133,7 @@ def test_a_goodput_profile_the_accelerator_was_never_measured_on_is_refused_in_o
 def test_an_elastic_sia_replay_through_the_service_gives_suanli_sims_figures(tmp_path, policy):
     args = ["--trace", "sia-philly", "--workload", "1", "--limit", "10", "--policy", policy]
     args += ["--elastic", "--json"]
-    runner = CliRunner()
-    live = runner.invoke(
-        app, ["up", "--simulate", str(SIA), "--exit-when-done", "--data-dir", str(tmp_path), *args]
-    )
-    assert live.exit_code == 0, live.output
-    simulated = runner.invoke(app, ["sim", "--cluster", str(SIA), *args])
-    assert simulated.exit_code == 0, simulated.output
-    service, sim = json.loads(live.stdout), json.loads(simulated.stdout)
+    service, sim = replay_and_sim(tmp_path, args)
     assert service["elastic"] is True and service["jobs_finished"] == sim["jobs_finished"] == 10
     assert sim["restarts_per_job"] > 1  # resized or preempted: the comparison covers restarts
     assert abs(service["avg_jct_h"] - sim["avg_jct_h"]) <= 0.05 * sim["avg_jct_h"]

@@ -3,29 +3,16 @@ store and simulated executor on an event clock agrees with `suanli sim` on the s
 
 from __future__ import annotations
 
-import json
-
-from typer.testing import CliRunner
-
-from suanli.cli import app
 from suanli.service.executors.base import Placement, Run
 from suanli.service.executors.simulated import EventClock, SimulatedExecutor, TrueRun
 from suanli.spec import JobSpec
-from tests.service.conftest import REPO
+from tests.service.conftest import REPO, SIA, replay_and_sim
 
-SIA = REPO / "examples" / "clusters" / "sia-64gpu.yaml"
 ARGS = ["--trace", "sia-saturn", "--workload", "2", "--policy", "suanli", "--limit", "30", "--json"]
 
 
 def test_the_service_replay_prints_suanli_sims_metrics_within_5_percent(tmp_path):
-    runner = CliRunner()
-    live = runner.invoke(
-        app, ["up", "--simulate", str(SIA), "--exit-when-done", "--data-dir", str(tmp_path), *ARGS]
-    )
-    assert live.exit_code == 0, live.output
-    simulated = runner.invoke(app, ["sim", "--cluster", str(SIA), *ARGS])
-    assert simulated.exit_code == 0, simulated.output
-    service, sim = json.loads(live.stdout), json.loads(simulated.stdout)
+    service, sim = replay_and_sim(tmp_path, ARGS)
     assert set(service) == set(sim)
     assert service["jobs_finished"] == sim["jobs_finished"] == 30
     assert abs(service["avg_jct_h"] - sim["avg_jct_h"]) <= 0.05 * sim["avg_jct_h"]
